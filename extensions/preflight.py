@@ -1,0 +1,149 @@
+"""Jinja global `ar_preflight`: phase 0, run by a hidden first question.
+
+It stops the interview with one line (copier's UserMessageError) when:
+the destination is not inside a Python project root, torch is not importable
+by the project's interpreter, an update would run on an experiment git does
+not track (Copier would delete files and revert train.py, and exit 0), or a
+--data value is invalid. Soft probes only warn.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from copier.errors import UserMessageError
+from jinja2.ext import Extension
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import answer_rules  # noqa: E402
+import hostpaths  # noqa: E402
+
+SOFT_MODULES = ("accelerate", "wandb", "torch.distributed", "lightning", "pytorch_lightning", "tensorboard", "hydra")
+PROBE = (
+    "import importlib.util as u, json\n"
+    "def has(m):\n"
+    "    try: return u.find_spec(m) is not None\n"
+    "    except Exception: return False\n"
+    f"print(json.dumps({{m: has(m) for m in ('torch',) + {SOFT_MODULES!r}}}))"
+)
+
+
+def _interpreters(root: Path):
+    """The project's interpreter, in the order SPEC §3 gives: .venv, uv run --no-sync, python on PATH."""
+    venv_python = root / ".venv" / "bin" / "python"
+    if venv_python.exists():
+        yield ".venv/bin/python", local[str(venv_python)]
+    if (root / "uv.lock").exists():
+        try:
+            yield "uv run --no-sync python", local["uv"]["run", "--no-sync", "--project", str(root), "python"]
+        except CommandNotFound:
+            pass
+    for name in ("python", "python3"):
+        try:
+            yield f"{name} on PATH", local[name]
+            return
+        except CommandNotFound:
+            continue
+
+
+def probe_modules(root: Path) -> tuple[dict, list[str]]:
+    """Which modules the project's interpreter can import (find_spec: nothing is imported)."""
+    import json
+
+    tried = []
+    for label, cmd in _interpreters(root):
+        try:
+            with local.cwd(str(root)):
+                found = json.loads(cmd["-c", PROBE](timeout=60).strip().splitlines()[-1])
+        except (ProcessExecutionError, ValueError, OSError, IndexError) as exc:
+            tried.append(f"{label} (failed: {str(exc).splitlines()[0][:60] if str(exc) else type(exc).__name__})")
+            continue
+        if found.get("torch"):
+            found["_interpreter"] = label
+            return found, tried
+        tried.append(f"{label} (no torch)")
+    return {}, tried
+
+
+def _update_guard(root: Path, dst: Path, answers_file: str) -> None:
+    """Refuse `copier update` unless git tracks the experiment (SPEC §10 data-loss hazard)."""
+    dst_expr = (dst / answers_file).parent if answers_file else None
+    if dst_expr is None or dst_expr == dst or not dst_expr.exists():
+        return
+    git = local["git"]
+    target = dst_expr / "train.py"
+    with local.cwd(str(root)):
+        ignored = git["check-ignore", "-q", str(target)].run(retcode=None)[0] == 0
+        tracked = git["ls-files", "--error-unmatch", str(target)].run(retcode=None)[0] == 0
+    if ignored or not tracked:
+        why = "git-ignored" if ignored else "not tracked by git"
+        raise UserMessageError(
+            f"refusing to update: {dst_expr.relative_to(root)} is {why}, and copier update would delete "
+            f"its files and revert train.py; run `git add -f {dst_expr.relative_to(root)} && git commit` first"
+        )
+
+
+def _check_data(conf, root: Path | None) -> None:
+    data = dict(conf.data or {})
+    pattern = data.get("entry_pattern", "argparse-cli")
+    for key, raw in data.items():
+        if key not in answer_rules.RULES:
+            continue
+        try:
+            value = answer_rules.parse_value(key, raw)
+        except ValueError as exc:
+            raise UserMessageError(answer_rules.describe(key, raw, str(exc))) from None
+        reason = answer_rules.check(
+            key, value, root=root, dst=hostpaths.destination(conf),
+            creating=hostpaths.operation() != "update", entry_pattern=pattern,
+        )
+        if reason:
+            raise UserMessageError(answer_rules.describe(key, raw, reason))
+
+
+class Preflight(Extension):
+    probes: dict[str, dict] = {}  # per host root, so the three renders of an update probe once
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.globals["ar_preflight"] = self.preflight
+
+    @classmethod
+    def preflight(cls, conf) -> str:
+        root = hostpaths.host_root(conf)
+        if root is not None:
+            if not (root / "pyproject.toml").is_file():
+                raise UserMessageError(
+                    f"copier must run from a Python project root: no pyproject.toml in {root}; "
+                    "cd into your project's root and run `copier copy --trust <template> .autoresearch` there"
+                )
+            if hostpaths.operation() == "update":
+                _update_guard(root, hostpaths.destination(conf), str(conf.answers_file))
+            if str(root) not in cls.probes and not os.environ.get("AR_SKIP_TORCH_PROBE"):
+                found, tried = probe_modules(root)
+                if not found:
+                    raise UserMessageError(
+                        f"torch is not importable by this project's Python (tried: {'; '.join(tried) or 'nothing'}); "
+                        "install it (e.g. `uv sync` or `pip install torch`) or create .venv, then run copier again"
+                    )
+                cls.probes[str(root)] = found
+                cls._soft_warnings(root, found)
+        _check_data(conf, root if root is not None and (root / "pyproject.toml").is_file() else None)
+        return ""
+
+    @staticmethod
+    def _soft_warnings(root: Path, found: dict) -> None:
+        netrc = Path.home() / ".netrc"
+        if found.get("wandb") and not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="replace")):
+            print("note: wandb is installed but `wandb login` is not configured (~/.netrc has no api.wandb.ai); "
+                  "runs will log offline only. Does not block setup.", file=sys.stderr)
+        git_file = root / ".git"
+        if git_file.is_file() and not (root / ".venv").exists():
+            for sibling in root.parent.iterdir():
+                if sibling != root and (sibling / ".venv" / "bin" / "python").exists():
+                    print(f"note: this is a git worktree without .venv; sibling {sibling} has one "
+                          f"(`ln -s {sibling}/.venv .venv` would reuse it)", file=sys.stderr)
+                    break

@@ -1,0 +1,40 @@
+"""Jinja filter `pyliteral`: an answer as Python source for train.py.
+
+YAML 1.1 reads `3e-4` as a string, so number-looking strings become numbers
+(CLI_OVERRIDES must hold 0.0003, not '3e-4'); Hydra `key=value` strings stay.
+"""
+from __future__ import annotations
+
+import re
+
+from jinja2.ext import Extension
+
+NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _coerce(value):
+    if isinstance(value, str) and NUMBER_RE.match(value.strip()):
+        text = value.strip()
+        return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
+    if isinstance(value, dict):
+        return {k: _coerce(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v) for v in value]
+    return value
+
+
+def pyliteral(value, indent: int = 4) -> str:
+    value = _coerce(value)
+    if isinstance(value, dict) and value:
+        items = "".join(f"{' ' * indent}{k!r}: {v!r},\n" for k, v in value.items())
+        return "{\n" + items + "}"
+    if isinstance(value, list) and value:
+        items = "".join(f"{' ' * indent}{v!r},\n" for v in value)
+        return "[\n" + items + "]"
+    return repr(value)
+
+
+class PythonLiteral(Extension):
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.filters["pyliteral"] = pyliteral

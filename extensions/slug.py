@@ -1,0 +1,31 @@
+"""Jinja global `ar_slug`: today's YYMMDD plus a kebab of the topic or goal."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from jinja2.ext import Extension
+
+STOPWORDS = {"a", "an", "the", "of", "for", "to", "and", "or", "in", "on", "with", "by", "at", "from", "into", "is"}
+MAX_KEBAB = 40
+
+
+def kebab(text: str) -> str:
+    words = [w for w in re.findall(r"[a-z0-9]+", text.lower().encode("ascii", "ignore").decode()) if w not in STOPWORDS]
+    out = ""
+    for word in words:
+        candidate = f"{out}-{word}" if out else word
+        if len(candidate) > MAX_KEBAB:
+            break
+        out = candidate
+    return out or (words[0][:MAX_KEBAB] if words else "experiment")
+
+
+def ar_slug(text: str) -> str:
+    return f"{dt.date.today():%y%m%d}-{kebab(str(text or ''))}"
+
+
+class SlugDefault(Extension):
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.globals["ar_slug"] = ar_slug

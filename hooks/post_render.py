@@ -1,0 +1,40 @@
+"""Copier task: create the experiment's runtime state after a copy or update.
+
+Runtime state (results.tsv, runs/, the baseline snapshot) is never a template
+file: Copier would delete a dropped `_skip_if_exists` file on a later update.
+`copier update` runs tasks in two scratch copies too; only the real
+destination is touched.
+
+usage: post_render.py DST_PATH SLUG
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+SCRATCH_MARKERS = ("copier._main.old_copy.", "copier._main.new_copy.")
+HEADER = "run_id\tts\twall_s\tstatus\tverdict\tprimary_name\tprimary_value\tvalid\timproved\tnote\n"
+
+
+def main(dst: Path, slug: str) -> int:
+    if any(part.startswith(SCRATCH_MARKERS) for part in dst.absolute().parts):
+        return 0
+    expr = dst / slug
+    if not (expr / "train.py").is_file():
+        print(f"post_render: {expr}/train.py is missing; nothing to set up", file=sys.stderr)
+        return 1
+    (expr / "runs").mkdir(exist_ok=True)
+    ledger = expr / "results.tsv"
+    if not ledger.exists():
+        ledger.write_text(HEADER, encoding="utf-8")
+    # Before any run advances, a non-advance restores train.py to the rendered
+    # baseline. An update re-renders train.py, so the baseline follows it while
+    # no best exists; once a best exists, its snapshot is what gets restored.
+    baseline = expr / ".ar-baseline.py"
+    if not (expr / "best.json").exists():
+        baseline.write_bytes((expr / "train.py").read_bytes())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2]))

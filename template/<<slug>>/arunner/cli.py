@@ -1,0 +1,150 @@
+"""Command line of ar.py: run, status, tail, report, session, chain.
+
+Every user error ends as one line on stderr and exit code 2; run outcomes
+(crash, timeout, ...) are results, not errors, and exit 0.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import Config, Session
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ar.py", description="Run and inspect this autoresearch experiment.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="one iteration: train, measure, keep or revert")
+    run.add_argument("--seconds", type=_positive_int, help="time budget for this run (default: session, then answers)")
+
+    status = sub.add_parser("status", help="where the experiment stands")
+    status.add_argument("--compact", action="store_true", help="at most 10 lines")
+    status.add_argument("--last", type=_positive_int, default=5, metavar="N", help="show the last N runs")
+
+    tail = sub.add_parser("tail", help="the traceback region of a run's log")
+    tail.add_argument("--run", required=True, metavar="ID", help="run id, e.g. r0003")
+    tail.add_argument("--lines", type=_positive_int, default=40, metavar="N")
+
+    report = sub.add_parser("report", help="Markdown summary")
+    report.add_argument("--plot", action="store_true", help="also write progress.png")
+
+    session = sub.add_parser("session", help="termination conditions and run defaults")
+    session.add_argument("--max-runs", type=_positive_int)
+    session.add_argument("--plateau", type=_positive_int, help="stop after N ok runs without improvement")
+    session.add_argument("--threshold", type=_number, help="stop when the primary reaches this value")
+    session.add_argument("--unlimited", action="store_true", help="clear every termination condition")
+    session.add_argument("--seconds", type=_positive_int, help="default time budget per run")
+    session.add_argument("--grace", type=_number, help="seconds between SIGTERM and SIGKILL on timeout")
+    session.add_argument("--keep-checkpoints", type=int, metavar="N", help="latest runs that keep their checkpoint besides the best")
+    session.add_argument("--chain-mode", choices=("off", "suggest", "auto"))
+    session.add_argument("--stop", action="store_true", help="tell the loop to stop (terminated_by=manual)")
+    session.add_argument("--resume", action="store_true", help="undo --stop")
+
+    chain = sub.add_parser("chain", help="start a child experiment from this one's best")
+    chain.add_argument("--new-slug", required=True)
+    chain.add_argument("--goal", required=True)
+    chain.add_argument("--rationale", required=True)
+    chain.add_argument("--primary-metric")
+    chain.add_argument("--primary-direction", choices=("min", "max"))
+    chain.add_argument("--template", help="template source (default: the one recorded in the answers)")
+    return parser
+
+
+def cmd_run(cfg: Config, args) -> int:
+    from . import iteration
+
+    session = Session.load(cfg.expr_dir)
+    live = sys.stdout.isatty() and sys.stderr.isatty()
+    result = iteration.run_once(cfg, session, args.seconds, live)
+    for line in iteration.summary_lines(cfg, result):
+        print(line)
+    return 0
+
+
+def cmd_session(cfg: Config, args) -> int:
+    session = Session.load(cfg.expr_dir)
+    if args.unlimited:
+        session.max_runs = session.plateau = session.threshold = None
+        session.unlimited = True
+    for name in ("max_runs", "plateau", "threshold"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(session, name, value)
+            session.unlimited = False
+    if args.seconds is not None:
+        session.seconds = args.seconds
+    if args.grace is not None:
+        if args.grace < 0:
+            raise UserError(f"ar.py session: --grace {args.grace} must be >= 0")
+        session.grace_s = args.grace
+    if args.keep_checkpoints is not None:
+        if args.keep_checkpoints < 0:
+            raise UserError(f"ar.py session: --keep-checkpoints {args.keep_checkpoints} must be >= 0")
+        session.keep_checkpoints = args.keep_checkpoints
+    if args.chain_mode:
+        session.chain_mode = args.chain_mode
+    if args.stop:
+        session.stopped = True
+    if args.resume:
+        session.stopped = False
+    session.save(cfg.expr_dir)
+    print(describe_session(session))
+    return 0
+
+
+def describe_session(s: Session) -> str:
+    if s.stopped:
+        stop = "stopped by hand"
+    elif s.unlimited:
+        stop = "unlimited"
+    else:
+        parts = [f"max_runs={s.max_runs}" if s.max_runs else "", f"plateau={s.plateau}" if s.plateau else "",
+                 f"threshold={s.threshold:g}" if s.threshold is not None else ""]
+        stop = ", ".join(p for p in parts if p) or "no limit set"
+    extra = f"; seconds={s.seconds}" if s.seconds else ""
+    return f"session: {stop}{extra}; keep_checkpoints={s.keep_checkpoints}; chain_mode={s.chain_mode}"
+
+
+def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
+    expr_dir = Path(expr_dir or Path(__file__).resolve().parent.parent)
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = Config.load(expr_dir)
+        if args.command == "run":
+            return cmd_run(cfg, args)
+        if args.command == "session":
+            return cmd_session(cfg, args)
+        from . import inspect_cmds
+
+        return inspect_cmds.dispatch(cfg, args)
+    except UserError as exc:
+        print(f"ar.py: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ar.py: interrupted; the next `ar.py run` records the unfinished run", file=sys.stderr)
+        return 130

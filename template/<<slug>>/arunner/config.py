@@ -1,0 +1,162 @@
+"""The experiment's configuration: the rendered answers plus the session settings.
+
+`experiment.json` is rendered by Copier from the answers (so `copier update`
+keeps it true); `.ar-session.json` holds what `ar.py session` set. Both are
+read once per command.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .fsutil import atomic_write_json, read_json
+
+CONFIG_FILE = "experiment.json"
+SESSION_FILE = ".ar-session.json"
+OPS = ("<=", ">=", "<", ">")
+CONSTRAINT_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+LAUNCHERS = ("torchrun", "accelerate", "deepspeed", "srun", "mpirun")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    name: str
+    op: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Constraint":
+        m = CONSTRAINT_RE.match(str(text))
+        if not m:
+            raise UserError(
+                f"hard constraint {text!r} is not 'name op threshold' with op one of {', '.join(OPS)}; "
+                "fix hard_constraints in the answers and run copier update"
+            )
+        try:
+            threshold = float(m.group(3))
+        except ValueError:
+            raise UserError(f"hard constraint {text!r}: threshold {m.group(3)!r} is not a number") from None
+        return cls(m.group(1), m.group(2), threshold)
+
+    def holds(self, value: float) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return {
+            "<=": value <= self.threshold,
+            "<": value < self.threshold,
+            ">=": value >= self.threshold,
+            ">": value > self.threshold,
+        }[self.op]
+
+
+@dataclass
+class Session:
+    """Termination conditions and run defaults, set with `ar.py session`."""
+
+    max_runs: int | None = None
+    plateau: int | None = None
+    threshold: float | None = None
+    unlimited: bool = False
+    seconds: int | None = None
+    grace_s: float | None = None
+    keep_checkpoints: int = 1  # besides the best: how many of the latest runs keep theirs
+    chain_mode: str = "off"
+    stopped: bool = False  # `session --stop`: terminated_by=manual
+
+    @classmethod
+    def load(cls, expr_dir: Path) -> "Session":
+        path = Path(expr_dir) / SESSION_FILE
+        data = read_json(path, "session file", f"fix it or delete it and run `ar.py session` again", default={})
+        if not isinstance(data, dict):
+            raise UserError(f"session file {path} must hold a JSON object; delete it and run `ar.py session` again")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"session file {path} has unknown keys {unknown}; delete them or the file")
+        try:
+            s = cls(**data)
+            s.validate()
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"session file {path} is invalid ({exc}); delete it and run `ar.py session` again") from None
+        return s
+
+    def validate(self) -> None:
+        for name in ("max_runs", "plateau", "seconds"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.threshold is not None and not isinstance(self.threshold, (int, float)):
+            raise ValueError(f"threshold must be a number, got {self.threshold!r}")
+        if self.grace_s is not None and (not isinstance(self.grace_s, (int, float)) or self.grace_s < 0):
+            raise ValueError(f"grace_s must be a number >= 0, got {self.grace_s!r}")
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be an integer >= 0, got {self.keep_checkpoints!r}")
+
+    def save(self, expr_dir: Path) -> None:
+        atomic_write_json(Path(expr_dir) / SESSION_FILE, self.__dict__)
+
+
+@dataclass
+class Config:
+    """Answers of the setup interview, as rendered into experiment.json."""
+
+    expr_dir: Path
+    project_root: Path
+    slug: str
+    entry_pattern: str
+    entry_main_module: str
+    cli_args: Any
+    resume_flag_name: str
+    distributed_framework: str
+    goal: str
+    metric_backend: str
+    tb_events_glob: str
+    log_metric_regex: str
+    metric_extract_code: str
+    checkpoint_glob: str
+    primary_metric: str
+    primary_direction: str
+    hard_constraints: list[str]
+    mutation_scope: list[str]
+    seconds: int
+    runner: str
+    wandb_project: str
+    parent_expr: str = ""
+    parent_ckpt: str = ""
+    template_version: str = ""
+    constraints: list[Constraint] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, expr_dir: Path) -> "Config":
+        expr_dir = Path(expr_dir).resolve()
+        path = expr_dir / CONFIG_FILE
+        fix = "re-render it with `copier update --trust -a <slug>/.copier-answers.yml .autoresearch`"
+        data = read_json(path, "experiment config", fix)
+        if data is None:
+            raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
+        known = set(cls.__dataclass_fields__) - {"expr_dir", "project_root", "constraints"}
+        missing = sorted(k for k in known if k not in data and cls.__dataclass_fields__[k].default is not None
+                         and k not in ("parent_expr", "parent_ckpt", "template_version"))
+        if missing:
+            raise UserError(f"{path} lacks {missing}; {fix}")
+        values = {k: data[k] for k in known if k in data}
+        cfg = cls(expr_dir=expr_dir, project_root=expr_dir.parent.parent, **values)
+        if cfg.primary_direction not in ("min", "max"):
+            raise UserError(f"{path}: primary_direction must be min or max, got {cfg.primary_direction!r}; {fix}")
+        if not isinstance(cfg.seconds, int) or cfg.seconds <= 0:
+            raise UserError(f"{path}: seconds must be a positive integer, got {cfg.seconds!r}; {fix}")
+        cfg.constraints = [Constraint.parse(c) for c in (cfg.hard_constraints or [])]
+        return cfg
+
+    @property
+    def launcher_kind(self) -> str:
+        """The first word of the runner that is a known multi-process launcher, else 'python'."""
+        for word in self.runner.split():
+            base = Path(word).name
+            if base in LAUNCHERS:
+                return base
+        return "python"

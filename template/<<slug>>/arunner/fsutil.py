@@ -1,0 +1,74 @@
+"""Atomic writes and checked reads for the runner's state files.
+
+Every state file is written to a temporary sibling, fsynced, then renamed over
+the target, so a SIGKILL at any instant leaves either the old or the new file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json(path: Path, what: str, fix: str, default: Any = None) -> Any:
+    """Read a JSON state file; a missing file gives `default`, a damaged one a UserError.
+
+    `what` names the file for the user, `fix` says how to recover.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}; {fix}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{what} {path} is not valid JSON ({exc.msg}, line {exc.lineno}); {fix}") from None
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fault_point(name: str) -> None:
+    """Crash-consistency tests only: SIGKILL this process at the named step.
+
+    Set AR_FAULT_AT=<name> in the runner's environment; unset, this costs one dict lookup.
+    """
+    if os.environ.get("AR_FAULT_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

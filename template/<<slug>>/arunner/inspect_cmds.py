@@ -1,0 +1,198 @@
+"""Read-side commands: status, tail, report, and chain (render a child experiment)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from . import best as best_state
+from . import ledger, verdict
+from .config import Config, Session
+from .errors import UserError
+from .fsutil import atomic_write_json
+
+
+def dispatch(cfg: Config, args) -> int:
+    handler = {"status": status, "tail": tail, "report": report, "chain": chain}[args.command]
+    for line in handler(cfg, args):
+        print(line)
+    return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def status(cfg: Config, args) -> list[str]:
+    from .cli import describe_session
+    from .iteration import BASELINE, SENTINEL, best_snapshot
+
+    rows = ledger.read(cfg.expr_dir / "results.tsv")
+    best = best_state.read_best(cfg.expr_dir)
+    session = Session.load(cfg.expr_dir)
+    counts = Counter(r["verdict"] for r in rows)
+    lines = [f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {len(rows)} runs"]
+    if best:
+        lines.append(f"best {_fmt(best['primary']['value'])} at {best['run_id']}")
+    else:
+        lines.append("best: none yet")
+    lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
+    lines.append(describe_session(session))
+    last = rows[-1]["run_id"] if rows else None
+    if rows:
+        stop = verdict.termination(session, rows, rows[-1]["primary_value"] if rows[-1]["valid"] == "true" else None,
+                                   cfg.primary_direction)
+        if stop:
+            lines.append(f"STOP: terminated_by={stop}")
+    train = cfg.expr_dir / "train.py"
+    snap = best_snapshot(cfg.expr_dir, best)
+    same = snap.exists() and train.exists() and train.read_bytes() == snap.read_bytes()
+    base = "best snapshot" if best else "baseline"
+    lines.append(f"train.py {'equals' if same else 'DIFFERS from'} the {base}" + ("" if same else " (uncommitted edit)"))
+    if (cfg.expr_dir / SENTINEL).exists():
+        lines.append(f"BLOCKED: {SENTINEL} exists (processes survived a kill); see the file")
+    if args.compact:
+        return lines[:10]
+    lines.append("")
+    lines.append("run_id\tstatus\tverdict\tprimary\tnote")
+    for r in rows[-args.last:]:
+        lines.append(f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:80]}")
+    return lines
+
+
+def _run_dir(cfg: Config, run_id: str) -> Path:
+    if not re.fullmatch(r"r\d{4,}", run_id or ""):
+        raise UserError(f"--run {run_id!r} is not a run id like r0003")
+    path = cfg.expr_dir / "runs" / run_id
+    if not path.is_dir():
+        known = sorted(p.name for p in (cfg.expr_dir / "runs").glob("r*"))
+        hint = f"known: {known[0]}..{known[-1]}" if known else "no runs yet"
+        raise UserError(f"no run {run_id} in this experiment ({hint})")
+    return path
+
+
+TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):")
+
+
+def tail(cfg: Config, args) -> list[str]:
+    """From the last traceback to the end of the log (or the last N lines), read from the file's tail only."""
+    log = _run_dir(cfg, args.run) / "run.log"
+    if not log.exists():
+        return [f"{args.run}: no run.log"]
+    with open(log, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 256 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    lines = text.replace("\r", "\n").splitlines()
+    starts = [i for i, line in enumerate(lines) if TRACEBACK_RE.match(line)]
+    region = lines[starts[-1]:] if starts else lines
+    region = region[-args.lines:]
+    return [line[:300] for line in region] or [f"{args.run}: run.log is empty"]
+
+
+def report(cfg: Config, args) -> list[str]:
+    rows = ledger.read(cfg.expr_dir / "results.tsv")
+    best = best_state.read_best(cfg.expr_dir)
+    out = [f"# {cfg.slug}", "", f"Goal: {cfg.goal}", "",
+           f"Primary: `{cfg.primary_metric}` ({cfg.primary_direction}); runs: {len(rows)}"]
+    if best:
+        out.append(f"Best: **{_fmt(best['primary']['value'])}** at {best['run_id']}")
+    if cfg.parent_expr:
+        out.append(f"Lineage: chained from `{cfg.parent_expr}` (checkpoint `{cfg.parent_ckpt}`)")
+    out += ["", "| run | status | verdict | primary | best so far | note |", "|---|---|---|---|---|---|"]
+    running = None
+    for r in rows:
+        v = r["primary_value"]
+        if r["verdict"] == "advance" and v is not None:
+            running = v
+        out.append(f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v) if v is not None else ''} | "
+                   f"{_fmt(running) if running is not None else ''} | {r['note'][:60].replace('|', '/')} |")
+    if args.plot:
+        out += ["", plot(cfg, rows)]
+    return out
+
+
+def plot(cfg: Config, rows: list[dict]) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "(--plot needs matplotlib in this environment: pip install matplotlib)"
+    xs = [i + 1 for i, r in enumerate(rows) if r["primary_value"] is not None]
+    ys = [r["primary_value"] for r in rows if r["primary_value"] is not None]
+    kept = [(i + 1, r["primary_value"]) for i, r in enumerate(rows) if r["verdict"] == "advance"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.scatter(xs, ys, s=12, color="0.6", label="run")
+    if kept:
+        kx, ky = zip(*kept)
+        ax.scatter(kx, ky, s=30, color="tab:green", label="kept", zorder=3)
+        ax.step(list(kx) + [len(rows)], list(ky) + [ky[-1]], where="post", color="tab:green", label="best so far")
+    ax.set_xlabel("run")
+    ax.set_ylabel(cfg.primary_metric)
+    ax.legend()
+    path = cfg.expr_dir / "progress.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return f"![progress]({path.name})"
+
+
+def _answers_source(cfg: Config) -> tuple[str, str]:
+    text = (cfg.expr_dir / ".copier-answers.yml").read_text(encoding="utf-8")
+    src = re.search(r"^_src_path:\s*(.+)$", text, re.M)
+    commit = re.search(r"^_commit:\s*(.+)$", text, re.M)
+    if not src:
+        raise UserError(f"{cfg.expr_dir / '.copier-answers.yml'} has no _src_path; pass --template")
+    return src.group(1).strip().strip("'\""), commit.group(1).strip().strip("'\"") if commit else ""
+
+
+def chain(cfg: Config, args) -> list[str]:
+    """Render a child experiment through copier, inheriting this one's answers."""
+    if not args.rationale.strip():
+        raise UserError("chain: --rationale is empty; say why the child experiment is worth running")
+    best = best_state.read_best(cfg.expr_dir)
+    if not best:
+        raise UserError("chain: this experiment has no best run yet; run until one advances")
+    copier = shutil.which("copier")
+    if not copier:
+        raise UserError("chain: the copier command is not on PATH; install it (uv tool install copier --with copier-template-extensions)")
+    src, commit = _answers_source(cfg)
+    if args.template:
+        src, commit = args.template, ""
+    data = json.loads((cfg.expr_dir / "experiment.json").read_text())
+    for dropped in ("template_version", "ar_preflight"):
+        data.pop(dropped, None)
+    ckpt = best.get("checkpoint")
+    parent_ckpt = ""
+    if ckpt and ckpt.get("name"):
+        parent_ckpt = str((cfg.expr_dir / "best_ckpt" / ckpt["name"]).relative_to(cfg.project_root))
+    data.update(slug=args.new_slug, goal=args.goal, topic="", parent_expr=cfg.slug, parent_ckpt=parent_ckpt)
+    if args.primary_metric:
+        data["primary_metric"] = args.primary_metric
+    if args.primary_direction:
+        data["primary_direction"] = args.primary_direction
+    data = {k: v for k, v in data.items() if v is not None}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
+        json.dump(data, fh)
+    cmd = [copier, "copy", "--trust", "--defaults", "--quiet", "--data-file", fh.name]
+    if commit:
+        cmd += ["--vcs-ref", commit]
+    cmd += [src, str(cfg.expr_dir.parent)]
+    proc = subprocess.run(cmd, cwd=cfg.project_root, capture_output=True, text=True)
+    os.unlink(fh.name)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["copier failed"])[-1]
+        raise UserError(f"chain: copier failed: {last}")
+    child = cfg.expr_dir.parent / args.new_slug
+    decision = child / "chain_decision.json"
+    atomic_write_json(decision, {"parent_expr": cfg.slug, "parent_best_run_id": best["run_id"],
+                                 "parent_best": best["primary"], "parent_ckpt": parent_ckpt,
+                                 "goal": args.goal, "rationale": args.rationale.strip()})
+    decision.chmod(0o444)
+    return [f"chained {args.new_slug} from {cfg.slug} best {best['run_id']}",
+            f"Next: python {child.relative_to(cfg.project_root)}/ar.py run"]

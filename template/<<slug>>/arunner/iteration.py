@@ -1,0 +1,341 @@
+"""One `ar.py run`, start to finish, and the repair of runs a killed runner left behind.
+
+Order of a run (each state change is atomic; a SIGKILL between any two steps
+is repaired by the next `run`):
+  lock -> repair debris -> allocate rNNNN -> snapshot train.py + started.json
+  -> launch under the watchdog -> extract metrics -> capture checkpoint
+  -> decision.json -> promote (advance) or restore train.py (anything else)
+  -> results.tsv row -> result.json (the run is now recorded) -> prune.
+"""
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from . import best as best_state
+from . import checkpoints, ledger, verdict
+from .config import Config, Session
+from .errors import UserError
+from .fsutil import atomic_write_bytes, atomic_write_json, fault_point, read_json
+
+RUN_ID_RE = re.compile(r"^r(\d{4,})$")
+BASELINE = ".ar-baseline.py"
+SENTINEL = ".ar-unclean"
+LOCK = ".ar-lock"
+MARKER_KEY = "AR_RUN_TOKEN"
+FAULT_POINTS = ("run.started", "run.decided", "run.restored", "run.ledger", "run.recorded")
+DEFAULT_GRACE = {"python": 5.0, "torchrun": 15.0, "accelerate": 15.0, "deepspeed": 15.0, "srun": 15.0, "mpirun": 15.0}
+METRICS_CAP = 24  # keeps result.json under 2 KB
+
+
+class ExperimentLock:
+    """One run at a time per experiment: an flock on .ar-lock (released by the kernel if we die)."""
+
+    def __init__(self, expr_dir: Path):
+        self.path = expr_dir / LOCK
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise UserError(f"another `ar.py run` is running on this experiment (pid {holder}); "
+                            "wait for it to finish (one run at a time per experiment)") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def run_dirs(expr_dir: Path) -> list[Path]:
+    runs = expr_dir / "runs"
+    if not runs.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in runs.iterdir() if (m := RUN_ID_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def next_run_id(existing: list[Path]) -> str:
+    last = int(existing[-1].name[1:]) if existing else 0
+    return f"r{last + 1:04d}"
+
+
+def read_run_note(source: str) -> str:
+    """RUN_NOTE from train.py, read with ast (the agent's file is never executed here)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RUN_NOTE" for t in node.targets):
+            if isinstance(node.value, ast.Constant):
+                return str(node.value.value)
+    return ""
+
+
+def build_command(cfg: Config) -> list[str]:
+    """The runner prefix, verbatim, plus train.py; a bare `python` means the interpreter running ar.py."""
+    words = shlex.split(cfg.runner)
+    if not words:
+        raise UserError("runner is empty in experiment.json; set it (e.g. python) and run copier update")
+    if re.fullmatch(r"python(3(\.\d+)?)?", words[0]):
+        words[0] = sys.executable
+    elif "/" not in words[0]:
+        local = Path(sys.executable).parent / words[0]  # torchrun/accelerate of this same environment
+        if local.exists():
+            words[0] = str(local)
+    return [*words, str(cfg.expr_dir / "train.py")]
+
+
+def resume_checkpoint(cfg: Config) -> str | None:
+    """The chained parent's best checkpoint, exported as AR_RESUME_CKPT."""
+    if not cfg.parent_ckpt:
+        return None
+    path = Path(cfg.parent_ckpt)
+    path = path if path.is_absolute() else cfg.project_root / path
+    if not path.exists():
+        raise UserError(f"parent checkpoint {path} does not exist (parent_ckpt in the answers); "
+                        "restore the parent's best_ckpt or clear parent_ckpt and run copier update")
+    return str(path)
+
+
+def training_env(cfg: Config, run_id: str, run_dir: Path, budget: int, started: float, token: str) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "AR_RUN_ID": run_id, "AR_RUN_DIR": str(run_dir), "AR_EXPR_DIR": str(cfg.expr_dir),
+        "AR_TIME_BUDGET_S": str(budget), "AR_DEADLINE": f"{started + budget:.3f}", MARKER_KEY: token,
+        "WANDB_DIR": str(run_dir),  # binds this run's wandb files to this iteration
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("AR_FAULT_AT", None)  # fault injection targets the runner, never the training
+    if cfg.wandb_project:
+        env.setdefault("WANDB_PROJECT", cfg.wandb_project)
+    resume = resume_checkpoint(cfg)
+    if resume:
+        env["AR_RESUME_CKPT"] = resume
+    return env
+
+
+def best_snapshot(expr_dir: Path, best: dict | None) -> Path:
+    if best and best.get("snapshot"):
+        return expr_dir / best["snapshot"]
+    return expr_dir / BASELINE
+
+
+def restore_train_py(expr_dir: Path, best: dict | None) -> bool:
+    """Put train.py back to the best run's snapshot (or the rendered baseline). True when it changed."""
+    source = best_snapshot(expr_dir, best)
+    target = expr_dir / "train.py"
+    try:
+        wanted = source.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"cannot restore train.py: snapshot {source} is missing; "
+                        "copy a good train.py there (or re-render with copier update)") from None
+    if target.exists() and target.read_bytes() == wanted:
+        return False
+    atomic_write_bytes(target, wanted)
+    return True
+
+
+def check_sentinel(expr_dir: Path) -> None:
+    sentinel = expr_dir / SENTINEL
+    if sentinel.exists():
+        first = sentinel.read_text(errors="replace").splitlines()[:1]
+        raise UserError(f"{sentinel} blocks runs: {first[0] if first else 'processes survived a kill'}; "
+                        f"kill those PIDs yourself, then delete {sentinel}")
+
+
+def primary_value(metrics: dict, name: str):
+    value = metrics.get(name)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def compact_metrics(metrics: dict, keep: list[str]) -> dict:
+    out = {k: metrics[k] for k in keep if k in metrics}
+    for k, v in metrics.items():
+        if len(out) >= METRICS_CAP:
+            break
+        out.setdefault(k, v)
+    return {k: (v if verdict.is_finite(v) else str(v)) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- repair
+
+def repair(cfg: Config) -> list[str]:
+    """Record every run a killed runner left without result.json; finish a cut-short promotion."""
+    from . import watchdog
+
+    expr = cfg.expr_dir
+    notes = []
+    if ledger.repair_tail(expr / "results.tsv"):
+        notes.append("dropped a partial last row of results.tsv")
+    for run_dir in run_dirs(expr):
+        if (run_dir / "result.json").exists():
+            continue
+        started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
+        token = started.get("token")
+        if token:
+            leftover = watchdog.sweep((MARKER_KEY, token))
+            if leftover:
+                notes.append(f"{run_dir.name}: killed {len(leftover)} leftover process(es)")
+        pending = read_json(run_dir / "decision.json", "run decision", "delete it", default=None)
+        notes += best_state.repair(expr, pending if pending and pending.get("verdict") == "advance" else None)
+        if pending:
+            result = pending
+        else:
+            result = {
+                "run_id": run_dir.name, "started_at": started.get("started_at", ""),
+                "wall_seconds": 0.0, "status": "crash", "verdict": "crash", "metrics": {},
+                "primary": {"name": cfg.primary_metric, "direction": cfg.primary_direction, "value": None},
+                "constraints": [], "valid": False, "improved_over_best": False,
+                "previous_best_run_id": None, "log_path": str(run_dir / "run.log"),
+                "note": f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
+                "checkpoint": None, "should_terminate": False, "terminated_by": None, "exit_code": None,
+            }
+        best = best_state.read_best(expr)
+        if result["verdict"] != "advance":
+            restore_train_py(expr, best)
+        if not ledger.has_row(expr / "results.tsv", result["run_id"]):
+            ledger.append(expr / "results.tsv", result)
+        ledger.write_result(run_dir, result)
+        notes.append(f"recorded interrupted run {run_dir.name} as {result['status']}")
+    if not notes:
+        notes += best_state.repair(expr, None)
+    return notes
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> dict:
+    from . import launch, metrics
+
+    expr = cfg.expr_dir
+    check_sentinel(expr)
+    with ExperimentLock(expr):
+        repaired = repair(cfg)
+        budget = int(seconds or session.seconds or cfg.seconds)
+        grace = session.grace_s if session.grace_s is not None else DEFAULT_GRACE.get(cfg.launcher_kind, 5.0)
+        best = best_state.read_best(expr)
+        run_id = next_run_id(run_dirs(expr))
+        run_dir = expr / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        source = (expr / "train.py").read_bytes()
+        (run_dir / "train.py").write_bytes(source)
+        note = read_run_note(source.decode("utf-8", errors="replace"))
+        token = uuid.uuid4().hex
+        started = time.time()
+        started_iso = dt.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds")
+        atomic_write_json(run_dir / "started.json", {"token": token, "started_at": started_iso, "note": note})
+        fault_point("run.started")
+        env = training_env(cfg, run_id, run_dir, budget, started, token)
+        launched = launch.run_training(build_command(cfg), cfg.project_root, env, run_dir / "run.log",
+                                       budget, grace, (MARKER_KEY, token), live)
+
+        if launched.survivors:
+            status = "unclean"
+            pids = " ".join(str(p["pid"]) for p in launched.survivors)
+            (expr / SENTINEL).write_text(f"run {run_id} left processes alive after kill: pids {pids}\n"
+                                         + "".join(f"{p}\n" for p in launched.survivors))
+        elif launched.interrupted:
+            status = "interrupted"
+        elif launched.timed_out:
+            status = "timeout"
+        elif launched.exit_code != 0:
+            status = "crash"
+        else:
+            status = "ok"
+
+        wanted = [cfg.primary_metric, *(c.name for c in cfg.constraints)]
+        extraction = metrics.extract(cfg, run_dir, launched.started_at, wanted) if status == "ok" else None
+        found = extraction.metrics if extraction else {}
+        value = primary_value(found, cfg.primary_metric)
+        capture, missing = None, ""
+        if status == "ok":
+            capture = checkpoints.capture(cfg, run_dir, launched.started_at)
+            if capture is None and cfg.checkpoint_glob:
+                missing = f"no checkpoint written by this run (checkpoint_glob {cfg.checkpoint_glob})"
+        best_value = (best or {}).get("primary", {}).get("value")
+        decision = verdict.decide(status, value, cfg.primary_direction, best_value, cfg.constraints, found, missing)
+
+        notes = [note] if note else []
+        if decision.reason:
+            notes.append(decision.reason)
+        if extraction and extraction.note:
+            notes.append(extraction.note)
+        if launched.leaked:
+            notes.append(f"swept {len(launched.leaked)} process(es) the training left running")
+        if status in ("crash", "timeout", "unclean") and launched.last_line:
+            notes.append(f"last log line: {launched.last_line}")
+        rows_before = ledger.read(expr / "results.tsv")
+        result = {
+            "run_id": run_id, "started_at": started_iso, "wall_seconds": round(launched.wall_s, 3),
+            "status": decision.status, "verdict": decision.verdict,
+            "metrics": compact_metrics(found, wanted),
+            "primary": {"name": cfg.primary_metric, "direction": cfg.primary_direction,
+                        "value": value if value is None or verdict.is_finite(value) else str(value)},
+            "constraints": decision.constraints, "valid": decision.valid,
+            "improved_over_best": decision.improved,
+            "previous_best_run_id": (best or {}).get("run_id"),
+            "log_path": str(run_dir / "run.log"), "note": " | ".join(notes),
+            "checkpoint": capture, "exit_code": launched.exit_code,
+        }
+        this_row = {"status": decision.status, "verdict": decision.verdict}
+        result["terminated_by"] = verdict.termination(session, rows_before + [this_row],
+                                                      value if decision.valid else None, cfg.primary_direction)
+        result["should_terminate"] = result["terminated_by"] is not None
+        atomic_write_json(run_dir / "decision.json", result)
+        fault_point("run.decided")
+
+        if decision.verdict == "advance":
+            best_state.promote(expr, run_dir, {
+                "run_id": run_id, "primary": result["primary"], "snapshot": f"runs/{run_id}/train.py",
+                "lineage": {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt},
+            })
+        else:
+            restore_train_py(expr, best)
+        fault_point("run.restored")
+        ledger.append(expr / "results.tsv", result)
+        fault_point("run.ledger")
+        ledger.write_result(run_dir, result)
+        fault_point("run.recorded")
+        checkpoints.prune(expr, session.keep_checkpoints)
+        result["_repaired"] = repaired
+        return result
+
+
+def summary_lines(cfg: Config, result: dict) -> list[str]:
+    """At most 3 short lines for the agent (SPEC §9: <= 400 bytes)."""
+    p = result["primary"]
+    value = p["value"]
+    shown = f"{p['name']}={value:.6g}" if isinstance(value, float) else f"{p['name']}={value}"
+    head = f"{result['run_id']} {result['status']}/{result['verdict']} {shown} ({result['wall_seconds']:.1f}s)"
+    if result["verdict"] == "advance":
+        prev = result.get("previous_best_run_id")
+        second = f"new best (previous {prev or 'none'}); train.py kept"
+    else:
+        second = "train.py restored to the best snapshot"
+        if result["status"] in ("crash", "timeout", "unclean"):
+            second += f"; see: ar.py tail --run {result['run_id']}"
+    if result.get("note"):
+        second += f"; note: {result['note']}"
+    lines = [head, second[:240]]
+    if result["should_terminate"]:
+        lines.append(f"STOP: terminated_by={result['terminated_by']}")
+    return lines

@@ -1,0 +1,133 @@
+"""The ledger: results.tsv (append-only, one row per run) and result.json.
+
+results.tsv stays parseable after a SIGKILL at any instant: each row is one
+O_APPEND write, and a trailing partial line (a write cut short) is dropped by
+`repair_tail` before the next row goes in.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+from .fsutil import atomic_write_json
+
+COLUMNS = ("run_id", "ts", "wall_s", "status", "verdict", "primary_name", "primary_value", "valid", "improved", "note")
+HEADER = "\t".join(COLUMNS) + "\n"
+NOTE_CAP = 200
+RESULT_FIELDS = (
+    "run_id", "started_at", "wall_seconds", "status", "verdict", "metrics", "primary", "constraints",
+    "valid", "improved_over_best", "previous_best_run_id", "log_path", "note", "checkpoint",
+    "should_terminate", "terminated_by", "exit_code",
+)
+
+
+def clean_text(text, cap: int = NOTE_CAP) -> str:
+    """Free text for one TSV cell: tabs and newlines become spaces, capped."""
+    text = " ".join(str(text or "").replace("\t", " ").splitlines())
+    return text[:cap]
+
+
+def ensure(path: Path) -> None:
+    if not path.exists():
+        with open(path, "x", encoding="utf-8") as fh:
+            fh.write(HEADER)
+
+
+def repair_tail(path: Path) -> bool:
+    """Drop a trailing partial row (no newline). Returns True when something was dropped."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        ensure(path)
+        return False
+    if size == 0:
+        path.write_text(HEADER, encoding="utf-8")
+        return True
+    with open(path, "rb+") as fh:
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+        if tail.endswith(b"\n"):
+            return False
+        cut = tail.rfind(b"\n")
+        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+    if path.stat().st_size == 0:
+        path.write_text(HEADER, encoding="utf-8")
+    return True
+
+
+def format_value(value) -> str:
+    if value is None:
+        return ""
+    return repr(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def append(path: Path, result: dict) -> None:
+    primary = result.get("primary") or {}
+    cells = [
+        result["run_id"], result["started_at"], f"{result['wall_seconds']:.2f}", result["status"], result["verdict"],
+        primary.get("name", ""), format_value(primary.get("value")), str(bool(result["valid"])).lower(),
+        str(bool(result["improved_over_best"])).lower(), clean_text(result.get("note")),
+    ]
+    line = "\t".join(clean_text(c, 400) for c in cells) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> list[dict]:
+    """All rows; a damaged file is one clear UserError naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = text.split("\n")
+    if not lines or lines[0].rstrip("\r") != HEADER.rstrip("\n"):
+        raise UserError(f"{path}: first line is not the results header; restore it (columns: {' '.join(COLUMNS)})")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.rstrip("\r").split("\t")
+        if len(cells) != len(COLUMNS):
+            if number == len(lines):  # a row cut short by a kill; `run` drops it before appending
+                continue
+            raise UserError(f"{path}: line {number} has {len(cells)} columns, expected {len(COLUMNS)}; "
+                            "fix or delete that line (runs/<id>/result.json keeps every run's full record)")
+        row = dict(zip(COLUMNS, cells))
+        try:
+            row["primary_value"] = float(row["primary_value"]) if row["primary_value"] else None
+        except ValueError:
+            raise UserError(f"{path}: line {number}: primary_value {row['primary_value']!r} is not a number; fix that line") from None
+        rows.append(row)
+    return rows
+
+
+def has_row(path: Path, run_id: str) -> bool:
+    """Whether run_id already has a row (checks the tail only: rows are appended in run order)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 65536))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return False
+    return any(line.split("\t", 1)[0] == run_id for line in tail.splitlines())
+
+
+def write_result(run_dir: Path, result: dict) -> None:
+    atomic_write_json(run_dir / "result.json", {k: result.get(k) for k in RESULT_FIELDS})
+
+
+def read_result(run_dir: Path) -> dict | None:
+    path = run_dir / "result.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        raise UserError(f"{path} is damaged (not JSON); delete it and the next `ar.py run` records that run again") from None

@@ -1,0 +1,314 @@
+"""Find and stop every process of one training run.
+
+A run's processes are found two ways, because neither alone is enough (measured:
+torchrun workers and wandb-core run in their own sessions, and a parent killed
+first orphans its children to init):
+  * ancestry of the root, plus members of the root's process group and session;
+  * the environment marker KEY=VALUE the runner put into the training command's
+    environment, which every descendant inherits, even across setsid().
+Stopping is SIGTERM to all (TensorBoard's SummaryWriter flushes only on close, so
+a graceful stop must come first), a grace period, SIGKILL to what is left, and a
+final sweep for anything forked meanwhile.
+
+On Linux the process table is read from /proc in one pass (no dependency, and
+faster than going through psutil); elsewhere psutil is used when importable.
+Where pidfds exist (Linux 5.3+), signals go through them, so a PID reused by an
+unrelated process during the grace period is never hit, and exits are awaited
+with poll() instead of a sleep loop.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+try:
+    import psutil
+except ImportError:  # the /proc reader below needs nothing
+    psutil = None
+
+Marker = Tuple[str, str]
+KillFn = Callable[[int, int], None]
+
+_USE_PROC = os.path.isdir("/proc/self")  # tests flip this to exercise the psutil path
+_KTHREAD = 0x00200000  # PF_KTHREAD in /proc/<pid>/stat flags: kernel threads have no environment
+_POLL_S = 0.02  # liveness polling interval where no pidfd is available
+_KILL_WAIT_S = 1.0  # SIGKILL takes effect at once; SPEC 9 allows grace + 1 s in all
+_CMDLINE_CAP = 200  # result.json stays small
+
+
+# ---------------------------------------------------------------- process table
+
+def _read(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as fh:
+        return fh.read()
+
+
+def _proc_stat(pid: int) -> Optional[Tuple[str, int, int, int, int, int]]:
+    """(state, ppid, pgid, sid, flags, starttime) of pid, or None when it is gone."""
+    try:
+        data = _read(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'
+    f = data[data.rindex(b")") + 2:].split()
+    return f[0].decode(), int(f[1]), int(f[2]), int(f[3]), int(f[6]), int(f[19])
+
+
+def _table() -> Dict[int, Tuple[int, int, int, bool]]:
+    """pid -> (ppid, pgid, sid, may_have_environ) for every live, non-zombie process."""
+    out: Dict[int, Tuple[int, int, int, bool]] = {}
+    if _USE_PROC:
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = _proc_stat(int(name))
+                if st and st[0] not in "ZX":
+                    out[int(name)] = (st[1], st[2], st[3], not st[4] & _KTHREAD)
+    elif psutil is not None:
+        for p in psutil.process_iter(["ppid", "status"]):
+            if p.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) or p.info["ppid"] is None:
+                continue
+            try:
+                out[p.pid] = (p.info["ppid"], os.getpgid(p.pid), os.getsid(p.pid), True)
+            except OSError:
+                continue
+    return out
+
+
+def _has_marker(pid: int, marker: Marker) -> bool:
+    """True when pid's environment holds KEY=VALUE; unreadable processes (other users) are skipped."""
+    if _USE_PROC:
+        try:
+            env = _read(f"/proc/{pid}/environ")
+        except OSError:
+            return False
+        return b"\0" + f"{marker[0]}={marker[1]}".encode() + b"\0" in b"\0" + env + b"\0"
+    try:
+        return psutil.Process(pid).environ().get(marker[0]) == marker[1]
+    except (psutil.Error, OSError):
+        return False
+
+
+def _identity(pid: int) -> Optional[int]:
+    """A start-time token that changes when the PID is reused; None when gone or a zombie."""
+    if _USE_PROC:
+        st = _proc_stat(pid)
+        return st[5] if st and st[0] not in "ZX" else None
+    if psutil is None:
+        return None
+    try:
+        p = psutil.Process(pid)
+        return None if p.status() == psutil.STATUS_ZOMBIE else int(p.create_time() * 1000)
+    except psutil.Error:
+        return None
+
+
+def _describe(pid: int) -> dict:
+    name, cmd = "?", ""
+    try:
+        if _USE_PROC:
+            name = _read(f"/proc/{pid}/comm").decode(errors="replace").strip()
+            cmd = _read(f"/proc/{pid}/cmdline").rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+        elif psutil is not None:
+            p = psutil.Process(pid)
+            name, cmd = p.name(), " ".join(p.cmdline())
+    except Exception:  # gone or unreadable (OSError, psutil.Error): keep what we have
+        pass
+    return {"pid": pid, "name": name, "cmdline": cmd[:_CMDLINE_CAP]}
+
+
+def find_marked(marker: Marker) -> List[int]:
+    """PIDs of live processes whose environment holds marker KEY=VALUE (never this process)."""
+    me = os.getpid()
+    return sorted(pid for pid, row in _table().items() if pid != me and row[3] and _has_marker(pid, marker))
+
+
+def collect_tree(root_pid: int, marker: Marker) -> Set[int]:
+    """Live descendants of root_pid (itself included), members of its process group and
+    session, and every process carrying the marker.
+
+    root_pid must be an unreaped child of ours (alive or a zombie): only then can its
+    PID, and so its group and session ids, not belong to someone else.
+    """
+    table = _table()
+    children: Dict[int, List[int]] = {}
+    for pid, (ppid, _, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found = {pid for pid, (_, pgid, sid, _) in table.items() if root_pid in (pgid, sid)}
+    stack = [root_pid] + list(found)
+    if root_pid in table:
+        found.add(root_pid)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    found |= {pid for pid, row in table.items() if pid not in found and row[3] and _has_marker(pid, marker)}
+    found.discard(os.getpid())  # never ourselves, whatever our environment says
+    return found
+
+
+# ---------------------------------------------------------------- handles
+
+class _Proc:
+    """One process we decided to stop, pinned against PID reuse."""
+
+    __slots__ = ("pid", "ident", "fd", "pgid", "info", "gone")
+
+    def __init__(self, pid: int, ident: int, fd: Optional[int]):
+        self.pid, self.ident, self.fd = pid, ident, fd
+        try:
+            self.pgid: Optional[int] = os.getpgid(pid)
+        except OSError:
+            self.pgid = None
+        self.info = _describe(pid)
+        self.gone = False
+
+    @classmethod
+    def open(cls, pid: int) -> Optional["_Proc"]:
+        ident = _identity(pid)
+        if ident is None:
+            return None
+        fd = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                return None
+            except OSError:
+                fd = None
+            # the PID could have been reused between the scan and pidfd_open: check again
+            if fd is not None and _identity(pid) != ident:
+                os.close(fd)
+                return None
+        return cls(pid, ident, fd)
+
+    def alive(self) -> bool:
+        if not self.gone:
+            if self.fd is not None:
+                poller = select.poll()
+                poller.register(self.fd, select.POLLIN)
+                self.gone = bool(poller.poll(0))  # a pidfd turns readable when the process exits
+            else:
+                self.gone = _identity(self.pid) != self.ident
+        return not self.gone
+
+    def send(self, sig: int, kill: Optional[KillFn]) -> None:
+        if self.gone:
+            return
+        try:
+            if kill is not None:
+                kill(self.pid, sig)
+            elif self.fd is not None:
+                signal.pidfd_send_signal(self.fd, sig)
+            elif _identity(self.pid) == self.ident:
+                os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _wait_gone(procs: Iterable[_Proc], timeout: float) -> None:
+    """Return as soon as every process has exited, or when timeout passes."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if p.alive()]
+    while alive:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        with_fd = [p for p in alive if p.fd is not None]
+        if with_fd:
+            poller = select.poll()
+            for p in with_fd:
+                poller.register(p.fd, select.POLLIN)
+            step = left if len(with_fd) == len(alive) else min(left, _POLL_S)
+            poller.poll(max(1, int(step * 1000 + 0.999)))
+        else:
+            time.sleep(min(left, _POLL_S))
+        alive = [p for p in alive if p.alive()]
+
+
+def _signal_group(root_pid: Optional[int], sig: int, kill: Optional[KillFn]) -> bool:
+    """Signal the root's process group (the root leads its own session and group)."""
+    if root_pid is None:
+        return False
+    try:
+        (kill or os.kill)(-root_pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+# ---------------------------------------------------------------- stopping
+
+def stop_processes(root_pid: Optional[int], marker: Marker, grace_s: float,
+                   kill: Optional[KillFn] = None) -> Tuple[List[dict], List[dict]]:
+    """Stop the tree of root_pid (or, with root_pid None, every marked process).
+
+    Returns (every process found, the survivors), each as {"pid", "name", "cmdline"}.
+    A KeyboardInterrupt meanwhile (a second Ctrl+C) SIGKILLs everything found so far
+    without waiting, then propagates.
+    """
+    procs: Dict[int, _Proc] = {}
+
+    def gather() -> List[_Proc]:
+        pids = collect_tree(root_pid, marker) if root_pid is not None else find_marked(marker)
+        new = [p for p in (_Proc.open(pid) for pid in pids if pid not in procs) if p is not None]
+        procs.update((p.pid, p) for p in new)
+        return new
+
+    try:
+        gather()
+        # One SIGTERM per process: a second one can cut short the very cleanup the first
+        # started (torchrun's handler raises again mid-shutdown). The group gets it once.
+        group_done = _signal_group(root_pid, signal.SIGTERM, kill)
+        for p in procs.values():
+            if not (group_done and p.pgid == root_pid):
+                p.send(signal.SIGTERM, kill)
+        _signal_group(root_pid, signal.SIGCONT, kill)
+        for p in procs.values():
+            p.send(signal.SIGCONT, kill)  # a stopped process cannot act on SIGTERM
+        _wait_gone(procs.values(), grace_s)
+        gather()  # children started during the grace period got no SIGTERM: they get SIGKILL now
+        kill_deadline = time.monotonic() + _KILL_WAIT_S
+        targets = list(procs.values())
+        _signal_group(root_pid, signal.SIGKILL, kill)
+        for _ in range(5):
+            for p in targets:
+                p.send(signal.SIGKILL, kill)
+            _wait_gone(procs.values(), max(0.0, kill_deadline - time.monotonic()))
+            targets = gather()  # anything forked between our scan and the kill
+            if not targets:
+                break
+        survivors = [p.info for p in procs.values() if p.alive()]
+        return [p.info for p in procs.values()], survivors
+    except KeyboardInterrupt:
+        _signal_group(root_pid, signal.SIGKILL, kill)
+        for p in procs.values():
+            p.send(signal.SIGKILL, kill)
+        raise
+    finally:
+        for p in procs.values():
+            p.close()
+
+
+def stop_tree(root_pid: int, marker: Marker, grace_s: float, *, kill: Optional[KillFn] = None) -> List[dict]:
+    """SIGTERM the whole tree of root_pid (group, descendants, marked), wait up to grace_s,
+    SIGKILL the rest, sweep again; return the survivors as {"pid", "name", "cmdline"}.
+
+    `kill(pid, sig)` replaces os.kill (negative pid = group); tests use it to make one
+    process unkillable.
+    """
+    return stop_processes(root_pid, marker, grace_s, kill)[1]
+
+
+def sweep(marker: Marker, grace_s: float = 2.0, *, kill: Optional[KillFn] = None) -> List[int]:
+    """Stop every process carrying the marker (found by environment only, e.g. after the
+    runner itself was killed); return the PIDs that survived (empty: clean)."""
+    return [d["pid"] for d in stop_processes(None, marker, grace_s, kill)[1]]

@@ -1,0 +1,1 @@
+"""hfargs_lm: a tiny bigram language model with HfArgumentParser-style arguments."""

@@ -1,0 +1,240 @@
+"""Launcher and watchdog against real process trees (fixtures in tests/procs/).
+
+Every fixture process appends "<role> <pid>" to a PID file; each test checks that
+every PID it learned is dead afterwards, and kills leftovers itself (by PID) so a
+failing test leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
+
+from arunner import watchdog  # noqa: E402
+from arunner.launch import last_line, run_training  # noqa: E402
+
+PROCS = Path(__file__).resolve().parent / "procs"
+TREE = PROCS / "tree.py"
+PY = sys.executable
+
+
+def alive(pid: int) -> bool:
+    """Running (zombies count as dead: they hold no resources and cannot be killed)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def roles(pidfile: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    if pidfile.exists():
+        for line in pidfile.read_text().splitlines():
+            role, pid = line.split()
+            out.setdefault(role, []).append(int(pid))
+    return out
+
+
+def members(pidfile: Path) -> list[int]:
+    return [pid for role, pids in roles(pidfile).items() if role not in ("TERM", "flushed") for pid in pids]
+
+
+def wait_for(pred, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A marker, a PID file and a log per test; kills any leftover by PID afterwards."""
+    ctx = type("Ctx", (), {})()
+    ctx.marker = ("AR_TEST_TOKEN", uuid.uuid4().hex)
+    ctx.pidfile = tmp_path / "pids"
+    ctx.log = tmp_path / "run.log"
+    ctx.env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ctx.started: list[subprocess.Popen] = []
+    yield ctx
+    for pid in set(members(ctx.pidfile)) | set(watchdog.find_marked(ctx.marker)):
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    for p in ctx.started:
+        p.kill()
+        p.wait()
+
+
+def tree(ctx, *args: str) -> list[str]:
+    return [PY, str(TREE), str(ctx.pidfile), *args]
+
+
+def launch(ctx, cmd, budget: float, grace: float, live: bool = False):
+    return run_training(cmd, cwd=PROCS, env=ctx.env, log_path=ctx.log, budget_s=budget,
+                        grace_s=grace, marker=ctx.marker, live=live)
+
+
+def spawn_tree(ctx, *args: str, expect: int) -> subprocess.Popen:
+    """Start tree.py directly (as the launcher would) and wait until `expect` members run."""
+    p = subprocess.Popen(tree(ctx, *args), env={**ctx.env, ctx.marker[0]: ctx.marker[1]},
+                         start_new_session=True)
+    ctx.started.append(p)
+    assert wait_for(lambda: len(members(ctx.pidfile)) >= expect), roles(ctx.pidfile)
+    return p
+
+
+def test_hang_times_out_and_whole_tree_dies(run):
+    res = launch(run, tree(run, "--children", "2", "--grandchild", "--setsid-orphan",
+                           "--say", "epoch 1\nstep 3/10\rstep 4/10\r"), budget=1.5, grace=1.0)
+    r = roles(run.pidfile)
+    assert [len(r.get(k, [])) for k in ("root", "child", "grandchild", "orphan")] == [1, 2, 2, 1]
+    assert res.timed_out and not res.interrupted and res.exit_code is None
+    assert res.survivors == [] and res.leaked == []
+    assert [pid for pid in members(run.pidfile) if alive(pid)] == []
+    assert watchdog.find_marked(run.marker) == []
+    assert res.last_line == "step 4/10"
+
+
+@pytest.mark.parametrize("term", ["ignore", "record"])
+def test_sigterm_ignored_gets_sigkill_after_grace(run, term):
+    res = launch(run, tree(run, "--children", "2", "--term", term), budget=1.0, grace=0.5)
+    assert res.timed_out and res.survivors == []
+    pids = members(run.pidfile)
+    assert len(pids) == 3 and [pid for pid in pids if alive(pid)] == []
+    if term == "record":  # each one saw SIGTERM first, and was SIGKILLed later
+        assert set(roles(run.pidfile)["TERM"]) == set(pids)
+
+
+def test_graceful_writer_gets_its_grace_before_sigkill(run):
+    res = launch(run, tree(run, "--children", "2", "--term", "graceful"), budget=1.0, grace=3.0)
+    assert res.timed_out and res.survivors == []
+    pids = members(run.pidfile)
+    assert sorted(roles(run.pidfile).get("flushed", [])) == sorted(pids)  # all flushed: none SIGKILLed
+    assert [pid for pid in pids if alive(pid)] == []
+
+
+@pytest.mark.parametrize("use_proc", [True, False], ids=["proc", "psutil"])
+def test_setsid_orphan_found_by_marker_only(run, monkeypatch, use_proc):
+    if not use_proc:
+        pytest.importorskip("psutil")
+    monkeypatch.setattr(watchdog, "_USE_PROC", use_proc)
+    p = spawn_tree(run, "--children", "1", "--setsid-orphan", expect=3)
+    orphan = roles(run.pidfile)["orphan"][0]
+    assert os.getsid(orphan) != p.pid and os.getpgid(orphan) != p.pid  # escaped session and group
+    found = watchdog.collect_tree(p.pid, run.marker)
+    assert found == set(members(run.pidfile))
+    assert watchdog.find_marked(run.marker) == sorted(members(run.pidfile))
+    assert orphan not in watchdog.collect_tree(p.pid, ("AR_TEST_TOKEN", "other"))  # only the marker finds it
+    assert watchdog.stop_tree(p.pid, run.marker, grace_s=1.0) == []
+    assert [pid for pid in members(run.pidfile) if alive(pid)] == []
+
+
+def test_torchrun_gloo_workers_and_setsid_grandchild_die(run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(port), str(PROCS / "ddp_hang.py"), str(run.pidfile)]
+    res = launch(run, cmd, budget=8.0, grace=3.0)  # torchrun + 2 workers need ~4 s to start here
+    r = roles(run.pidfile)
+    assert sorted(r) == ["orphan", "rank0", "rank1"], f"tree not up before the deadline: {r}"
+    assert res.timed_out and res.survivors == []
+    assert [pid for pid in members(run.pidfile) if alive(pid)] == []
+    assert watchdog.find_marked(run.marker) == []
+
+
+def test_exit_zero_with_leaked_children_is_swept(run):
+    res = launch(run, tree(run, "--children", "1", "--setsid-orphan", "--exit-after", "0.3",
+                           "--say", "done\n"), budget=20.0, grace=1.0)
+    r = roles(run.pidfile)
+    assert res.exit_code == 0 and not res.timed_out and not res.interrupted
+    assert sorted(d["pid"] for d in res.leaked) == sorted(r["child"] + r["orphan"])
+    assert all(d["cmdline"] and d["name"] for d in res.leaked)
+    assert res.survivors == [] and not alive(r["child"][0]) and not alive(r["orphan"][0])
+    assert res.last_line == "done"
+
+
+def test_clean_exit_reports_nothing(run):
+    res = launch(run, [PY, "-c", "import sys; print('loss 0.5'); sys.exit(3)"], budget=20.0, grace=1.0)
+    assert (res.exit_code, res.timed_out, res.leaked, res.survivors) == (3, False, [], [])
+    assert res.last_line == "loss 0.5"
+
+
+def test_unkillable_process_is_reported_as_survivor(run):
+    p = spawn_tree(run, "--children", "1", "--setsid-orphan", expect=3)
+    orphan = roles(run.pidfile)["orphan"][0]
+
+    def kill(pid, sig):  # the orphan ignores even SIGKILL, as one stuck in the kernel would
+        if pid != orphan:
+            os.kill(pid, sig)
+
+    survivors = watchdog.stop_tree(p.pid, run.marker, grace_s=0.3, kill=kill)
+    assert [d["pid"] for d in survivors] == [orphan] and set(survivors[0]) == {"pid", "name", "cmdline"}
+    assert [pid for pid in members(run.pidfile) if alive(pid)] == [orphan]
+    os.kill(orphan, signal.SIGKILL)  # our own cleanup, by PID
+    assert wait_for(lambda: not alive(orphan))
+    assert watchdog.sweep(run.marker) == []
+
+
+def test_sweep_stops_marked_processes_without_a_root(run):
+    spawn_tree(run, "--children", "2", "--grandchild", "--term", "ignore", expect=5)
+    assert watchdog.sweep(run.marker, grace_s=0.2) == []
+    assert [pid for pid in members(run.pidfile) if alive(pid)] == []
+
+
+def start_driver(run, term: str, grace: float) -> subprocess.Popen:
+    p = subprocess.Popen([PY, str(PROCS / "driver.py"), str(run.log), str(run.pidfile), "60", str(grace),
+                          run.marker[1], term], stdout=subprocess.PIPE, text=True)
+    run.started.append(p)
+    assert wait_for(lambda: len(members(run.pidfile)) >= 5), roles(run.pidfile)
+    return p
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_of_real_runner_stops_tree(run, sig):
+    p = start_driver(run, "default", grace=5.0)
+    p.send_signal(sig)
+    out, _ = p.communicate(timeout=20)
+    res = json.loads(out)
+    assert res["interrupted"] and not res["timed_out"] and res["exit_code"] is None
+    assert res["survivors"] == []
+    assert [pid for pid in members(run.pidfile) if alive(pid)] == []
+
+
+def test_second_sigint_exits_at_once_and_still_kills_tree(run):
+    p = start_driver(run, "record", grace=60.0)  # members survive SIGTERM: the stop would take 60 s
+    p.send_signal(signal.SIGINT)
+    assert wait_for(lambda: len(roles(run.pidfile).get("TERM", [])) >= 5)  # the stop is under way
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=10)  # far below the 60 s grace: the runner left at once
+    assert p.returncode != 0  # KeyboardInterrupt escaped run_training, as intended
+    assert wait_for(lambda: not any(alive(pid) for pid in members(run.pidfile)), timeout=5)
+
+
+def test_live_line_on_stderr_and_silence_otherwise(run, capsys):
+    res = launch(run, tree(run, "--children", "0", "--say", "hello live\n"), budget=1.3, grace=0.5, live=True)
+    err = capsys.readouterr().err
+    assert res.timed_out
+    assert "/1.3s | hello live" in err and err.endswith("\r\x1b[K") and "\n" not in err
+    res = launch(run, tree(run, "--children", "0", "--say", "quiet\n"), budget=0.5, grace=0.5, live=False)
+    assert capsys.readouterr() == ("", "") and res.last_line == "quiet"
+
+
+def test_last_line_reads_only_the_tail(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_bytes(b"x" * 10_000_000 + b"\nreal last\x1b[0m line\n\n  \r\n")
+    assert last_line(log) == "real last line"
+    assert last_line(tmp_path / "missing.log") == ""
