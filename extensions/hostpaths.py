@@ -22,8 +22,16 @@ def operation() -> str:
         return "copy"
 
 
+def conf_value(conf: Any, key: str, default: Any = None) -> Any:
+    """A field of `_copier_conf` (a mapping in Copier 9.19, attributes in older versions)."""
+    try:
+        return conf[key]
+    except (KeyError, TypeError):
+        return getattr(conf, key, default)
+
+
 def destination(conf: Any) -> Path:
-    return Path(str(conf.dst_path)).absolute()
+    return Path(str(conf_value(conf, "dst_path"))).absolute()
 
 
 def is_scratch(dst: Path) -> bool:

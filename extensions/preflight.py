@@ -87,7 +87,7 @@ def _update_guard(root: Path, dst: Path, answers_file: str) -> None:
 
 
 def _check_data(conf, root: Path | None) -> None:
-    data = dict(conf.data or {})
+    data = dict(hostpaths.conf_value(conf, "data") or {})
     pattern = data.get("entry_pattern", "argparse-cli")
     for key, raw in data.items():
         if key not in answer_rules.RULES:
@@ -121,7 +121,7 @@ class Preflight(Extension):
                     "cd into your project's root and run `copier copy --trust <template> .autoresearch` there"
                 )
             if hostpaths.operation() == "update":
-                _update_guard(root, hostpaths.destination(conf), str(conf.answers_file))
+                _update_guard(root, hostpaths.destination(conf), str(hostpaths.conf_value(conf, "answers_file", "")))
             if str(root) not in cls.probes and not os.environ.get("AR_SKIP_TORCH_PROBE"):
                 found, tried = probe_modules(root)
                 if not found:

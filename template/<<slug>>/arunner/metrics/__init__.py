@@ -1,0 +1,88 @@
+"""Metric extraction for one finished run: pick the backend, fall back to the log.
+
+Backends (one module each): `wandb`, `tensorboard`, `logregex` (the log),
+`custom`. `auto` tries wandb, then tensorboard, then the log; the first that
+yields the primary metric wins. wandb and tensorboard fall back to the log
+regex when their source is absent or lacks the primary; `source` says where
+the primary came from and `note` says why the configured backend did not
+deliver it. A custom snippet that fails is reported as such (no fallback: a
+broken snippet must not be silently replaced by another rule); one that runs
+but returns no primary falls back to the log like the others.
+
+Only artifacts of this run count (SPEC 8, inv. 2): run_dir/run.log, wandb
+folders under run_dir (or created after `started_at`), event files written
+after `started_at`. wandb and tensorboard are imported only when their
+backend actually finds files to read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .custom import extract_custom
+from .logregex import DEFAULT_LOG_REGEX, extract_log
+from .tensorboard import extract_tensorboard
+from .wandb import extract_wandb
+
+__all__ = ["Extraction", "extract", "DEFAULT_LOG_REGEX", "BACKENDS"]
+
+BACKENDS = ("wandb", "tensorboard", "log", "custom", "auto")
+_READERS = {"wandb": extract_wandb, "tensorboard": extract_tensorboard}
+NOTE_MAX = 200
+
+
+@dataclass
+class Extraction:
+    metrics: dict[str, float]  # every metric found (may include nan/inf floats)
+    source: str  # "wandb" | "tensorboard" | "log" | "custom" | "none"
+    note: str = ""  # one short line when something was off, else ""
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= NOTE_MAX else text[:NOTE_MAX - 3] + "..."
+
+
+def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extraction:
+    """Metrics of the run in `run_dir` (launched at `started_at`); wanted = [primary, *constraint names]."""
+    run_dir = Path(run_dir)
+    primary = wanted[0]
+    backend = cfg.metric_backend
+    if backend not in BACKENDS:
+        return Extraction({}, "none", _short(f"unknown metric_backend {backend!r}; allowed: {', '.join(BACKENDS)}"))
+
+    found: dict[str, float] = {}  # what the backends found besides the primary
+    found_in = ""  # the first backend that found anything
+    reasons: list[str] = []  # why the configured backend did not deliver the primary
+    if backend == "custom":
+        metrics, note = extract_custom(cfg, run_dir)
+        if note:
+            return Extraction({}, "none", _short(note))
+        if primary in metrics:
+            return Extraction(metrics, "custom")
+        found, found_in = metrics, ("custom" if metrics else "")
+        reasons.append(f"custom code returned no {primary!r}")
+
+    order = ["wandb", "tensorboard"] if backend == "auto" else [backend] if backend in _READERS else []
+    for name in order:
+        metrics, note = _READERS[name](cfg, run_dir, started_at, wanted)
+        if metrics is not None and primary in metrics:
+            return Extraction(metrics, name, _short(note))
+        if metrics:
+            found_in = found_in or name
+            found = {**metrics, **found}
+        if backend != "auto":
+            reasons.append(note or f"{name} had no {primary!r}")
+        elif metrics is not None or note.endswith("not importable in this environment"):
+            # in auto mode an absent source is normal; a present one without the primary is not
+            reasons.append(f"{name}: " + (note or f"no {primary!r}"))
+
+    log_metrics, log_note = extract_log(cfg, run_dir, wanted)
+    merged = {**found, **log_metrics}
+    if primary in log_metrics:
+        note = "; ".join(reasons + [log_note]).strip("; ")
+        return Extraction(merged, "log", _short(note + ("; took it from run.log" if reasons else "")))
+    looked = (order + ["run.log"]) if backend != "custom" else ["custom code", "run.log"]
+    reasons.append(log_note or f"no {primary!r} in {' or '.join(looked)}")
+    source = found_in or ("log" if log_metrics else "none")
+    return Extraction(merged, source, _short("; ".join(r for r in reasons if r)))
