@@ -5,7 +5,7 @@ file: Copier would delete a dropped `_skip_if_exists` file on a later update.
 `copier update` runs tasks in two scratch copies too; only the real
 destination is touched.
 
-usage: post_render.py DST_PATH SLUG
+usage: post_render.py SLUG   (Copier runs tasks inside the destination folder)
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ SCRATCH_MARKERS = ("copier._main.old_copy.", "copier._main.new_copy.")
 HEADER = "run_id\tts\twall_s\tstatus\tverdict\tprimary_name\tprimary_value\tvalid\timproved\tnote\n"
 
 
-def main(dst: Path, slug: str) -> int:
+def main(slug: str) -> int:
+    dst = Path.cwd()
     if any(part.startswith(SCRATCH_MARKERS) for part in dst.absolute().parts):
         return 0
     expr = dst / slug
@@ -37,4 +38,4 @@ def main(dst: Path, slug: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), sys.argv[2]))
+    sys.exit(main(sys.argv[1]))

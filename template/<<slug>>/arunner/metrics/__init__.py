@@ -71,14 +71,15 @@ def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extract
         if metrics:
             found_in = found_in or name
             found = {**metrics, **found}
+        # metrics None: the source is absent, normal in auto mode; {} or more: it is there
+        # but unreadable or without the primary, worth a word in any mode
         if backend != "auto":
             reasons.append(note or f"{name} had no {primary!r}")
-        elif metrics is not None or note.endswith("not importable in this environment"):
-            # in auto mode an absent source is normal; a present one without the primary is not
+        elif metrics is not None:
             reasons.append(f"{name}: " + (note or f"no {primary!r}"))
 
     log_metrics, log_note = extract_log(cfg, run_dir, wanted)
-    merged = {**found, **log_metrics}
+    merged = {**log_metrics, **found}  # the log only fills gaps: a backend's own values are exact
     if primary in log_metrics:
         note = "; ".join(reasons + [log_note]).strip("; ")
         return Extraction(merged, "log", _short(note + ("; took it from run.log" if reasons else "")))

@@ -290,7 +290,7 @@ def find_event_files(root: Path, pattern: str, started_at: float, extra_dirs=())
 
 
 def extract_tensorboard(cfg, run_dir: Path, started_at: float, wanted: list[str]):
-    """(metrics or None when no event file of this run exists / tensorboard is missing, note)."""
+    """(metrics, note): metrics None when this run wrote no event file, {} when tensorboard is missing."""
     pattern = getattr(cfg, "tb_events_glob", "") or ""
     files, note = find_event_files(cfg.project_root, pattern, started_at, extra_dirs=[Path(run_dir)])
     if not files:
@@ -299,7 +299,7 @@ def extract_tensorboard(cfg, run_dir: Path, started_at: float, wanted: list[str]
     try:
         from tensorboard.compat.proto.event_pb2 import Event
     except ImportError:
-        return None, "tensorboard is not importable in this environment"
+        return {}, "tensorboard is not importable in this environment"
     best: dict[str, Point] = {}
     for f in files:
         try:

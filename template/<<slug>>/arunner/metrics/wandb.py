@@ -219,7 +219,7 @@ def read_folder(folder: Path, wanted: list[str]) -> dict[str, float]:
 
 
 def extract_wandb(cfg, run_dir: Path, started_at: float, wanted: list[str]):
-    """(metrics or None when this run left no wandb folder / wandb is missing, note)."""
+    """(metrics, note): metrics None when this run left no wandb folder, {} when wandb is missing."""
     folders = run_folders(run_dir, cfg.project_root, started_at)
     if not folders:
         return None, "no wandb run folder from this run"
@@ -228,7 +228,7 @@ def extract_wandb(cfg, run_dir: Path, started_at: float, wanted: list[str]):
         try:
             metrics = read_folder(folder, wanted)
         except ImportError:
-            return None, "wandb is not importable in this environment (needed to read offline runs)"
+            return {}, "wandb is not importable in this environment (needed to read offline runs)"
         except OSError:
             continue
         if first is None:
