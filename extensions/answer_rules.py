@@ -210,4 +210,4 @@ def describe(key: str, value: Any, reason: str) -> str:
     shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
     if len(str(shown)) > 80:
         shown = str(shown)[:77] + "..."
-    return f"answer {key}={shown!r} {reason}"
+    return f"bad answer {key}={shown}: {reason}"

@@ -114,24 +114,25 @@ class Preflight(Extension):
     @classmethod
     def preflight(cls, conf) -> str:
         root = hostpaths.host_root(conf)
-        if root is not None:
-            if not (root / "pyproject.toml").is_file():
+        if root is not None and not (root / "pyproject.toml").is_file():
+            raise UserMessageError(
+                f"copier must run from a Python project root: no pyproject.toml in {root}; "
+                "cd into your project's root and run `copier copy --trust <template> .autoresearch` there"
+            )
+        _check_data(conf, root)
+        if root is None:  # a scratch render of copier update: nothing of the host to probe
+            return ""
+        if hostpaths.operation() == "update":
+            _update_guard(root, hostpaths.destination(conf), str(hostpaths.conf_value(conf, "answers_file", "")))
+        if str(root) not in cls.probes:
+            found, tried = probe_modules(root)
+            if not found:
                 raise UserMessageError(
-                    f"copier must run from a Python project root: no pyproject.toml in {root}; "
-                    "cd into your project's root and run `copier copy --trust <template> .autoresearch` there"
+                    f"torch is not importable by this project's Python (tried: {'; '.join(tried) or 'nothing'}); "
+                    "install it (e.g. `uv sync` or `pip install torch`) or create .venv, then run copier again"
                 )
-            if hostpaths.operation() == "update":
-                _update_guard(root, hostpaths.destination(conf), str(hostpaths.conf_value(conf, "answers_file", "")))
-            if str(root) not in cls.probes and not os.environ.get("AR_SKIP_TORCH_PROBE"):
-                found, tried = probe_modules(root)
-                if not found:
-                    raise UserMessageError(
-                        f"torch is not importable by this project's Python (tried: {'; '.join(tried) or 'nothing'}); "
-                        "install it (e.g. `uv sync` or `pip install torch`) or create .venv, then run copier again"
-                    )
-                cls.probes[str(root)] = found
-                cls._soft_warnings(root, found)
-        _check_data(conf, root if root is not None and (root / "pyproject.toml").is_file() else None)
+            cls.probes[str(root)] = found
+            cls._soft_warnings(root, found)
         return ""
 
     @staticmethod

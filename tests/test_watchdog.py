@@ -148,9 +148,16 @@ def test_torchrun_gloo_workers_and_setsid_grandchild_die(run):
         port = s.getsockname()[1]
     cmd = [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(port), str(PROCS / "ddp_hang.py"), str(run.pidfile)]
-    res = launch(run, cmd, budget=8.0, grace=3.0)  # torchrun + 2 workers need ~4 s to start here
-    r = roles(run.pidfile)
-    assert sorted(r) == ["orphan", "rank0", "rank1"], f"tree not up before the deadline: {r}"
+    # torchrun + 2 workers need ~4 s to start on an idle 2-core machine; under load the
+    # tree may not be up by the deadline: then retry once with a longer budget
+    for budget in (8.0, 30.0):
+        res = launch(run, cmd, budget=budget, grace=3.0)
+        r = roles(run.pidfile)
+        if sorted(r) == ["orphan", "rank0", "rank1"]:
+            break
+        assert res.timed_out and [pid for pid in members(run.pidfile) if alive(pid)] == []
+        run.pidfile.unlink(missing_ok=True)  # the retry must bring up all three on its own
+    assert sorted(r) == ["orphan", "rank0", "rank1"], f"tree not up by the deadline: {r}\n{run.log.read_text()[-2000:]}"
     assert res.timed_out and res.survivors == []
     assert [pid for pid in members(run.pidfile) if alive(pid)] == []
     assert watchdog.find_marked(run.marker) == []

@@ -29,13 +29,13 @@ _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 @dataclass
 class LaunchResult:
-    exit_code: Optional[int]  # None when killed by us
+    exit_code: int | None  # None when killed by us
     timed_out: bool
     interrupted: bool  # Ctrl+C, or SIGTERM to the runner
     started_at: float  # time.time() just before Popen
     wall_s: float  # until the command exited, or until its tree was stopped
-    survivors: list = field(default_factory=list)  # alive after kill + sweep -> status "unclean"
-    leaked: list = field(default_factory=list)  # left running by a command that exited; swept
+    survivors: list[dict] = field(default_factory=list)  # alive after kill + sweep -> status "unclean"
+    leaked: list[dict] = field(default_factory=list)  # left running by a command that exited; swept
     last_line: str = ""  # last non-empty line of the log
 
 
@@ -119,8 +119,8 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_training(cmd: list, cwd: Path, env: dict, log_path: Path, budget_s: float,
-                 grace_s: float, marker: tuple, live: bool) -> LaunchResult:
+def run_training(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, budget_s: float,
+                 grace_s: float, marker: tuple[str, str], live: bool) -> LaunchResult:
     """Start cmd in a NEW SESSION (start_new_session=True) with stdout+stderr to log_path,
     wait for it without polling sleeps until budget_s elapses, then stop the whole tree.
 

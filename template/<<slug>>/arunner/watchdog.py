@@ -22,7 +22,7 @@ import os
 import select
 import signal
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 try:
     import psutil
@@ -57,9 +57,9 @@ def _proc_stat(pid: int) -> Optional[Tuple[str, int, int, int, int, int]]:
     return f[0].decode(), int(f[1]), int(f[2]), int(f[3]), int(f[6]), int(f[19])
 
 
-def _table() -> Dict[int, Tuple[int, int, int, bool]]:
+def _table() -> dict[int, tuple]:
     """pid -> (ppid, pgid, sid, may_have_environ) for every live, non-zombie process."""
-    out: Dict[int, Tuple[int, int, int, bool]] = {}
+    out: dict[int, tuple] = {}
     if _USE_PROC:
         for name in os.listdir("/proc"):
             if name.isdigit():
@@ -68,13 +68,17 @@ def _table() -> Dict[int, Tuple[int, int, int, bool]]:
                     out[int(name)] = (st[1], st[2], st[3], not st[4] & _KTHREAD)
     elif psutil is not None:
         for p in psutil.process_iter(["ppid", "status"]):
-            if p.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) or p.info["ppid"] is None:
+            if p.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
                 continue
-            try:
-                out[p.pid] = (p.info["ppid"], os.getpgid(p.pid), os.getsid(p.pid), True)
-            except OSError:
-                continue
+            out[p.pid] = (p.info["ppid"] or 0, _or_none(os.getpgid, p.pid), _or_none(os.getsid, p.pid), True)
     return out
+
+
+def _or_none(fn, pid):
+    try:
+        return fn(pid)
+    except OSError:  # gone, or (macOS) another session's id is not ours to read
+        return None
 
 
 def _has_marker(pid: int, marker: Marker) -> bool:
@@ -119,13 +123,13 @@ def _describe(pid: int) -> dict:
     return {"pid": pid, "name": name, "cmdline": cmd[:_CMDLINE_CAP]}
 
 
-def find_marked(marker: Marker) -> List[int]:
+def find_marked(marker: tuple[str, str]) -> list[int]:
     """PIDs of live processes whose environment holds marker KEY=VALUE (never this process)."""
     me = os.getpid()
     return sorted(pid for pid, row in _table().items() if pid != me and row[3] and _has_marker(pid, marker))
 
 
-def collect_tree(root_pid: int, marker: Marker) -> Set[int]:
+def collect_tree(root_pid: int, marker: tuple[str, str]) -> set[int]:
     """Live descendants of root_pid (itself included), members of its process group and
     session, and every process carrying the marker.
 
@@ -133,7 +137,7 @@ def collect_tree(root_pid: int, marker: Marker) -> Set[int]:
     PID, and so its group and session ids, not belong to someone else.
     """
     table = _table()
-    children: Dict[int, List[int]] = {}
+    children: dict[int, list[int]] = {}
     for pid, (ppid, _, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     found = {pid for pid, (_, pgid, sid, _) in table.items() if root_pid in (pgid, sid)}
@@ -247,24 +251,25 @@ def _signal_group(root_pid: Optional[int], sig: int, kill: Optional[KillFn]) -> 
 
 # ---------------------------------------------------------------- stopping
 
-def stop_processes(root_pid: Optional[int], marker: Marker, grace_s: float,
-                   kill: Optional[KillFn] = None) -> Tuple[List[dict], List[dict]]:
+def stop_processes(root_pid: Optional[int], marker: tuple[str, str], grace_s: float,
+                   kill: Optional[KillFn] = None) -> tuple[list[dict], list[dict]]:
     """Stop the tree of root_pid (or, with root_pid None, every marked process).
 
     Returns (every process found, the survivors), each as {"pid", "name", "cmdline"}.
     A KeyboardInterrupt meanwhile (a second Ctrl+C) SIGKILLs everything found so far
     without waiting, then propagates.
     """
-    procs: Dict[int, _Proc] = {}
+    procs: dict[int, _Proc] = {}
 
-    def gather() -> List[_Proc]:
+    def gather() -> list[_Proc]:
         pids = collect_tree(root_pid, marker) if root_pid is not None else find_marked(marker)
         new = [p for p in (_Proc.open(pid) for pid in pids if pid not in procs) if p is not None]
         procs.update((p.pid, p) for p in new)
         return new
 
     try:
-        gather()
+        if not gather():
+            return [], []  # nothing of the tree exists, so nothing can fork either: the common case
         # One SIGTERM per process: a second one can cut short the very cleanup the first
         # started (torchrun's handler raises again mid-shutdown). The group gets it once.
         group_done = _signal_group(root_pid, signal.SIGTERM, kill)
@@ -298,7 +303,8 @@ def stop_processes(root_pid: Optional[int], marker: Marker, grace_s: float,
             p.close()
 
 
-def stop_tree(root_pid: int, marker: Marker, grace_s: float, *, kill: Optional[KillFn] = None) -> List[dict]:
+def stop_tree(root_pid: int, marker: tuple[str, str], grace_s: float, *,
+              kill: Optional[KillFn] = None) -> list[dict]:
     """SIGTERM the whole tree of root_pid (group, descendants, marked), wait up to grace_s,
     SIGKILL the rest, sweep again; return the survivors as {"pid", "name", "cmdline"}.
 
@@ -308,7 +314,7 @@ def stop_tree(root_pid: int, marker: Marker, grace_s: float, *, kill: Optional[K
     return stop_processes(root_pid, marker, grace_s, kill)[1]
 
 
-def sweep(marker: Marker, grace_s: float = 2.0, *, kill: Optional[KillFn] = None) -> List[int]:
+def sweep(marker: tuple[str, str], grace_s: float = 2.0, *, kill: Optional[KillFn] = None) -> list[int]:
     """Stop every process carrying the marker (found by environment only, e.g. after the
     runner itself was killed); return the PIDs that survived (empty: clean)."""
     return [d["pid"] for d in stop_processes(None, marker, grace_s, kill)[1]]

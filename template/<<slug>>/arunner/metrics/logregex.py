@@ -101,8 +101,10 @@ def scan_log(path: Path, patterns: dict[str, re.Pattern], primary: str | None = 
                 if m and m.end() < len(buf):
                     buf, start = buf[m.end():], start + m.end()
             end = start
-            text = buf.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+            text = buf.decode("utf-8", errors="replace")
             del buf
+            if "\r" in text:  # progress bars: every \r starts a new line for ^ and $
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
             for name in missing:
                 lit = literals.get(name)
                 if lit is not None and lit not in text:

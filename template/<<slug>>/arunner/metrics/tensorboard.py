@@ -30,7 +30,7 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
-TAIL_WINDOW = 4 << 10  # most runs log their metrics at the very end
+TAIL_WINDOW = 2 << 10  # most runs log their metrics at the very end; a few dozen records
 MTIME_SLACK_S = 0.05  # file mtimes come from a coarse kernel clock, a few ms behind time.time()
 SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "venv", "env", "wandb", "mlruns"}
 _NAME_TS = re.compile(r"tfevents\.(\d+)")
@@ -189,11 +189,15 @@ def last_scalars(path: Path, wanted: list[str] | set[str], event_cls=None) -> di
         while tail_start is None:
             start = max(0, size - window)
             for pos in _candidates(mm, start, size - 1):
-                records, how = _chain(mm, size, pos, size)
-                payloads = [_payload(mm, p, n) for p, n in records] if how != _BAD and records else [None]
-                if all(p is not None for p in payloads):
+                # A chain may end in a partial record (still being written) or in damage
+                # (a crash can leave zeros at the end): the complete records before count.
+                records, _ = _chain(mm, size, pos, size)
+                payloads = [_payload(mm, p, n) for p, n in records]
+                if payloads and payloads[0] is not None:
                     tail_start = pos
                     for payload in payloads:
+                        if payload is None:
+                            break
                         _decode(event_cls, payload, found)
                     break
             if tail_start is None and start == 0:

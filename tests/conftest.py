@@ -1,0 +1,112 @@
+"""Shared fixtures: fixture host projects copied into git repos, rendered with Copier, run for real.
+
+The runner under test is the shipped code: tests import it from
+template/<<slug>>/ and run the rendered copy (`ar.py`) as a subprocess.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HOSTS = REPO / "tests" / "hosts"
+RUNNER_SRC = REPO / "template" / "<<slug>>"
+sys.path.insert(0, str(RUNNER_SRC))
+
+# The project's interpreter is this one: Copier's preflight probes `python` on PATH.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+os.environ.setdefault("GIT_AUTHOR_NAME", "test")
+os.environ.setdefault("GIT_AUTHOR_EMAIL", "test@example.com")
+os.environ.setdefault("GIT_COMMITTER_NAME", "test")
+os.environ.setdefault("GIT_COMMITTER_EMAIL", "test@example.com")
+COPIER = str(Path(sys.executable).parent / "copier")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def make_host(name: str, dest: Path) -> Path:
+    """Copy a fixture host into `dest` and make it a git repository with one commit."""
+    shutil.copytree(HOSTS / name, dest, ignore=shutil.ignore_patterns("__pycache__", "outputs", "wandb",
+                                                                      "lightning_logs", "checkpoints", "out"))
+    git(dest, "init", "-q")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-qm", "host")
+    return dest
+
+
+def render(host: Path, data: dict, *, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """`copier copy --trust --defaults` with --data answers, as a user would type it."""
+    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet"]
+    for key, value in data.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        cmd += ["--data", f"{key}={text}"]
+    cmd += [str(REPO), ".autoresearch"]
+    proc = subprocess.run(cmd, cwd=host, capture_output=True, text=True)
+    if expect_ok and proc.returncode != 0:
+        raise AssertionError(f"copier failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+class Experiment:
+    """A rendered experiment and its `ar.py`, driven as an agent would."""
+
+    def __init__(self, host: Path, slug: str):
+        self.host = host
+        self.slug = slug
+        self.dir = host / ".autoresearch" / slug
+
+    def ar(self, *args: str, check: bool = True, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, str(self.dir / "ar.py"), *args], cwd=self.host,
+                              capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ar.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def run(self, *args: str, **kw) -> dict:
+        """One `ar.py run`; returns the run's result.json."""
+        proc = self.ar("run", *args, **kw)
+        assert len(proc.stdout.splitlines()) <= 3 and len(proc.stdout.encode()) <= 400, proc.stdout
+        run_id = proc.stdout.split()[0]
+        return json.loads((self.dir / "runs" / run_id / "result.json").read_text())
+
+    @property
+    def train_py(self) -> Path:
+        return self.dir / "train.py"
+
+    def edit(self, old: str, new: str) -> None:
+        text = self.train_py.read_text()
+        assert old in text, f"{old!r} not in train.py"
+        self.train_py.write_text(text.replace(old, new, 1))
+
+    def rows(self) -> list[dict]:
+        lines = (self.dir / "results.tsv").read_text().splitlines()
+        header = lines[0].split("\t")
+        return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+    def best(self) -> dict | None:
+        path = self.dir / "best.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+@pytest.fixture
+def minimal_host(tmp_path) -> Path:
+    return make_host("minimal", tmp_path / "minimal")
+
+
+@pytest.fixture
+def minimal_expr(minimal_host) -> Experiment:
+    render(minimal_host, {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train",
+                          "cli_args": "{lr: 0.1}", "metric_backend": "log", "primary_metric": "eval/loss",
+                          "slug": "261125-minimal", "seconds": "30"})
+    return Experiment(minimal_host, "261125-minimal")

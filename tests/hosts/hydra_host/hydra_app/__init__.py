@@ -1,0 +1,1 @@
+"""hydra_app: a tiny MLP regressor configured with Hydra config groups."""
