@@ -371,20 +371,23 @@ def test_best_json_and_meta_agree_at_every_instant(proj, fallback):
         except FileNotFoundError:
             return None
 
-    checks = swaps_seen = 0
+    checks = 0
     seen = set()
-    while writer.poll() is None or checks == 0:
-        a, m, c = run_id(link), run_id(meta), run_id(link)
-        if a == c:  # no swap between the two link reads: the meta read in between must match
-            assert m == a
-            checks += 1
-        else:
-            swaps_seen += 1
-        got = best.read_best(expr)
-        if got is not None:
-            seen.add(got["run_id"])
-        elif not fallback:
-            assert not seen  # with RENAME_EXCHANGE, once there is a best it never disappears
+    try:
+        while writer.poll() is None or checks == 0:
+            a, m, c = run_id(link), run_id(meta), run_id(link)
+            if a == c:  # no swap between the two link reads: the meta read in between must match
+                assert m == a
+                checks += 1
+            got = best.read_best(expr)
+            if got is not None:
+                seen.add(got["run_id"])
+            elif not fallback:
+                assert not seen  # with RENAME_EXCHANGE, once there is a best it never disappears
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
     assert writer.returncode == 0, writer.stderr.read()
     assert checks > 50 and len(seen) > 5
     assert_agree(expr, "r0060")

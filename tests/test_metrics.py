@@ -263,11 +263,9 @@ def test_glob_never_leaves_the_project(proj, tmp_path_factory):
         assert "took it from run.log" in out.note
 
 
-def test_tail_first_matches_a_full_read(tmp_path):
-    """Tags at the start, middle and end of a multi-MB file: the tail-first reader equals tensorboard's loader."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.compat.proto import event_pb2
-
+def test_tail_first_finds_exact_last_values_anywhere(tmp_path):
+    """Tags at the start, in the middle and at the end of a multi-MB file, and a torn last record.
+    (tensorboard's own loader needs ~10 s per MB here, so the truth comes from what was written.)"""
     head = write_events(tmp_path / "h", [(0, {"early/only": 7.25, "eval/loss": 3.0})])
     body = write_events(tmp_path / "b", [(s, {f"t{i}": s + i / 8 for i in range(20)}) for s in range(1, 200)])
     tail = write_events(tmp_path / "t", [(200, {"eval/loss": 0.5}), (201, {"t3": -1.0})])
@@ -277,16 +275,12 @@ def test_tail_first_matches_a_full_read(tmp_path):
         return d[16 + int.from_bytes(d[:8], "little"):]
 
     big = tmp_path / "events.out.tfevents.1.host"
-    big.write_bytes(head.read_bytes() + frames(body) * 40 + frames(tail) + frames(body)[:50])  # + a torn record
-    assert big.stat().st_size > 5_000_000
-    got = tbmod.last_scalars(big, ["early/only", "eval/loss", "t0", "absent"])
-    truth: dict[str, float] = {}
-    for ev in EventFileLoader(str(big)).Load():
-        for v in ev.summary.value:
-            truth[v.tag] = v.tensor.float_val[0] if v.HasField("tensor") else v.simple_value
-    assert {t: p.value for t, p in got.items()} == {t: truth[t] for t in got}
-    assert {"early/only", "eval/loss", "t0", "t3"} <= set(got) and "absent" not in got
-    assert isinstance(event_pb2.Event, type)
+    big.write_bytes(head.read_bytes() + frames(body) * 40 + frames(tail) + frames(body)[:50])
+    assert big.stat().st_size > 2_000_000
+    got = tbmod.last_scalars(big, ["early/only", "eval/loss", "t0", "t19", "absent"])
+    assert {t: got[t].value for t in ("early/only", "eval/loss", "t0", "t19", "t3")} == \
+        {"early/only": 7.25, "eval/loss": 0.5, "t0": 199.0, "t19": 199 + 19 / 8, "t3": -1.0}
+    assert got["eval/loss"].step == 200 and got["early/only"].step == 0 and "absent" not in got
 
 
 def test_crc32c_matches_tensorboard():
@@ -379,6 +373,7 @@ def test_wandb_project_root_folders_must_be_new(proj, wandb_run):
     assert "no wandb run folder from this run" in out.note
     new = root / "wandb" / time.strftime("offline-run-%Y%m%d_%H%M%S-new1", time.localtime(now))
     shutil.copytree(src, new)  # a host with wandb.init(dir=project_root), launched at `now - 1`
+    os.utime(new)  # copytree kept the source's mtime; a new folder's is now
     out = extract(cfg, run_dir, now - 1, ["eval/loss"])
     assert out.metrics["eval/loss"] == 0.2 and out.source == "wandb"
 

@@ -8,6 +8,11 @@ path, is renamed to best_ckpt.trash/ and deleted. Where the system has no
 RENAME_EXCHANGE the old best is renamed to the trash path and the new one
 renamed in: for that instant best.json dangles (readers retry), and repair()
 closes the gap after a kill. meta.json is never rewritten in place.
+
+Durability (power loss, beyond SIGKILL): file contents are fsynced before a
+rename publishes them, renames are journaled in order by ext4/xfs/btrfs, and
+one directory fsync after the swap makes the new best durable before the
+caller records the run.
 """
 from __future__ import annotations
 
@@ -139,7 +144,6 @@ def _ensure_link(expr_dir: Path) -> bool:
     remove(tmp)
     os.symlink(LINK_TARGET, tmp)
     os.replace(tmp, link)
-    fsync_dir(expr_dir)
     return True
 
 
@@ -199,15 +203,12 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
     meta["promoted_at"] = time.time()
     # meta.json goes in first so staging always says whose checkpoint it holds (repair reads it).
     os.mkdir(staging)
-    atomic_write_json(staging / META, meta)
-    fsync_dir(staging)
+    atomic_write_json(staging / META, meta)  # content fsynced before any rename can publish it
     fault_point("promote.staged_meta")
     if name is not None:
         os.rename(ckpt_dir / name, staging / name)
-        fsync_dir(staging)
     if ckpt_dir.is_dir():
         os.rmdir(ckpt_dir)
-        fsync_dir(run_dir)
     fault_point("promote.staged_ckpt")
     _ensure_link(expr_dir)
     fault_point("promote.linked")
@@ -265,7 +266,6 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
                     home.mkdir(parents=True, exist_ok=True)
                     mark_held(expr_dir, sm["run_id"])
                     os.rename(staging / name, home / name)
-                    fsync_dir(home)
                 remove(staging)
                 notes.append(f"rolled back the interrupted promotion of {sm['run_id']}")
                 if pending_id == sm["run_id"]:

@@ -237,8 +237,7 @@ def mark_held(expr_dir: Path, run_id: str) -> None:
     """Record that runs/<run_id>/ may hold a ckpt/ (prune reads these markers, not every run)."""
     held = Path(expr_dir) / HELD_DIR
     held.mkdir(exist_ok=True)
-    (held / run_id).touch()
-    fsync_dir(held)
+    (held / run_id).touch()  # not fsynced: a power loss can at worst leave one ckpt/ unpruned
 
 
 def capture(cfg, run_dir: Path, started_at: float) -> dict | None:
@@ -272,7 +271,7 @@ def capture(cfg, run_dir: Path, started_at: float) -> dict | None:
         method = _clone_tree(src, partial)
         fault_point("capture.copied")
         os.rename(partial, dest)
-    fsync_dir(store)
+        fsync_dir(store)  # the source is deleted below: the copy must be durable first
     fault_point("capture.stored")
     info = {
         "source": os.path.relpath(src, Path(cfg.project_root).resolve()),

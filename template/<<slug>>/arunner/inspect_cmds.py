@@ -30,7 +30,7 @@ def _fmt(value) -> str:
 
 def status(cfg: Config, args) -> list[str]:
     from .cli import describe_session
-    from .iteration import BASELINE, SENTINEL, best_snapshot
+    from .iteration import SENTINEL, restore_target
 
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
@@ -50,8 +50,7 @@ def status(cfg: Config, args) -> list[str]:
         if stop:
             lines.append(f"STOP: terminated_by={stop}")
     train = cfg.expr_dir / "train.py"
-    snap = best_snapshot(cfg.expr_dir, best)
-    same = snap.exists() and train.exists() and train.read_bytes() == snap.read_bytes()
+    same = train.exists() and train.read_bytes() == restore_target(cfg.expr_dir, best)
     base = "best snapshot" if best else "baseline"
     lines.append(f"train.py {'equals' if same else 'DIFFERS from'} the {base}" + ("" if same else " (uncommitted edit)"))
     if (cfg.expr_dir / SENTINEL).exists():

@@ -136,15 +136,30 @@ def best_snapshot(expr_dir: Path, best: dict | None) -> Path:
     return expr_dir / BASELINE
 
 
-def restore_train_py(expr_dir: Path, best: dict | None) -> bool:
-    """Put train.py back to the best run's snapshot (or the rendered baseline). True when it changed."""
+FROZEN_RE = re.compile(rb"^# ---- FROZEN:.*?^# ---- end FROZEN[^\n]*\n", re.M | re.S)
+
+
+def restore_target(expr_dir: Path, best: dict | None) -> bytes:
+    """What train.py must be after a non-advance: the best snapshot (or the baseline), with the
+    FROZEN blocks of the current template version (`copier update` refreshes .ar-baseline.py)."""
     source = best_snapshot(expr_dir, best)
-    target = expr_dir / "train.py"
     try:
         wanted = source.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"cannot restore train.py: snapshot {source} is missing; "
-                        "copy a good train.py there (or re-render with copier update)") from None
+        baseline = (expr_dir / BASELINE).read_bytes()
+    except FileNotFoundError as exc:
+        raise UserError(f"cannot restore train.py: {exc.filename} is missing; "
+                        "re-render it with copier update (or copy a good train.py there)") from None
+    old_blocks, new_blocks = FROZEN_RE.findall(wanted), FROZEN_RE.findall(baseline)
+    if len(old_blocks) == len(new_blocks) and old_blocks != new_blocks:
+        pieces = iter(new_blocks)
+        wanted = FROZEN_RE.sub(lambda _: next(pieces).replace(b"\\", b"\\\\"), wanted)
+    return wanted
+
+
+def restore_train_py(expr_dir: Path, best: dict | None) -> bool:
+    """Put train.py back to the best version (see restore_target). True when it changed."""
+    target = expr_dir / "train.py"
+    wanted = restore_target(expr_dir, best)
     if target.exists() and target.read_bytes() == wanted:
         return False
     atomic_write_bytes(target, wanted)
@@ -157,6 +172,13 @@ def check_sentinel(expr_dir: Path) -> None:
         first = sentinel.read_text(errors="replace").splitlines()[:1]
         raise UserError(f"{sentinel} blocks runs: {first[0] if first else 'processes survived a kill'}; "
                         f"kill those PIDs yourself, then delete {sentinel}")
+
+
+def write_sentinel(expr_dir: Path, run_id: str, survivors: list) -> None:
+    """Block further runs until a person has dealt with processes that outlived a kill."""
+    pids = " ".join(str(p["pid"] if isinstance(p, dict) else p) for p in survivors)
+    detail = "".join(f"{p}\n" for p in survivors)
+    (expr_dir / SENTINEL).write_text(f"run {run_id} left processes alive after kill: pids {pids}\n{detail}")
 
 
 def primary_value(metrics: dict, name: str):
@@ -192,9 +214,14 @@ def repair(cfg: Config) -> list[str]:
         started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
         token = started.get("token")
         if token:
-            leftover = watchdog.sweep((MARKER_KEY, token))
-            if leftover:
-                notes.append(f"{run_dir.name}: killed {len(leftover)} leftover process(es)")
+            found, survivors = watchdog.stop_processes(None, (MARKER_KEY, token), 2.0)
+            if survivors:
+                write_sentinel(expr, run_dir.name, survivors)
+                raise UserError(f"{run_dir.name}: processes of a killed run survive (pids "
+                                f"{' '.join(str(p['pid'] if isinstance(p, dict) else p) for p in survivors)}); "
+                                f"kill them, then delete {expr / SENTINEL}")
+            if found:
+                notes.append(f"{run_dir.name}: killed {len(found)} leftover process(es)")
         pending = read_json(run_dir / "decision.json", "run decision", "delete it", default=None)
         notes += best_state.repair(expr, pending if pending and pending.get("verdict") == "advance" else None)
         if pending:
@@ -237,6 +264,8 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         run_dir = expr / "runs" / run_id
         run_dir.mkdir(parents=True)
         source = (expr / "train.py").read_bytes()
+        if b"\n<<<<<<< " in b"\n" + source:
+            raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
         (run_dir / "train.py").write_bytes(source)
         note = read_run_note(source.decode("utf-8", errors="replace"))
         token = uuid.uuid4().hex
@@ -250,9 +279,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
 
         if launched.survivors:
             status = "unclean"
-            pids = " ".join(str(p["pid"]) for p in launched.survivors)
-            (expr / SENTINEL).write_text(f"run {run_id} left processes alive after kill: pids {pids}\n"
-                                         + "".join(f"{p}\n" for p in launched.survivors))
+            write_sentinel(expr, run_id, launched.survivors)
         elif launched.interrupted:
             status = "interrupted"
         elif launched.timed_out:

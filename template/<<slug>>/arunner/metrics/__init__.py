@@ -46,6 +46,7 @@ def _short(text: str) -> str:
 def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extraction:
     """Metrics of the run in `run_dir` (launched at `started_at`); wanted = [primary, *constraint names]."""
     run_dir = Path(run_dir)
+    wanted = list(dict.fromkeys(wanted or [cfg.primary_metric]))  # primary first, no duplicates
     primary = wanted[0]
     backend = cfg.metric_backend
     if backend not in BACKENDS:

@@ -8,8 +8,9 @@ search starts at the end:
 1. Tail window: find a record boundary a few KiB before EOF (an offset whose
    8 length bytes carry a matching crc and whose chain of following headers
    reaches EOF), decode every record from there on. Every tag seen there gets
-   its exact last value. A partial last record (file still being written) is
-   ignored; the window doubles until it holds a complete record.
+   its exact last value. A partial last record (file still being written) and
+   a zero-filled tail (crash) are ignored; the window doubles until it holds a
+   complete record.
 2. Wanted tags still missing: a tag is stored in the payload as the protobuf
    field `Summary.Value.tag` (byte 0x0a, varint length, the tag bytes), so
    `rfind` of that encoding over the file (C speed) points at the last record
@@ -34,6 +35,7 @@ TAIL_WINDOW = 2 << 10  # most runs log their metrics at the very end; a few doze
 MTIME_SLACK_S = 0.05  # file mtimes come from a coarse kernel clock, a few ms behind time.time()
 SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "venv", "env", "wandb", "mlruns"}
 _NAME_TS = re.compile(r"tfevents\.(\d+)")
+_NONZERO = re.compile(rb"[^\0]")
 
 
 class Point(NamedTuple):
@@ -99,14 +101,34 @@ def _chain(mm, size: int, pos: int, stop: int):
 
 def _candidates(mm, start: int, last: int):
     """Offsets in [start, last] where a record could begin: its length fits in 32 bits, so
-    bytes 4..7 are zero; `find` skips everything else at C speed."""
+    bytes 4..7 are zero, and is not 0 (an Event always has a wall_time). `find` and a
+    regex skip everything else, zero runs included, at C speed."""
     pos = start
     while pos <= last:
         hit = mm.find(b"\0\0\0\0", pos + 4, last + 8)
         if hit < 0:
             return
+        if mm[hit - 4:hit] == b"\0\0\0\0":  # inside a run of zeros: resume after it
+            m = _NONZERO.search(mm, hit, last + 8)
+            if m is None:
+                return
+            pos = m.start() - 4
+            continue
         yield hit - 4
         pos = hit - 3
+
+
+def _data_end(mm, size: int) -> int:
+    """Where trailing zeros begin (a crash can leave a zero-filled tail), else EOF. Only
+    positions the tail window; records are still read up to EOF."""
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 20))
+        kept = len(mm[start:end].rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return 0
 
 
 def _payload(mm, pos: int, length: int) -> bytes | None:
@@ -185,10 +207,10 @@ def last_scalars(path: Path, wanted: list[str] | set[str], event_cls=None) -> di
     with mm:
         found: dict[str, Point] = {}
         # 1. the tail window
-        window, tail_start = TAIL_WINDOW, None
+        window, tail_start, data_end = TAIL_WINDOW, None, _data_end(mm, size)
         while tail_start is None:
-            start = max(0, size - window)
-            for pos in _candidates(mm, start, size - 1):
+            start = max(0, data_end - window)
+            for pos in _candidates(mm, start, data_end):
                 # A chain may end in a partial record (still being written) or in damage
                 # (a crash can leave zeros at the end): the complete records before count.
                 records, _ = _chain(mm, size, pos, size)

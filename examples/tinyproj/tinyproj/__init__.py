@@ -1,0 +1,1 @@
+"""tinyproj: a tiny next-token MLP trained on a synthetic language."""
