@@ -7,7 +7,6 @@ The JSON carries root, expr, glob, cli_args, fallback (no RENAME_EXCHANGE) and s
 AR_FAULT_AT in the environment picks the step at which the process SIGKILLs itself.
 """
 import json
-import os
 import sys
 import time
 from pathlib import Path

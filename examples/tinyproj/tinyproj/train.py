@@ -5,7 +5,7 @@
 The token stream is fixed (DATA_SEED); --seed changes only the initial weights
 and the batch order, so a run is deterministic. Prints `val_loss=<v>` (mean
 cross-entropy in nats on held-out text; the floor is the language's entropy,
-about 1.1) and saves `tinyproj.pt` into --out_dir, else $AR_RUN_DIR when set,
+about 0.9) and saves `tinyproj.pt` into --out_dir, else $AR_RUN_DIR when set,
 else checkpoints/.
 """
 import argparse

@@ -207,8 +207,10 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
     fault_point("promote.staged_meta")
     if name is not None:
         os.rename(ckpt_dir / name, staging / name)
-    if ckpt_dir.is_dir():
-        os.rmdir(ckpt_dir)
+    try:
+        os.rmdir(ckpt_dir)  # empty now; prune reads an absent ckpt/ as "nothing held here"
+    except OSError:
+        pass
     fault_point("promote.staged_ckpt")
     _ensure_link(expr_dir)
     fault_point("promote.linked")

@@ -120,6 +120,8 @@ def _from_glob(cfg, root: Path, started_at: float) -> Path | None:
         )
     # The experiments' own stores (best_ckpt/, runs/*/ckpt, a parent experiment's best) are never a host save.
     stores = Path(cfg.expr_dir).resolve().parent
+    if stores == root:  # an experiment folder directly in the root: exclude only itself
+        stores = Path(cfg.expr_dir).resolve()
     matches = []
     for m in root.glob(pattern):
         real = m.resolve()

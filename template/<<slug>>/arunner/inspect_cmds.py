@@ -166,10 +166,9 @@ def chain(cfg: Config, args) -> list[str]:
     data = json.loads((cfg.expr_dir / "experiment.json").read_text())
     for dropped in ("template_version", "ar_preflight"):
         data.pop(dropped, None)
-    ckpt = best.get("checkpoint")
     parent_ckpt = ""
-    if ckpt and ckpt.get("name"):
-        parent_ckpt = str((cfg.expr_dir / "best_ckpt" / ckpt["name"]).relative_to(cfg.project_root))
+    if best.get("name"):  # the best run's checkpoint, by its original name inside best_ckpt/
+        parent_ckpt = str((cfg.expr_dir / "best_ckpt" / best["name"]).relative_to(cfg.project_root))
     data.update(slug=args.new_slug, goal=args.goal, topic="", parent_expr=cfg.slug, parent_ckpt=parent_ckpt)
     if args.primary_metric:
         data["primary_metric"] = args.primary_metric

@@ -327,14 +327,16 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         result["terminated_by"] = verdict.termination(session, rows_before + [this_row],
                                                       value if decision.valid else None, cfg.primary_direction)
         result["should_terminate"] = result["terminated_by"] is not None
-        atomic_write_json(run_dir / "decision.json", result)
+        best_record = {
+            "run_id": run_id, "primary": result["primary"], "snapshot": f"runs/{run_id}/train.py",
+            "lineage": {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt},
+        }
+        # decision.json carries what repair needs to finish this run exactly as planned.
+        atomic_write_json(run_dir / "decision.json", {**result, **best_record})
         fault_point("run.decided")
 
         if decision.verdict == "advance":
-            best_state.promote(expr, run_dir, {
-                "run_id": run_id, "primary": result["primary"], "snapshot": f"runs/{run_id}/train.py",
-                "lineage": {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt},
-            })
+            best_state.promote(expr, run_dir, best_record)
         else:
             restore_train_py(expr, best)
         fault_point("run.restored")

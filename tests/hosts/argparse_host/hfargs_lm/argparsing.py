@@ -33,8 +33,8 @@ def _strip_optional(tp: object) -> object:
     return tp
 
 
-class DataclassArgumentParser(argparse.ArgumentParser):
-    """argparse parser built from dataclasses; parse into instances of them."""
+class HfArgumentParser(argparse.ArgumentParser):
+    """argparse parser built from dataclasses (named after the transformers class it imitates)."""
 
     def __init__(self, dataclass_types: typing.Sequence[type], **kwargs: typing.Any) -> None:
         super().__init__(**kwargs)

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hfargs_lm.argparsing import DataclassArgumentParser
+from hfargs_lm.argparsing import HfArgumentParser
 
 # Module-level alias used in an annotation: resolving it needs this module's
 # namespace, exactly like transformers' own Literal/Optional fields.
@@ -87,7 +87,7 @@ def seconds_left() -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    parser = DataclassArgumentParser((ModelArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, TrainingArguments))
     model_args, args = parser.parse_args_into_dataclasses()
     torch.manual_seed(args.seed)
 

@@ -1,0 +1,135 @@
+"""The runner's commands on the minimal host: exact metrics, so every verdict is predictable."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import Experiment
+
+
+def test_status_compact_is_short_and_true(minimal_expr: Experiment):
+    minimal_expr.run()
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.3,")
+    minimal_expr.run()
+    out = minimal_expr.ar("status", "--compact").stdout.splitlines()
+    assert len(out) <= 10
+    assert any("best 0.05 at r0001" in line for line in out)
+    assert any("advance=1" in line and "revert=1" in line for line in out)
+    assert any("train.py equals the best snapshot" in line for line in out)
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.2,")
+    assert any("DIFFERS" in line for line in minimal_expr.ar("status", "--compact").stdout.splitlines())
+
+
+def test_second_concurrent_run_is_refused_and_changes_nothing(minimal_expr: Experiment):
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.1, 'sleep': 4,")
+    first = subprocess.Popen([sys.executable, str(minimal_expr.dir / "ar.py"), "run"], cwd=minimal_expr.host,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = minimal_expr.dir / "runs" / "r0001" / "started.json"
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    ledger = (minimal_expr.dir / "results.tsv").read_text()
+    second = minimal_expr.ar("run", check=False)
+    assert second.returncode == 2
+    assert "another `ar.py run` is running" in second.stderr and len(second.stderr.splitlines()) == 1
+    assert sorted(p.name for p in (minimal_expr.dir / "runs").iterdir()) == ["r0001"]
+    assert (minimal_expr.dir / "results.tsv").read_text() == ledger
+    out, _ = first.communicate(timeout=120)
+    assert out.startswith("r0001 ok/advance")
+
+
+def test_tail_shows_the_traceback_region(minimal_expr: Experiment):
+    minimal_expr.edit("# Example:", "print('noise ' * 3)\nraise ValueError('bad idea')\n# Example:")
+    result = minimal_expr.run()
+    assert (result["status"], result["verdict"]) == ("crash", "crash")
+    lines = minimal_expr.ar("tail", "--run", result["run_id"]).stdout.splitlines()
+    assert lines[0].startswith("Traceback") and lines[-1] == "ValueError: bad idea"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["tail", "--run", "r0042"], "no run r0042"),
+        (["tail", "--run", "../../etc"], "not a run id"),
+        (["run", "--seconds", "0"], "must be > 0"),
+        (["run", "--seconds", "soon"], "not an integer"),
+        (["session", "--plateau", "-3"], "must be > 0"),
+        (["session", "--threshold", "low"], "not a number"),
+        (["session", "--keep-checkpoints", "-1"], "must be >= 0"),
+        (["chain", "--new-slug", "261125-kid", "--goal", "g", "--rationale", "  "], "rationale is empty"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_command_input_is_one_line(minimal_expr: Experiment, args, expected):
+    proc = minimal_expr.ar(*args, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+
+
+def test_session_termination_plateau_and_threshold(minimal_expr: Experiment):
+    minimal_expr.ar("session", "--plateau", "2")
+    assert not minimal_expr.run()["should_terminate"]  # r0001 advances
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.3,")
+    assert not minimal_expr.run()["should_terminate"]  # 1 ok run without improvement
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.4,")
+    result = minimal_expr.run()
+    assert result["should_terminate"] and result["terminated_by"] == "plateau"
+    minimal_expr.ar("session", "--unlimited", "--threshold", "0.02")
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.06,")
+    result = minimal_expr.run()
+    assert (result["verdict"], result["terminated_by"]) == ("advance", "primary_threshold")
+
+
+def test_max_runs_counts_every_run(minimal_expr: Experiment):
+    minimal_expr.ar("session", "--max-runs", "2")
+    minimal_expr.edit("# Example:", "raise SystemExit(3)\n# Example:")
+    first = minimal_expr.run()
+    assert (first["status"], first["exit_code"], first["should_terminate"]) == ("crash", 3, False)
+    second = minimal_expr.run()
+    assert second["terminated_by"] == "max_runs"
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        (".ar-session.json", "{not json", ".ar-session.json is not valid JSON"),
+        (".ar-session.json", '{"plateau": "often"}', "plateau must be a positive integer"),
+        ("experiment.json", "[]", "experiment.json"),
+        ("results.tsv", "garbage header\n", "results header"),
+    ],
+)
+def test_damaged_state_file_is_one_line(minimal_expr: Experiment, name, content, expected):
+    minimal_expr.run()
+    (minimal_expr.dir / name).write_text(content)
+    for command in (["run"], ["status", "--compact"]):
+        proc = minimal_expr.ar(*command, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+    assert json.loads((minimal_expr.dir / "runs" / "r0001" / "result.json").read_text())["verdict"] == "advance"
+
+
+def test_results_tsv_row_with_wrong_columns_is_named(minimal_expr: Experiment):
+    minimal_expr.run()
+    minimal_expr.run()
+    ledger = minimal_expr.dir / "results.tsv"
+    lines = ledger.read_text().splitlines(keepends=True)
+    ledger.write_text(lines[0] + "r0001\tbroken\n" + lines[2])
+    proc = minimal_expr.ar("status", check=False)
+    assert proc.returncode == 2 and "line 2 has 2 columns" in proc.stderr
+
+
+def test_report_lists_every_run_and_the_best(minimal_expr: Experiment):
+    minimal_expr.run()
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.07,")
+    minimal_expr.edit('RUN_NOTE = "baseline"', 'RUN_NOTE = "closer lr"')
+    minimal_expr.run()
+    report = minimal_expr.ar("report", "--plot").stdout
+    assert "Best: **0.02** at r0002" in report
+    assert "| r0001 | ok | advance |" in report and "closer lr" in report
+    assert (minimal_expr.dir / "progress.png").stat().st_size > 1000
