@@ -353,7 +353,7 @@ def summary_lines(cfg: Config, result: dict) -> list[str]:
     """At most 3 short lines for the agent (SPEC §9: <= 400 bytes)."""
     p = result["primary"]
     value = p["value"]
-    shown = f"{p['name']}={value:.6g}" if isinstance(value, float) else f"{p['name']}={value}"
+    shown = f"{p['name']}={value:.6g}" if isinstance(value, float) else f"{p['name']}={value if value is not None else '-'}"
     head = f"{result['run_id']} {result['status']}/{result['verdict']} {shown} ({result['wall_seconds']:.1f}s)"
     if result["verdict"] == "advance":
         prev = result.get("previous_best_run_id")
