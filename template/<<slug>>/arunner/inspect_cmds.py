@@ -45,7 +45,9 @@ def status(cfg: Config, args) -> list[str]:
     lines.append(describe_session(session))
     last = rows[-1]["run_id"] if rows else None
     if rows:
-        stop = verdict.termination(session, rows, rows[-1]["primary_value"] if rows[-1]["valid"] == "true" else None,
+        recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
+        stop = verdict.termination(session, recent, len(rows),
+                                   rows[-1]["primary_value"] if rows[-1]["valid"] == "true" else None,
                                    cfg.primary_direction)
         if stop:
             lines.append(f"STOP: terminated_by={stop}")
@@ -178,10 +180,12 @@ def chain(cfg: Config, args) -> list[str]:
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
         json.dump(data, fh)
     cmd = [copier, "copy", "--trust", "--defaults", "--quiet", "--data-file", fh.name]
-    if commit:
-        cmd += ["--vcs-ref", commit]
-    cmd += [src, str(cfg.expr_dir.parent)]
-    proc = subprocess.run(cmd, cwd=cfg.project_root, capture_output=True, text=True)
+    pinned = ["--vcs-ref", commit] if commit else []  # the parent's template version, when it still exists
+    proc = subprocess.run([*cmd, *pinned, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 and pinned and "Unknown revision" in proc.stderr:
+        proc = subprocess.run([*cmd, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root,
+                              capture_output=True, text=True)
     os.unlink(fh.name)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["copier failed"])[-1]

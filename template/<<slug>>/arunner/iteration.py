@@ -61,17 +61,21 @@ class ExperimentLock:
         os.close(self.fd)
 
 
-def run_dirs(expr_dir: Path) -> list[Path]:
-    runs = expr_dir / "runs"
-    if not runs.is_dir():
+def run_numbers(expr_dir: Path) -> list[int]:
+    """Numbers of the run folders, ascending (names only: cheap with 10,000 runs)."""
+    try:
+        names = os.listdir(expr_dir / "runs")
+    except FileNotFoundError:
         return []
-    found = [(int(m.group(1)), p) for p in runs.iterdir() if (m := RUN_ID_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return sorted(int(m.group(1)) for name in names if (m := RUN_ID_RE.match(name)))
 
 
-def next_run_id(existing: list[Path]) -> str:
-    last = int(existing[-1].name[1:]) if existing else 0
-    return f"r{last + 1:04d}"
+def run_dir_of(expr_dir: Path, number: int) -> Path:
+    return expr_dir / "runs" / f"r{number:04d}"
+
+
+def next_run_id(numbers: list[int]) -> str:
+    return f"r{(numbers[-1] if numbers else 0) + 1:04d}"
 
 
 def read_run_note(source: str) -> str:
@@ -206,9 +210,14 @@ def repair(cfg: Config) -> list[str]:
 
     expr = cfg.expr_dir
     notes = []
+    ledger.check_header(expr / "results.tsv")
     if ledger.repair_tail(expr / "results.tsv"):
         notes.append("dropped a partial last row of results.tsv")
-    for run_dir in run_dirs(expr):
+    recorded = ledger.last_run_number(expr / "results.tsv")
+    for number in run_numbers(expr):
+        if number <= recorded:  # rows are appended in run order: everything up to here is recorded
+            continue
+        run_dir = run_dir_of(expr, number)
         if (run_dir / "result.json").exists():
             continue
         started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
@@ -260,7 +269,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         budget = int(seconds or session.seconds or cfg.seconds)
         grace = session.grace_s if session.grace_s is not None else DEFAULT_GRACE.get(cfg.launcher_kind, 5.0)
         best = best_state.read_best(expr)
-        run_id = next_run_id(run_dirs(expr))
+        run_id = next_run_id(run_numbers(expr))
         run_dir = expr / "runs" / run_id
         run_dir.mkdir(parents=True)
         source = (expr / "train.py").read_bytes()
@@ -310,7 +319,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
             notes.append(f"swept {len(launched.leaked)} process(es) the training left running")
         if status in ("crash", "timeout", "unclean") and launched.last_line:
             notes.append(f"last log line: {launched.last_line}")
-        rows_before = ledger.read(expr / "results.tsv")
+        recent, total = ledger.since_last_advance(expr / "results.tsv")
         result = {
             "run_id": run_id, "started_at": started_iso, "wall_seconds": round(launched.wall_s, 3),
             "status": decision.status, "verdict": decision.verdict,
@@ -324,7 +333,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
             "checkpoint": capture, "exit_code": launched.exit_code,
         }
         this_row = {"status": decision.status, "verdict": decision.verdict}
-        result["terminated_by"] = verdict.termination(session, rows_before + [this_row],
+        result["terminated_by"] = verdict.termination(session, [*recent, this_row], total + 1,
                                                       value if decision.valid else None, cfg.primary_direction)
         result["should_terminate"] = result["terminated_by"] is not None
         best_record = {

@@ -35,6 +35,17 @@ def ensure(path: Path) -> None:
             fh.write(HEADER)
 
 
+def check_header(path: Path) -> None:
+    """A cheap guard for `run`: the ledger starts with the header (a full parse is for `status`)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    except FileNotFoundError:
+        return
+    if first and first != HEADER.rstrip("\n"):
+        raise UserError(f"{path}: first line is not the results header; restore it (columns: {' '.join(COLUMNS)})")
+
+
 def repair_tail(path: Path) -> bool:
     """Drop a trailing partial row (no newline). Returns True when something was dropped."""
     try:
@@ -105,6 +116,41 @@ def read(path: Path) -> list[dict]:
             raise UserError(f"{path}: line {number}: primary_value {row['primary_value']!r} is not a number; fix that line") from None
         rows.append(row)
     return rows
+
+
+def since_last_advance(path: Path) -> tuple[list[dict], int]:
+    """The rows after the last `advance` (oldest first) and the total row count.
+
+    What termination needs, without parsing the whole ledger (it may hold 10,000+ rows).
+    """
+    try:
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()[1:]
+    except FileNotFoundError:
+        return [], 0
+    lines = [line for line in lines if line.strip()]
+    recent = []
+    for line in reversed(lines):
+        row = dict(zip(COLUMNS, line.split("\t")))
+        if row.get("verdict") == "advance":
+            break
+        recent.append(row)
+    return recent[::-1], len(lines)
+
+
+def last_run_number(path: Path) -> int:
+    """The number of the last recorded run (rNNNN), read from the file's tail; 0 when none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(tail):
+        first = line.split("\t", 1)[0]
+        if first[:1] == "r" and first[1:].isdigit():
+            return int(first[1:])
+    return 0
 
 
 def has_row(path: Path, run_id: str) -> bool:

@@ -71,8 +71,11 @@ def decide(status: str, primary: float | None, direction: str, best_value: float
     return Decision("ok", "advance" if improved else "revert", True, improved, checked)
 
 
-def termination(session, rows: list[dict], this_primary: float | None, direction: str) -> str | None:
-    """Which condition (if any) says the loop should stop, given the ledger rows including this run."""
+def termination(session, recent: list[dict], total: int, this_primary: float | None, direction: str) -> str | None:
+    """Which condition (if any) says the loop should stop.
+
+    `recent` = ledger rows after the last advance, this run included; `total` = every run, this one included.
+    """
     if session.stopped:
         return "manual"
     if session.unlimited:
@@ -83,13 +86,13 @@ def termination(session, rows: list[dict], this_primary: float | None, direction
             return "primary_threshold"
     if session.plateau:
         ok_since_advance = 0
-        for row in reversed(rows):
+        for row in reversed(recent):
             if row["verdict"] == "advance":
                 break
             if row["status"] == "ok":
                 ok_since_advance += 1
         if ok_since_advance >= session.plateau:
             return "plateau"
-    if session.max_runs and len(rows) >= session.max_runs:
+    if session.max_runs and total >= session.max_runs:
         return "max_runs"
     return None

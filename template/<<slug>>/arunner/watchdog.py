@@ -24,10 +24,19 @@ import signal
 import time
 from typing import Callable, Iterable, Optional, Tuple
 
-try:
-    import psutil
-except ImportError:  # the /proc reader below needs nothing
-    psutil = None
+psutil = None  # imported on first use: only off Linux (or in tests), and it costs 25 ms
+
+
+def _ps():
+    """psutil when importable, else None (the /proc reader needs nothing)."""
+    global psutil
+    if _ps() is None:
+        try:
+            import psutil as module
+        except ImportError:
+            module = False
+        psutil = module
+    return psutil or None
 
 Marker = Tuple[str, str]
 KillFn = Callable[[int, int], None]
@@ -66,7 +75,7 @@ def _table() -> dict[int, tuple]:
                 st = _proc_stat(int(name))
                 if st and st[0] not in "ZX":
                     out[int(name)] = (st[1], st[2], st[3], not st[4] & _KTHREAD)
-    elif psutil is not None:
+    elif _ps() is not None:
         for p in psutil.process_iter(["ppid", "status"]):
             if p.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
                 continue
@@ -100,7 +109,7 @@ def _identity(pid: int) -> Optional[int]:
     if _USE_PROC:
         st = _proc_stat(pid)
         return st[5] if st and st[0] not in "ZX" else None
-    if psutil is None:
+    if _ps() is None:
         return None
     try:
         p = psutil.Process(pid)
@@ -115,7 +124,7 @@ def _describe(pid: int) -> dict:
         if _USE_PROC:
             name = _read(f"/proc/{pid}/comm").decode(errors="replace").strip()
             cmd = _read(f"/proc/{pid}/cmdline").rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-        elif psutil is not None:
+        elif _ps() is not None:
             p = psutil.Process(pid)
             name, cmd = p.name(), " ".join(p.cmdline())
     except Exception:  # gone or unreadable (OSError, psutil.Error): keep what we have
