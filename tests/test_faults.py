@@ -156,3 +156,31 @@ def test_run_that_saves_nothing_new_is_invalid(ckpt_expr: Experiment):
     assert (result["status"], result["verdict"]) == ("invalid", "revert")
     assert "no checkpoint written by this run" in result["note"] and result["checkpoint"] is None
     assert ckpt_expr.best()["run_id"] == "r0001"
+
+
+def test_torchrun_tree_is_gone_after_timeout(tmp_path):
+    """Runner `torchrun --nproc-per-node 2`: both gloo ranks hang, rank 0 leaves a setsid grandchild."""
+    import socket
+
+    from conftest import REPO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = make_host("minimal", tmp_path / "host")
+    render(host, {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1}",
+                  "metric_backend": "log", "slug": "261125-ddp", "distributed_framework": "ddp",
+                  "runner": f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}"})
+    expr = Experiment(host, "261125-ddp")
+    expr.ar("session", "--grace", "3")
+    first = expr.run()  # both ranks run the host; each prints the metric, the last line wins
+    assert (first["status"], first["verdict"]) == ("ok", "advance"), first["note"]
+    pidfile = tmp_path / "pids.txt"
+    expr.edit("# Example:", f"import runpy, sys\nsys.argv = ['ddp_hang.py', {str(pidfile)!r}]\n"
+                            f"runpy.run_path({str(REPO / 'tests' / 'procs' / 'ddp_hang.py')!r})\n# Example:")
+    result = expr.run("--seconds", "20")
+    roles = {line.split()[0]: int(line.split()[1]) for line in pidfile.read_text().splitlines()}
+    assert sorted(roles) == ["orphan", "rank0", "rank1"], "the tree was not up by the deadline"
+    assert (result["status"], result["verdict"]) == ("timeout", "timeout")
+    assert [pid for pid in roles.values() if pid_alive(pid)] == []
+    assert not (expr.dir / ".ar-unclean").exists()

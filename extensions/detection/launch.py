@@ -14,7 +14,7 @@ import ast
 import shlex
 from dataclasses import dataclass
 
-from .commands import Command
+from .commands import PYTHON_RE, Command
 
 FRAMEWORKS = ("lightning", "deepspeed", "accelerate", "fsdp", "ddp")
 LAUNCHER_FRAMEWORK = {"torchrun": "ddp", "torch.distributed.run": "ddp", "torch.distributed.launch": "ddp",
@@ -64,10 +64,10 @@ def detect(modules: list, command: Command | None, configs: list[str]) -> Launch
     out = Launch()
     used = frameworks_used(modules)
     prefix = command.prefix if command else []
-    if prefix and (len(prefix) > 1 or prefix[0] not in ("python", "python3")):
-        out.runner, out.runner_confidence = shlex.join(prefix), "high"
+    if prefix and len(prefix) == 1 and PYTHON_RE.match(prefix[0].rsplit("/", 1)[-1]):
+        out.runner, out.runner_confidence = "python", "high"  # ar.py's own interpreter: the project's
     elif prefix:
-        out.runner, out.runner_confidence = "python", "high"
+        out.runner, out.runner_confidence = shlex.join(prefix), "high"
     elif "accelerate" in used and _accelerate_config(configs):
         out.runner = f"accelerate launch --config_file {shlex.quote(_accelerate_config(configs))}"
         out.runner_confidence = "medium"
