@@ -157,3 +157,18 @@ def test_chained_child_resumes_from_parent_best(tmp_path):
     parent_ckpt.rename(parent_ckpt.with_suffix(".moved"))
     proc = child.ar("run", check=False)
     assert proc.returncode == 2 and "parent checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_full_prep_self_test_guards_the_first_run(tmp_path):
+    root = make_host("function_host", tmp_path / "function_host")
+    render(root, {**HOSTS[2].data, "slug": "261125-prep"})
+    expr = Experiment(root, "261125-prep")
+    prepare = (expr.dir / "prepare.py").read_text()
+    assert "FULL_PREP = True" in prepare and "from fn_host.data import build_train_loader" in prepare
+    data = root / "fn_host" / "data.py"
+    data.write_text(data.read_text().replace("def build_train_loader(", "def build_train_loader(*_, **__):\n"
+                                             "    raise FileNotFoundError('shard 0 missing')\n\n\ndef _unused(", 1))
+    proc = expr.ar("run", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "prepare.py self-test failed" in proc.stderr and "shard 0 missing" in proc.stderr
+    assert not list((expr.dir / "runs").iterdir())  # nothing was launched

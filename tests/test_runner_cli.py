@@ -133,3 +133,36 @@ def test_report_lists_every_run_and_the_best(minimal_expr: Experiment):
     assert "Best: **0.02** at r0002" in report
     assert "| r0001 | ok | advance |" in report and "closer lr" in report
     assert (minimal_expr.dir / "progress.png").stat().st_size > 1000
+
+
+def test_pruning_is_reported_by_status(tmp_path):
+    from conftest import make_host, render
+
+    host = make_host("minimal", tmp_path / "host")
+    render(host, {"entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
+                  "metric_backend": "log", "checkpoint_glob": "ckpt/*.txt", "slug": "261125-prune"})
+    expr = Experiment(host, "261125-prune")
+    expr.run()  # best, keeps its checkpoint in best_ckpt/
+    for lr in ("0.3", "0.4", "0.5"):
+        expr.edit("'lr': 0.1,", f"'lr': {lr},")
+        assert expr.run()["verdict"] == "revert"
+    held = sorted(p.parent.name for p in (expr.dir / "runs").glob("r*/ckpt"))
+    assert held == ["r0004"]  # the latest only; r0002 and r0003 were pruned
+    assert (expr.dir / "best_ckpt" / "model.txt").read_text() == "lr=0.1\n"
+    status = expr.ar("status", "--compact").stdout
+    assert "checkpoints pruned so far: 2 (last: r0002, r0003)" in status
+
+
+def test_chain_with_bad_slug_is_one_line(minimal_expr: Experiment):
+    minimal_expr.run()
+    proc = minimal_expr.ar("chain", "--new-slug", "Not A Slug", "--goal", "g", "--rationale", "because", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "slug" in proc.stderr and "YYMMDD-kebab" in proc.stderr
+
+
+def test_damaged_best_is_one_line(minimal_expr: Experiment):
+    minimal_expr.run()
+    (minimal_expr.dir / "best_ckpt" / "meta.json").write_text("{broken")
+    proc = minimal_expr.ar("run", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "meta.json" in proc.stderr or "best.json" in proc.stderr

@@ -209,9 +209,15 @@ def _hydra_item(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
+def _is_resume(name: str) -> bool:
+    """Resume options never belong in a baseline: the runner passes the resume flag itself."""
+    leaf = name.split(".")[-1].replace("-", "_")
+    return leaf in RESUME_NAMES or "resume" in leaf
+
+
 def _keep(args: dict, opts: Options, resume: str) -> dict:
     return {k: v for k, v in args.items() if isinstance(k, str) and opts.accepts(k) and k != resume
-            and v is not None and (isinstance(v, (int, float, str, bool)) or isinstance(v, list))}
+            and not _is_resume(k) and v is not None and isinstance(v, (int, float, str, bool, list))}
 
 
 def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict | list:
@@ -223,7 +229,7 @@ def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict 
     flat = {k: v for k, v in flat.items()
             if not k.startswith("_") and k.split(".")[-1] not in COSMETIC and isinstance(v, (int, float, str, bool))}
     if pattern == "hydra":
-        names = _rank([k for k in flat if k in opts.values])
+        names = _rank([k for k in flat if k in opts.values and not _is_resume(k)])
         return [_hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
     kept = _keep(flat, opts, resume)
     return {k: kept[k] for k in _rank(list(kept))[:MAX_ARGS]}

@@ -14,7 +14,7 @@ from . import best as best_state
 from . import ledger, verdict
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, read_json
 
 
 def dispatch(cfg: Config, args) -> int:
@@ -30,7 +30,7 @@ def _fmt(value) -> str:
 
 def status(cfg: Config, args) -> list[str]:
     from .cli import describe_session
-    from .iteration import SENTINEL, restore_target
+    from .iteration import PRUNED, SENTINEL, restore_target
 
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
@@ -55,6 +55,10 @@ def status(cfg: Config, args) -> list[str]:
     same = train.exists() and train.read_bytes() == restore_target(cfg.expr_dir, best)
     base = "best snapshot" if best else "baseline"
     lines.append(f"train.py {'equals' if same else 'DIFFERS from'} the {base}" + ("" if same else " (uncommitted edit)"))
+    pruned = read_json(cfg.expr_dir / PRUNED, "pruned-checkpoint tally", "delete it", default=None)
+    if pruned:
+        lines.append(f"checkpoints pruned so far: {pruned['count']} (last: {', '.join(pruned['last'])}); "
+                     f"kept: the best and the latest {session.keep_checkpoints}")
     if (cfg.expr_dir / SENTINEL).exists():
         lines.append(f"BLOCKED: {SENTINEL} exists (processes survived a kill); see the file")
     if args.compact:

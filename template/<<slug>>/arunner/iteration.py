@@ -178,6 +178,32 @@ def check_sentinel(expr_dir: Path) -> None:
                         f"kill those PIDs yourself, then delete {sentinel}")
 
 
+PRUNED = ".ar-pruned.json"
+
+
+def record_pruned(expr_dir: Path, run_ids: list[str]) -> None:
+    """Keep a running tally of pruned checkpoints for `status` (the runs themselves stay)."""
+    tally = read_json(expr_dir / PRUNED, "pruned-checkpoint tally", "delete it", default=None) or {}
+    count = int(tally.get("count", 0)) + len(run_ids)
+    last = [*tally.get("last", []), *run_ids][-5:]
+    atomic_write_json(expr_dir / PRUNED, {"count": count, "last": last})
+
+
+def self_test_data(cfg: Config) -> None:
+    """Full-prep experiments: load one batch through prepare.py before the very first run."""
+    import subprocess
+
+    prepare = cfg.expr_dir / "prepare.py"
+    if b"FULL_PREP = True" not in prepare.read_bytes():
+        return
+    proc = subprocess.run([sys.executable, str(prepare), "--self-test"], cwd=cfg.project_root,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise UserError(f"prepare.py self-test failed before the first run: {last[:200]}; "
+                        f"fix the host's data loaders (python {prepare} --self-test shows it all)")
+
+
 def write_sentinel(expr_dir: Path, run_id: str, survivors: list) -> None:
     """Block further runs until a person has dealt with processes that outlived a kill."""
     pids = " ".join(str(p["pid"] if isinstance(p, dict) else p) for p in survivors)
@@ -269,7 +295,10 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         budget = int(seconds or session.seconds or cfg.seconds)
         grace = session.grace_s if session.grace_s is not None else DEFAULT_GRACE.get(cfg.launcher_kind, 5.0)
         best = best_state.read_best(expr)
-        run_id = next_run_id(run_numbers(expr))
+        numbers = run_numbers(expr)
+        if not numbers:
+            self_test_data(cfg)
+        run_id = next_run_id(numbers)
         run_dir = expr / "runs" / run_id
         run_dir.mkdir(parents=True)
         source = (expr / "train.py").read_bytes()
@@ -353,7 +382,9 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         fault_point("run.ledger")
         ledger.write_result(run_dir, result)
         fault_point("run.recorded")
-        checkpoints.prune(expr, session.keep_checkpoints)
+        pruned = checkpoints.prune(expr, session.keep_checkpoints)
+        if pruned:
+            record_pruned(expr, pruned)
         result["_repaired"] = repaired
         return result
 
