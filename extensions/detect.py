@@ -74,6 +74,8 @@ class Detected:
     def _keep_valid(self, root: Path | None) -> None:
         """Put back the literal default of any detected value the interview would refuse."""
         for key in KEYS:
+            if key == "entry_main_module" and self.entry_pattern == "custom":
+                continue  # not asked for the custom pattern (and may be empty)
             raw = self.cli_args_for(self.entry_pattern) if key == "cli_args" else getattr(self, key)
             try:
                 value = answer_rules.parse_value(key, raw)

@@ -8,7 +8,6 @@ not track (Copier would delete files and revert train.py, and exit 0), or a
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

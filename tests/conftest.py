@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,18 @@ class Experiment:
         assert len(proc.stdout.splitlines()) <= 3 and len(proc.stdout.encode()) <= 400, proc.stdout
         run_id = proc.stdout.split()[0]
         return json.loads((self.dir / "runs" / run_id / "result.json").read_text())
+
+    def start_run(self, wait_for: str = "run.log") -> subprocess.Popen:
+        """`ar.py run` in the background; returns once the next run's `wait_for` file exists."""
+        numbers = [int(p.name[1:]) for p in (self.dir / "runs").glob("r*")]
+        target = self.dir / "runs" / f"r{max(numbers, default=0) + 1:04d}" / wait_for
+        proc = subprocess.Popen([sys.executable, str(self.dir / "ar.py"), "run"], cwd=self.host,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert target.exists(), f"{target} did not appear"
+        return proc
 
     @property
     def train_py(self) -> Path:

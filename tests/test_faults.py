@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -72,12 +70,8 @@ def test_sigkill_at_every_step_is_repaired(ckpt_expr: Experiment, point):
 def test_runner_killed_mid_training_is_recorded_next_time(ckpt_expr: Experiment):
     ckpt_expr.run()
     ckpt_expr.edit("'lr': 0.1,", "'lr': 0.06, 'sleep': 30,")
-    runner = subprocess.Popen([sys.executable, str(ckpt_expr.dir / "ar.py"), "run"], cwd=ckpt_expr.host,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner = ckpt_expr.start_run()
     started = ckpt_expr.dir / "runs" / "r0002" / "started.json"
-    deadline = time.time() + 60
-    while not (ckpt_expr.dir / "runs" / "r0002" / "run.log").exists() and time.time() < deadline:
-        time.sleep(0.05)
     time.sleep(0.5)
     token = json.loads(started.read_text())["token"]
     runner.kill()
@@ -110,12 +104,7 @@ def pid_alive(pid: int) -> bool:
 def test_ctrl_c_records_interrupted_and_restores(ckpt_expr: Experiment):
     ckpt_expr.run()
     ckpt_expr.edit("'lr': 0.1,", "'lr': 0.06, 'sleep': 30,")
-    runner = subprocess.Popen([sys.executable, str(ckpt_expr.dir / "ar.py"), "run"], cwd=ckpt_expr.host,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = ckpt_expr.dir / "runs" / "r0002" / "run.log"
-    deadline = time.time() + 60
-    while not log.exists() and time.time() < deadline:
-        time.sleep(0.05)
+    runner = ckpt_expr.start_run()
     time.sleep(0.5)
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=60)

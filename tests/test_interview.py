@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COPIER, REPO, Experiment, make_host, render
+from conftest import COPIER, REPO, Experiment, render
 
 GOOD = {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1}",
         "metric_backend": "log", "primary_metric": "eval/loss", "slug": "261125-good"}

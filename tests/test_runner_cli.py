@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -26,13 +23,7 @@ def test_status_compact_is_short_and_true(minimal_expr: Experiment):
 
 def test_second_concurrent_run_is_refused_and_changes_nothing(minimal_expr: Experiment):
     minimal_expr.edit("'lr': 0.1,", "'lr': 0.1, 'sleep': 4,")
-    first = subprocess.Popen([sys.executable, str(minimal_expr.dir / "ar.py"), "run"], cwd=minimal_expr.host,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    started = minimal_expr.dir / "runs" / "r0001" / "started.json"
-    deadline = time.time() + 60
-    while not started.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    assert started.exists()
+    first = minimal_expr.start_run(wait_for="started.json")
     ledger = (minimal_expr.dir / "results.tsv").read_text()
     second = minimal_expr.ar("run", check=False)
     assert second.returncode == 2

@@ -57,7 +57,6 @@ def test_update_keeps_edits_history_and_lineage(tmp_path, template_v1):
     expr.edit("'lr': 0.1,", "'lr': 0.06,")
     expr.edit('RUN_NOTE = "baseline"', 'RUN_NOTE = "lr 0.06"')
     assert expr.run()["verdict"] == "advance"
-    edited = expr.train_py.read_text()
     ledger_before = (expr.dir / "results.tsv").read_text()
     git(host, "add", "-A")
     git(host, "commit", "-qm", "experiment state")

@@ -70,7 +70,7 @@ class Session:
     @classmethod
     def load(cls, expr_dir: Path) -> "Session":
         path = Path(expr_dir) / SESSION_FILE
-        data = read_json(path, "session file", f"fix it or delete it and run `ar.py session` again", default={})
+        data = read_json(path, "session file", "fix it or delete it and run `ar.py session` again", default={})
         if not isinstance(data, dict):
             raise UserError(f"session file {path} must hold a JSON object; delete it and run `ar.py session` again")
         known = {f for f in cls.__dataclass_fields__}

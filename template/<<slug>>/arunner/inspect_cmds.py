@@ -43,7 +43,6 @@ def status(cfg: Config, args) -> list[str]:
         lines.append("best: none yet")
     lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
     lines.append(describe_session(session))
-    last = rows[-1]["run_id"] if rows else None
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
         stop = verdict.termination(session, recent, len(rows),

@@ -15,7 +15,6 @@ import fcntl
 import os
 import re
 import shlex
-import shutil
 import sys
 import time
 import uuid
