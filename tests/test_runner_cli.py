@@ -157,3 +157,34 @@ def test_damaged_best_is_one_line(minimal_expr: Experiment):
     proc = minimal_expr.ar("run", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "meta.json" in proc.stderr or "best.json" in proc.stderr
+
+
+def test_live_line_only_on_a_terminal(minimal_expr: Experiment):
+    """A person watching sees `elapsed/budget | last log line`, rewritten in place; an agent sees none."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.1, 'sleep': 2.5,")
+    minimal_expr.edit("# Example:", "print('warming up', flush=True)\n# Example:")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(minimal_expr.dir / "ar.py"), "run"], cwd=minimal_expr.host,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait()
+    os.close(master)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\r" in screen and "/30s | warming up" in screen
+    assert "r0001 ok/advance" in screen
+    quiet = minimal_expr.ar("run").stdout  # not a terminal: only the final lines
+    assert "\r" not in quiet and "warming up" not in quiet and len(quiet.splitlines()) <= 3

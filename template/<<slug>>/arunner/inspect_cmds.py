@@ -25,6 +25,8 @@ def dispatch(cfg: Config, args) -> int:
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "-"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
@@ -114,8 +116,7 @@ def report(cfg: Config, args) -> list[str]:
         v = r["primary_value"]
         if r["verdict"] == "advance" and v is not None:
             running = v
-        out.append(f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v) if v is not None else ''} | "
-                   f"{_fmt(running) if running is not None else ''} | {r['note'][:60].replace('|', '/')} |")
+        out.append(f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:60].replace('|', '/')} |")
     if args.plot:
         out += ["", plot(cfg, rows)]
     return out

@@ -65,7 +65,8 @@ class _LiveLine:
         try:
             width = os.get_terminal_size(sys.stderr.fileno()).columns
         except (OSError, ValueError, AttributeError):
-            width = 80
+            width = 0
+        width = width or 80  # a terminal that reports no size (some ptys, CI consoles)
         text = f"{time.monotonic() - self.t0:.0f}/{self.budget_s:g}s | {last_line(self.log_path)}"
         sys.stderr.write("\r\x1b[K" + text[: max(10, width - 1)])  # never wrap: \r could not undo it
         sys.stderr.flush()
