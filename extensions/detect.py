@@ -92,8 +92,12 @@ class Detected:
                     setattr(self, key, getattr(type(self), key))
 
     def cli_args_for(self, pattern: str) -> str:
-        """cli_args as YAML for `pattern`: key=value strings for hydra, a mapping otherwise."""
-        args = self.cli_args
+        """cli_args as YAML for `pattern`: key=value strings for hydra, a mapping otherwise.
+
+        Custom gets {}: the question is not asked for it, and an unconfirmed guess
+        must not land in train.py unseen.
+        """
+        args = self.cli_args if pattern != "custom" else {}
         if pattern == "hydra" and isinstance(args, dict):
             args = [f"{k}={_hydra_value(v)}" for k, v in args.items()]
         if pattern != "hydra" and isinstance(args, list):

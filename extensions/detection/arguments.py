@@ -68,8 +68,9 @@ def _literal(node: ast.AST | None) -> Any:
 
 
 def _argparse(tree: ast.Module, out: Options) -> None:
+    """`add_argument("--name", default=...)` calls: long options only, store_true/false as booleans."""
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"):
             continue
         flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         long = [f for f in flags if f.startswith("--")]
@@ -135,7 +136,7 @@ def _hydra(project: Project, entry: Entry, out: Options) -> None:
     folder = entry.facts.rel.rsplit("/", 1)[0] if "/" in entry.facts.rel else ""
     conf_path = str(entry.facts.hydra.get("config_path") or "")
     conf_dir = "/".join(p for p in (folder, conf_path) if p and p != ".")
-    name = str(entry.facts.hydra.get("config_name") or "config")
+    name = str(entry.facts.hydra.get("config_name") or "config").removesuffix(".yaml")
 
     def load(rel: str) -> Any:
         try:
@@ -164,6 +165,9 @@ def options(project: Project, entry: Entry) -> Options:
     if f.kinds & {"hfparser", "simple_parsing"}:
         _dataclasses(project, entry, out)
     _argparse(f.tree, out)
+    if not out.values and entry.pattern == "argparse-cli":
+        for _dotted, tree in entry.nearby:  # the parser may be built in a helper module
+            _argparse(tree, out)
     funcs = [f.main_func] if entry.pattern == "function" and f.main_func else (
         [n for n in f.tree.body if isinstance(n, ast.FunctionDef)] if entry.pattern == "custom" else [])
     for func in funcs:
@@ -232,6 +236,8 @@ def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict 
         names = _rank([k for k in flat if k in opts.values and not _is_resume(k)])
         return [_hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
     kept = _keep(flat, opts, resume)
+    if not opts.values:  # what the entry accepts is unknown: only the usual hyperparameter names
+        kept = {k: v for k, v in kept.items() if k.replace("-", "_") in HYPER}
     return {k: kept[k] for k in _rank(list(kept))[:MAX_ARGS]}
 
 

@@ -111,7 +111,7 @@ def split(line: str, heading: str, project: Project) -> Command | None:
             break
         cmd.prefix.append(word)
         i += 1
-    else:
+    else:  # no -m, -c or .py target on the line
         return None
     if cmd.prefix and cmd.prefix[0] == "uv" and not any(PYTHON_RE.match(w) for w in cmd.prefix):
         cmd.prefix.append("python")  # `uv run train.py` runs the file with uv's python

@@ -218,7 +218,7 @@ def find(project: Project, commands: list[Command], wandb_program: str) -> Entry
     if note:
         entry.notes.append(note)
     strong_source = entry.source != "file name"
-    entry.confidence = "high" if strength == 3 and strong_source else "medium" if strength >= 2 else "low"
+    entry.confidence = "high" if strength >= 2 and strong_source else "medium" if strength >= 2 else "low"
     entry.nearby = [(m, t) for m in project.imports(f.tree, f.dotted)[:20]
                     if (t := project.parse(project.module_file(m))) is not None]
     return entry

@@ -60,10 +60,13 @@ def _module_classes(dotted: str, tree: ast.Module) -> list[str]:
 
 
 def mutation_scope(entry_dotted: str, entry_tree: ast.Module | None, nearby: list) -> list[str]:
-    scope = _module_classes(entry_dotted, entry_tree) if entry_tree is not None else []
+    classes = _module_classes(entry_dotted, entry_tree) if entry_tree is not None else []
     for dotted, tree in nearby:
-        scope += _module_classes(dotted, tree)
+        classes += _module_classes(dotted, tree)
+    scope = sorted(classes, key=lambda c: "Data" in c.rsplit(".", 1)[-1])  # models before data modules
     for dotted, _tree in nearby:
         if not any(s.startswith(dotted + ".") for s in scope):
             scope.append(dotted)
+    if not scope and entry_dotted:
+        scope = [entry_dotted]  # nothing more precise: the entry module's own functions
     return scope[:MAX_SCOPE]

@@ -11,11 +11,13 @@ be resolved statically gives None, never a guess.
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any, Callable
 
 HYDRA_RUN_DIR = "outputs/*/*"  # Hydra's default run dir: outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}
 WRAPPERS = {"Path", "PurePath", "str", "fspath", "abspath", "realpath", "to_absolute_path", "expanduser"}
 MAX_DEPTH = 8
+MAX_STEPS = 200  # resolve() calls per expression: names with many assignments must not explode
 
 
 class Scope:
@@ -24,6 +26,7 @@ class Scope:
     def __init__(self, module: ast.Module, func: ast.AST | None, option: Callable[[str], Any]):
         self.names: dict[str, list[ast.AST]] = {}
         self.option = option  # "output_dir" or "trainer.out" -> the option's default (or None)
+        self.steps = MAX_STEPS
         for body in ([func] if func is not None else []) + [module]:
             for name, value in _bindings(body, top=body is module):
                 self.names.setdefault(name, []).append(value)
@@ -72,12 +75,14 @@ def _attr_path(node: ast.AST) -> list[str] | None:
 
 def resolve(node: ast.AST, scope: Scope, depth: int = 0) -> str | None:
     """The glob a path expression stands for ('' is the project root), or None."""
-    if depth > MAX_DEPTH or node is None:
+    scope.steps -= 1
+    if depth > MAX_DEPTH or node is None or scope.steps < 0:
         return None
     if isinstance(node, (ast.Attribute, ast.Call)):
         text = ast.unparse(node)
         if "HydraConfig" in text and "output_dir" in text:
-            return HYDRA_RUN_DIR
+            run_dir = scope.option("hydra.run.dir")  # the config may move Hydra's run folder
+            return _join([re.sub(r"\$\{[^}]*\}", "*", run_dir)]) if isinstance(run_dir, str) else HYDRA_RUN_DIR
     if isinstance(node, ast.Constant):
         return _join([node.value]) if isinstance(node.value, str) else None
     if isinstance(node, ast.JoinedStr):

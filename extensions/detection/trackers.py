@@ -157,6 +157,9 @@ def code_signals(modules: list) -> tuple[set, list, dict]:
                 kinds.add("tensorboard")
                 calls.setdefault(short, node)
             elif short == "Trainer" and lightning:
+                logger = ast.unparse(_kwarg(node, "logger") or ast.Constant(True))
+                if logger != "True" and "TensorBoardLogger" not in logger:
+                    continue  # another logger (or none): not Lightning's default TensorBoard files
                 kinds.add("lightning")
                 calls.setdefault("Trainer", node)
             elif func.startswith("mlflow."):
@@ -223,9 +226,12 @@ def detect(project: Project, modules: list, wandb: Wandb, scope_for) -> Trackers
         out.tb_events_glob = glob
     else:
         out.backend, why = "log", "medium" if anchors else "low"
+        if "mlflow" in kinds:
+            out.notes.append("the code logs to mlflow: no native backend yet; metrics are read from the log "
+                             "unless you choose custom with a metric_extract_code snippet")
     out.confidence["metric_backend"] = why
-    if out.backend == "tensorboard" and not out.tb_events_glob:
-        out.tb_events_glob = code_events_glob(calls, scope_for) or f"runs/*/{EVENTS}"
+    if out.tb_events_glob:
+        out.confidence["tb_events_glob"] = why  # from the files themselves, or from the writer's code
 
     summary = wandb.summary if out.backend == "wandb" else []
     ranked = sorted(dict.fromkeys(summary + anchors), key=lambda n: -_metric_score(n))

@@ -100,7 +100,7 @@ def walk(root: Path) -> Tree:
                     continue
                 if name in DATA and not os.path.exists(os.path.join(entry.path, "__init__.py")):
                     continue  # a data folder, unless it is a Python package named data
-                if name in PAYLOAD:
+                if name in PAYLOAD and not os.path.exists(os.path.join(entry.path, "__init__.py")):
                     tree.payload.setdefault(name, []).append(sub)
                     _glance(tree, sub)
                 elif depth < MAX_DEPTH:

@@ -240,7 +240,7 @@ def repair(cfg: Config) -> list[str]:
         notes.append("dropped a partial last row of results.tsv")
     recorded = ledger.last_run_number(expr / "results.tsv")
     for number in run_numbers(expr):
-        if number <= recorded:  # rows are appended in run order: everything up to here is recorded
+        if number < recorded:  # rows go in before result.json, in run order: only the last may lack it
             continue
         run_dir = run_dir_of(expr, number)
         if (run_dir / "result.json").exists():

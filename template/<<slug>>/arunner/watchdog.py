@@ -30,7 +30,7 @@ psutil = None  # imported on first use: only off Linux (or in tests), and it cos
 def _ps():
     """psutil when importable, else None (the /proc reader needs nothing)."""
     global psutil
-    if _ps() is None:
+    if psutil is None:
         try:
             import psutil as module
         except ImportError:
