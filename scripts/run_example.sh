@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export WANDB_MODE=offline
+export PATH="$PWD/.venv/bin:$PATH"  # the example project trains with this environment, as if activated
 exec .venv/bin/python examples/run_example.py "$@"
