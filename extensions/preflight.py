@@ -21,11 +21,15 @@ import answer_rules  # noqa: E402
 import hostpaths  # noqa: E402
 
 SOFT_MODULES = ("accelerate", "wandb", "torch.distributed", "lightning", "pytorch_lightning", "tensorboard", "hydra")
-PROBE = (
-    "import importlib.util as u, json\n"
+PROBE = (  # find_spec only: nothing is imported (a dotted name is looked up as a file, since
+    # find_spec("torch.distributed") would import torch itself, ~2 s)
+    "import importlib.util as u, json, os\n"
     "def has(m):\n"
-    "    try: return u.find_spec(m) is not None\n"
+    "    top, _, sub = m.partition('.')\n"
+    "    try: spec = u.find_spec(top)\n"
     "    except Exception: return False\n"
+    "    if spec is None or not sub: return spec is not None\n"
+    "    return any(os.path.exists(os.path.join(d, *sub.split('.'))) for d in spec.submodule_search_locations or [])\n"
     f"print(json.dumps({{m: has(m) for m in ('torch',) + {SOFT_MODULES!r}}}))"
 )
 
