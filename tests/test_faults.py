@@ -14,7 +14,7 @@ import pytest
 
 from arunner import best as best_module
 from arunner import checkpoints as ckpt_module
-from arunner import iteration
+from arunner import iteration, snapshots
 from conftest import Experiment, make_host, render
 from test_interview import literal_assignment
 
@@ -46,7 +46,7 @@ def check_invariants(expr: Experiment) -> None:
     assert (expr.dir / "best_ckpt" / best["name"]).read_text() == f"lr={lr}\n"  # the best run's own weights
     assert not [p for p in expr.dir.iterdir() if p.name.startswith(("best_ckpt.", ".ckpt-trash"))
                 and any(p.iterdir())]
-    assert expr.train_py.read_bytes() == iteration.restore_target(expr.dir, best)
+    assert expr.train_py.read_bytes() == snapshots.restore_target(expr.dir, best)
 
 
 @pytest.mark.parametrize("point", POINTS)

@@ -32,7 +32,8 @@ def _fmt(value) -> str:
 
 def status(cfg: Config, args) -> list[str]:
     from .cli import describe_session
-    from .iteration import PRUNED, SENTINEL, restore_target
+    from .iteration import PRUNED, SENTINEL
+    from .snapshots import restore_target
 
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)

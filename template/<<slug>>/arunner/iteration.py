@@ -9,7 +9,6 @@ is repaired by the next `run`):
 """
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import fcntl
 import os
@@ -24,10 +23,10 @@ from . import best as best_state
 from . import checkpoints, ledger, verdict
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import atomic_write_bytes, atomic_write_json, fault_point, read_json
+from .fsutil import atomic_write_json, fault_point, read_json
+from .snapshots import has_conflict_markers, read_run_note, restore_train_py
 
 RUN_ID_RE = re.compile(r"^r(\d{4,})$")
-BASELINE = ".ar-baseline.py"
 SENTINEL = ".ar-unclean"
 LOCK = ".ar-lock"
 MARKER_KEY = "AR_RUN_TOKEN"
@@ -77,19 +76,6 @@ def next_run_id(numbers: list[int]) -> str:
     return f"r{(numbers[-1] if numbers else 0) + 1:04d}"
 
 
-def read_run_note(source: str) -> str:
-    """RUN_NOTE from train.py, read with ast (the agent's file is never executed here)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return ""
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RUN_NOTE" for t in node.targets):
-            if isinstance(node.value, ast.Constant):
-                return str(node.value.value)
-    return ""
-
-
 def build_command(cfg: Config) -> list[str]:
     """The runner prefix, verbatim, plus train.py; a bare `python` means the interpreter running ar.py."""
     words = shlex.split(cfg.runner)
@@ -131,42 +117,6 @@ def training_env(cfg: Config, run_id: str, run_dir: Path, budget: int, started: 
     if resume:
         env["AR_RESUME_CKPT"] = resume
     return env
-
-
-def best_snapshot(expr_dir: Path, best: dict | None) -> Path:
-    if best and best.get("snapshot"):
-        return expr_dir / best["snapshot"]
-    return expr_dir / BASELINE
-
-
-FROZEN_RE = re.compile(rb"^# ---- FROZEN:.*?^# ---- end FROZEN[^\n]*\n", re.M | re.S)
-
-
-def restore_target(expr_dir: Path, best: dict | None) -> bytes:
-    """What train.py must be after a non-advance: the best snapshot (or the baseline), with the
-    FROZEN blocks of the current template version (`copier update` refreshes .ar-baseline.py)."""
-    source = best_snapshot(expr_dir, best)
-    try:
-        wanted = source.read_bytes()
-        baseline = (expr_dir / BASELINE).read_bytes()
-    except FileNotFoundError as exc:
-        raise UserError(f"cannot restore train.py: {exc.filename} is missing; "
-                        "re-render it with copier update (or copy a good train.py there)") from None
-    old_blocks, new_blocks = FROZEN_RE.findall(wanted), FROZEN_RE.findall(baseline)
-    if len(old_blocks) == len(new_blocks) and old_blocks != new_blocks:
-        pieces = iter(new_blocks)
-        wanted = FROZEN_RE.sub(lambda _: next(pieces).replace(b"\\", b"\\\\"), wanted)
-    return wanted
-
-
-def restore_train_py(expr_dir: Path, best: dict | None) -> bool:
-    """Put train.py back to the best version (see restore_target). True when it changed."""
-    target = expr_dir / "train.py"
-    wanted = restore_target(expr_dir, best)
-    if target.exists() and target.read_bytes() == wanted:
-        return False
-    atomic_write_bytes(target, wanted)
-    return True
 
 
 def check_sentinel(expr_dir: Path) -> None:
@@ -301,7 +251,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         run_dir = expr / "runs" / run_id
         run_dir.mkdir(parents=True)
         source = (expr / "train.py").read_bytes()
-        if b"\n<<<<<<< " in b"\n" + source:
+        if has_conflict_markers(source):
             raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
         (run_dir / "train.py").write_bytes(source)
         note = read_run_note(source.decode("utf-8", errors="replace"))
