@@ -97,3 +97,12 @@ def test_update_refused_when_experiment_is_git_ignored(tmp_path, template_v1):
     assert "git-ignored" in proc.stderr and "git add -f" in proc.stderr
     assert "'lr': 0.06," in expr.train_py.read_text()  # nothing was touched
     assert "RUNNER_RELEASE" not in (expr.dir / "arunner" / "__init__.py").read_text()
+
+
+def test_conflict_markers_block_runs_without_a_trace(minimal_expr):
+    """A conflicted train.py (copier update exits 0 on conflicts) is refused before anything is allocated."""
+    minimal_expr.edit("# Example:", "<<<<<<< before updating\nx = 1\n=======\nx = 2\n>>>>>>> after updating\n# Example:")
+    proc = minimal_expr.ar("run", check=False)
+    assert proc.returncode == 2 and "merge conflict markers" in proc.stderr
+    assert list((minimal_expr.dir / "runs").iterdir()) == []
+    assert len(minimal_expr.rows()) == 0

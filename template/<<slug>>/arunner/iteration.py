@@ -153,6 +153,17 @@ def self_test_data(cfg: Config) -> None:
                         f"fix the host's data loaders (python {prepare} --self-test shows it all)")
 
 
+def launch_status(launched) -> str:
+    """How the training ended, before any metric is read (SPEC §7's status column)."""
+    if launched.survivors:
+        return "unclean"
+    if launched.interrupted:
+        return "interrupted"
+    if launched.timed_out:
+        return "timeout"
+    return "crash" if launched.exit_code != 0 else "ok"
+
+
 def write_sentinel(expr_dir: Path, run_id: str, survivors: list) -> None:
     """Block further runs until a person has dealt with processes that outlived a kill."""
     pids = " ".join(str(p["pid"] if isinstance(p, dict) else p) for p in survivors)
@@ -247,12 +258,12 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         numbers = run_numbers(expr)
         if not numbers:
             self_test_data(cfg)
-        run_id = next_run_id(numbers)
-        run_dir = expr / "runs" / run_id
-        run_dir.mkdir(parents=True)
         source = (expr / "train.py").read_bytes()
         if has_conflict_markers(source):
             raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
+        run_id = next_run_id(numbers)
+        run_dir = expr / "runs" / run_id
+        run_dir.mkdir(parents=True)
         (run_dir / "train.py").write_bytes(source)
         note = read_run_note(source.decode("utf-8", errors="replace"))
         token = uuid.uuid4().hex
@@ -264,17 +275,9 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         launched = launch.run_training(build_command(cfg), cfg.project_root, env, run_dir / "run.log",
                                        budget, grace, (MARKER_KEY, token), live)
 
-        if launched.survivors:
-            status = "unclean"
+        status = launch_status(launched)
+        if status == "unclean":
             write_sentinel(expr, run_id, launched.survivors)
-        elif launched.interrupted:
-            status = "interrupted"
-        elif launched.timed_out:
-            status = "timeout"
-        elif launched.exit_code != 0:
-            status = "crash"
-        else:
-            status = "ok"
 
         wanted = [cfg.primary_metric, *(c.name for c in cfg.constraints)]
         extraction = metrics.extract(cfg, run_dir, launched.started_at, wanted) if status == "ok" else None
