@@ -106,3 +106,32 @@ def test_conflict_markers_block_runs_without_a_trace(minimal_expr):
     assert proc.returncode == 2 and "merge conflict markers" in proc.stderr
     assert list((minimal_expr.dir / "runs").iterdir()) == []
     assert len(minimal_expr.rows()) == 0
+
+
+def test_ar_upgrade_checks_git_and_reports_conflicts(tmp_path, template_v1):
+    host = make_host("minimal", tmp_path / "host")
+    copy(host, template_v1)
+    expr = Experiment(host, "261125-upd")
+    assert expr.run()["verdict"] == "advance"
+    proc = expr.ar("upgrade", check=False)
+    assert proc.returncode == 2 and "is not committed" in proc.stderr
+    git(host, "add", "-A")
+    git(host, "commit", "-qm", "experiment")
+    # v2 rewrites the RUN_NOTE comment line; the agent edited that same line: a real conflict.
+    expr.edit("# One line saying what this run tries", "# agent: one line about the run")
+    proc = expr.ar("upgrade", check=False)
+    assert proc.returncode == 2 and "uncommitted change" in proc.stderr  # dirty: refused, nothing touched
+    git(host, "add", "-A")
+    git(host, "commit", "-qm", "state")
+    train = tmpl_train(template_v1)
+    train.write_text(train.read_text().replace("# One line saying what this run tries", "# v2: say what this run tries"))
+    release_v2(template_v1)
+    proc = expr.ar("upgrade", check=False)
+    assert proc.returncode == 1 and "WITH CONFLICTS in train.py" in proc.stdout, proc.stdout + proc.stderr
+    assert "RUNNER_RELEASE = 2" in (expr.dir / "arunner" / "__init__.py").read_text()
+    refused = expr.ar("run", check=False)
+    assert refused.returncode == 2 and "merge conflict markers" in refused.stderr
+
+
+def tmpl_train(tmpl: Path) -> Path:
+    return tmpl / "template" / "<<slug>>" / "train.py.jinja"

@@ -1,4 +1,4 @@
-"""Command line of ar.py: run, status, tail, report, session, chain.
+"""Command line of ar.py: run, status, tail, report, session, chain, upgrade.
 
 Every user error ends as one line on stderr and exit code 2; run outcomes
 (crash, timeout, ...) are results, not errors, and exit 0.
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--primary-metric")
     chain.add_argument("--primary-direction", choices=("min", "max"))
     chain.add_argument("--template", help="template source (default: the one recorded in the answers)")
+
+    sub.add_parser("upgrade", help="copier update this experiment (checks git first, reports conflicts)")
     return parser
 
 
@@ -139,6 +141,10 @@ def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
             return cmd_run(cfg, args)
         if args.command == "session":
             return cmd_session(cfg, args)
+        if args.command in ("chain", "upgrade"):
+            from . import copier_cmds
+
+            return copier_cmds.dispatch(cfg, args)
         from . import inspect_cmds
 
         return inspect_cmds.dispatch(cfg, args)

@@ -1,12 +1,8 @@
-"""Read-side commands: status, tail, report, and chain (render a child experiment)."""
+"""Read-side commands: status, tail, report."""
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -14,11 +10,11 @@ from . import best as best_state
 from . import ledger, verdict
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import atomic_write_json, read_json
+from .fsutil import read_json
 
 
 def dispatch(cfg: Config, args) -> int:
-    handler = {"status": status, "tail": tail, "report": report, "chain": chain}[args.command]
+    handler = {"status": status, "tail": tail, "report": report}[args.command]
     for line in handler(cfg, args):
         print(line)
     return 0
@@ -146,60 +142,3 @@ def plot(cfg: Config, rows: list[dict]) -> str:
     path = cfg.expr_dir / "progress.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return f"![progress]({path.name})"
-
-
-def _answers_source(cfg: Config) -> tuple[str, str]:
-    text = (cfg.expr_dir / ".copier-answers.yml").read_text(encoding="utf-8")
-    src = re.search(r"^_src_path:\s*(.+)$", text, re.M)
-    commit = re.search(r"^_commit:\s*(.+)$", text, re.M)
-    if not src:
-        raise UserError(f"{cfg.expr_dir / '.copier-answers.yml'} has no _src_path; pass --template")
-    return src.group(1).strip().strip("'\""), commit.group(1).strip().strip("'\"") if commit else ""
-
-
-def chain(cfg: Config, args) -> list[str]:
-    """Render a child experiment through copier, inheriting this one's answers."""
-    if not args.rationale.strip():
-        raise UserError("chain: --rationale is empty; say why the child experiment is worth running")
-    best = best_state.read_best(cfg.expr_dir)
-    if not best:
-        raise UserError("chain: this experiment has no best run yet; run until one advances")
-    copier = shutil.which("copier")
-    if not copier:
-        raise UserError("chain: the copier command is not on PATH; install it (uv tool install copier --with copier-template-extensions)")
-    src, commit = _answers_source(cfg)
-    if args.template:
-        src, commit = args.template, ""
-    data = json.loads((cfg.expr_dir / "experiment.json").read_text())
-    for dropped in ("template_version", "ar_preflight"):
-        data.pop(dropped, None)
-    parent_ckpt = ""
-    if best.get("name"):  # the best run's checkpoint, by its original name inside best_ckpt/
-        parent_ckpt = str((cfg.expr_dir / "best_ckpt" / best["name"]).relative_to(cfg.project_root))
-    data.update(slug=args.new_slug, goal=args.goal, topic="", parent_expr=cfg.slug, parent_ckpt=parent_ckpt)
-    if args.primary_metric:
-        data["primary_metric"] = args.primary_metric
-    if args.primary_direction:
-        data["primary_direction"] = args.primary_direction
-    data = {k: v for k, v in data.items() if v is not None}
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
-        json.dump(data, fh)
-    cmd = [copier, "copy", "--trust", "--defaults", "--quiet", "--data-file", fh.name]
-    pinned = ["--vcs-ref", commit] if commit else []  # the parent's template version, when it still exists
-    proc = subprocess.run([*cmd, *pinned, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root,
-                          capture_output=True, text=True)
-    if proc.returncode != 0 and pinned and "Unknown revision" in proc.stderr:
-        proc = subprocess.run([*cmd, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root,
-                              capture_output=True, text=True)
-    os.unlink(fh.name)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["copier failed"])[-1]
-        raise UserError(f"chain: copier failed: {last}")
-    child = cfg.expr_dir.parent / args.new_slug
-    decision = child / "chain_decision.json"
-    atomic_write_json(decision, {"parent_expr": cfg.slug, "parent_best_run_id": best["run_id"],
-                                 "parent_best": best["primary"], "parent_ckpt": parent_ckpt,
-                                 "goal": args.goal, "rationale": args.rationale.strip()})
-    decision.chmod(0o444)
-    return [f"chained {args.new_slug} from {cfg.slug} best {best['run_id']}",
-            f"Next: python {child.relative_to(cfg.project_root)}/ar.py run"]
