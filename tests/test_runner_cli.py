@@ -188,3 +188,16 @@ def test_live_line_only_on_a_terminal(minimal_expr: Experiment):
     assert "r0001 ok/advance" in screen
     quiet = minimal_expr.ar("run").stdout  # not a terminal: only the final lines
     assert "\r" not in quiet and "warming up" not in quiet and len(quiet.splitlines()) <= 3
+
+
+def test_two_experiments_run_at_the_same_time(minimal_host):
+    from conftest import render
+
+    for slug in ("261125-left", "261125-right"):
+        render(minimal_host, {"entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1, sleep: 2}",
+                              "metric_backend": "log", "slug": slug})
+    left, right = Experiment(minimal_host, "261125-left"), Experiment(minimal_host, "261125-right")
+    background = left.start_run(wait_for="started.json")
+    assert right.run()["verdict"] == "advance"  # its own lock: not blocked by the other experiment
+    out, err = background.communicate(timeout=120)
+    assert background.returncode == 0 and out.startswith("r0001 ok/advance"), err
