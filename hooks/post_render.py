@@ -12,13 +12,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-SCRATCH_MARKERS = ("copier._main.old_copy.", "copier._main.new_copy.")
-HEADER = "run_id\tts\twall_s\tstatus\tverdict\tprimary_name\tprimary_value\tvalid\timproved\tnote\n"
+sys.dont_write_bytecode = True  # never leave __pycache__ in the template checkout
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(TEMPLATE_ROOT / "extensions"), str(TEMPLATE_ROOT / "template" / "<<slug>>")]
+from arunner.ledger import HEADER  # noqa: E402  (the runner's own definitions: one source)
+from arunner.snapshots import BASELINE  # noqa: E402
+from hostpaths import is_scratch  # noqa: E402
 
 
 def main(slug: str) -> int:
     dst = Path.cwd()
-    if any(part.startswith(SCRATCH_MARKERS) for part in dst.absolute().parts):
+    if is_scratch(dst.absolute()):
         return 0
     expr = dst / slug
     if not (expr / "train.py").is_file():
@@ -31,7 +35,7 @@ def main(slug: str) -> int:
     # The fresh rendering of this template version. Copier runs tasks before it
     # merges the agent's edits back in, so this is the new baseline and the source
     # of the FROZEN blocks the runner splices into every restore.
-    (expr / ".ar-baseline.py").write_bytes((expr / "train.py").read_bytes())
+    (expr / BASELINE).write_bytes((expr / "train.py").read_bytes())
     return 0
 
 

@@ -18,7 +18,7 @@ from .fsutil import atomic_write_json, read_json
 CONFIG_FILE = "experiment.json"
 SESSION_FILE = ".ar-session.json"
 OPS = ("<=", ">=", "<", ">")
-CONSTRAINT_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+CONSTRAINT_RE = re.compile(r"^\s*([^\s<>=]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")  # as the interview checks it
 LAUNCHERS = ("torchrun", "accelerate", "deepspeed", "srun", "mpirun")
 
 
