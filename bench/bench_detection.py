@@ -143,7 +143,7 @@ def time_detection(root: Path) -> tuple[float, dict]:
 def time_copier(root: Path) -> float:
     shutil.rmtree(root / ".autoresearch", ignore_errors=True)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(BIN / "copier"), "copy", "--trust", "--defaults", "--quiet", "--data", "slug=261125-bench",
+    cmd = [str(BIN / "copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", "--data", "slug=261125-bench",
            str(REPO), ".autoresearch"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)

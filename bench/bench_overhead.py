@@ -27,7 +27,7 @@ def setup(root: Path) -> Path:
     shutil.copytree(REPO / "tests" / "hosts" / "minimal", host)
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "h"]):
         subprocess.run(["git", *args], cwd=host, check=True, capture_output=True)
-    subprocess.run([str(Path(sys.executable).parent / "copier"), "copy", "--trust", "--defaults", "--quiet",
+    subprocess.run([str(Path(sys.executable).parent / "copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
                     "--data", "entry_main_module=minipkg.train", "--data", "cli_args={lr: 0.1}",
                     "--data", "metric_backend=log", "--data", f"slug={SLUG}", str(REPO), ".autoresearch"],
                    cwd=host, check=True, capture_output=True,

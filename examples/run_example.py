@@ -50,7 +50,7 @@ def main() -> None:
                                                   "commit", "-qm", "tinyproj"]):
         sh(["git", *args], work, echo=False)
     print(f"# host project: {work}")
-    sh([str(BIN / "copier"), "copy", "--trust", "--defaults", "--quiet",
+    sh([str(BIN / "copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
         "--data", "entry_pattern=argparse-cli", "--data", "entry_main_module=tinyproj.train",
         "--data", "cli_args={lr: 3e-3, steps: 300, hidden: 32}", "--data", "metric_backend=log",
         "--data", "primary_metric=val_loss", "--data", "checkpoint_glob=",

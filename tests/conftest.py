@@ -47,8 +47,11 @@ def make_host(name: str, dest: Path) -> Path:
 
 
 def render(host: Path, data: dict, *, expect_ok: bool = True) -> subprocess.CompletedProcess:
-    """`copier copy --trust --defaults` with --data answers, as a user would type it."""
-    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet"]
+    """`copier copy --trust --defaults` with --data answers, as a user would type it.
+
+    `--vcs-ref HEAD`: render this checkout (uncommitted changes included), not the latest tag.
+    """
+    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD"]
     for key, value in data.items():
         text = value if isinstance(value, str) else json.dumps(value)
         cmd += ["--data", f"{key}={text}"]

@@ -320,7 +320,7 @@ def test_no_entry_point_falls_back_to_custom(tmp_path):
 def test_copier_defaults_in_tinyproj_render_and_advance(tmp_path):
     host = clean_copy("tinyproj", tmp_path / "tinyproj")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", "--data", "slug=261125-x",
+    proc = subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", "--data", "slug=261125-x",
                            str(REPO), ".autoresearch"], cwd=host, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     expr = host / ".autoresearch" / "261125-x"

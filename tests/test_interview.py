@@ -77,7 +77,7 @@ def test_existing_slug_is_refused_and_left_untouched(minimal_host):
 
 
 def test_not_a_project_root(tmp_path):
-    proc = subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", "--data", "entry_main_module=x",
+    proc = subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", "--data", "entry_main_module=x",
                            str(REPO), ".autoresearch"], cwd=tmp_path, capture_output=True, text=True)
     line = one_line_error(proc)
     assert "pyproject.toml" in line and str(tmp_path) in line
@@ -92,7 +92,7 @@ def test_torch_missing_names_what_was_tried(minimal_host, tmp_path):
         pytest.skip("no interpreter without torch on this machine")
     (bare / "python").symlink_to(system_python)
     env = {**os.environ, "PATH": f"{bare}:/usr/bin:/bin"}
-    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet"] + sum((["--data", f"{k}={v}"] for k, v in GOOD.items()), [])
+    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD"] + sum((["--data", f"{k}={v}"] for k, v in GOOD.items()), [])
     proc = subprocess.run(cmd + [str(REPO), ".autoresearch"], cwd=minimal_host, capture_output=True, text=True, env=env)
     line = one_line_error(proc)
     assert "torch is not importable" in line and "python on PATH" in line
