@@ -165,10 +165,17 @@ def test_torchrun_tree_is_gone_after_timeout(tmp_path):
     first = expr.run()  # both ranks run the host; each prints the metric, the last line wins
     assert (first["status"], first["verdict"]) == ("ok", "advance"), first["note"]
     pidfile = tmp_path / "pids.txt"
-    expr.edit("# Example:", f"import runpy, sys\nsys.argv = ['ddp_hang.py', {str(pidfile)!r}]\n"
-                            f"runpy.run_path({str(REPO / 'tests' / 'procs' / 'ddp_hang.py')!r})\n# Example:")
-    result = expr.run("--seconds", "20")
-    roles = {line.split()[0]: int(line.split()[1]) for line in pidfile.read_text().splitlines()}
+    hang = (f"import runpy, sys\nsys.argv = ['ddp_hang.py', {str(pidfile)!r}]\n"
+            f"runpy.run_path({str(REPO / 'tests' / 'procs' / 'ddp_hang.py')!r})\n# Example:")
+    for budget in ("20", "45"):  # torchrun may need >12 s to start on a loaded 2-core machine: retry once
+        pidfile.unlink(missing_ok=True)
+        expr.edit("# Example:", hang)  # (train.py is restored after each run)
+        result = expr.run("--seconds", budget)
+        lines = pidfile.read_text().splitlines() if pidfile.exists() else []
+        roles = {line.split()[0]: int(line.split()[1]) for line in lines}
+        assert [pid for pid in roles.values() if pid_alive(pid)] == []
+        if sorted(roles) == ["orphan", "rank0", "rank1"]:
+            break
     assert sorted(roles) == ["orphan", "rank0", "rank1"], "the tree was not up by the deadline"
     assert (result["status"], result["verdict"]) == ("timeout", "timeout")
     assert [pid for pid in roles.values() if pid_alive(pid)] == []
