@@ -139,8 +139,8 @@ class Config:
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
         known = set(cls.__dataclass_fields__) - {"expr_dir", "project_root", "constraints"}
-        missing = sorted(k for k in known if k not in data and cls.__dataclass_fields__[k].default is not None
-                         and k not in ("parent_expr", "parent_ckpt", "template_version"))
+        optional = {"parent_expr", "parent_ckpt", "template_version"}
+        missing = sorted(k for k in known - optional if k not in data)
         if missing:
             raise UserError(f"{path} lacks {missing}; {fix}")
         values = {k: data[k] for k in known if k in data}

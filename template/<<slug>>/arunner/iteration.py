@@ -251,7 +251,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
     expr = cfg.expr_dir
     check_sentinel(expr)
     with ExperimentLock(expr):
-        repaired = repair(cfg)
+        repair(cfg)
         budget = int(seconds or session.seconds or cfg.seconds)
         grace = session.grace_s if session.grace_s is not None else DEFAULT_GRACE.get(cfg.launcher_kind, 5.0)
         best = best_state.read_best(expr)
@@ -337,7 +337,6 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         pruned = checkpoints.prune(expr, session.keep_checkpoints)
         if pruned:
             record_pruned(expr, pruned)
-        result["_repaired"] = repaired
         return result
 
 

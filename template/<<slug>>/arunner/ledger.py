@@ -6,7 +6,6 @@ O_APPEND write, and a trailing partial line (a write cut short) is dropped by
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -167,13 +166,3 @@ def has_row(path: Path, run_id: str) -> bool:
 
 def write_result(run_dir: Path, result: dict) -> None:
     atomic_write_json(run_dir / "result.json", {k: result.get(k) for k in RESULT_FIELDS})
-
-
-def read_result(run_dir: Path) -> dict | None:
-    path = run_dir / "result.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        raise UserError(f"{path} is damaged (not JSON); delete it and the next `ar.py run` records that run again") from None

@@ -18,11 +18,6 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "unclean": ("crash",),
 }
 VERDICTS = ("advance", "revert", "crash", "timeout", "interrupted")
-TERMINATED_BY = (None, "primary_threshold", "plateau", "max_runs", "manual")
-
-
-def is_legal(status: str, verdict: str) -> bool:
-    return verdict in OUTCOMES.get(status, ())
 
 
 def is_finite(value) -> bool:
