@@ -12,6 +12,7 @@ the repository's size is visible. Medians reported.
 
     /work/venv/bin/python bench/bench_detection.py [--repeats 5] [--copier-repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "extensions"))
 
-import detection  # noqa: E402
 from direction import ar_direction  # noqa: E402
+
+import detection  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BIG = Path("/tmp/ar-bench-detection-50k")
@@ -110,8 +112,11 @@ def build(root: Path) -> int:
         i += 1
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-qm", "bench"],
-                   cwd=root, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-qm", "bench"],
+        cwd=root,
+        check=True,
+    )
     (root / ".bench-version").write_text(VERSION)
     return count
 
@@ -129,8 +134,11 @@ def build_small(root: Path) -> None:
     shutil.copytree(REPO / "examples" / "tinyproj", root, ignore=shutil.ignore_patterns("__pycache__", "checkpoints"))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-qm", "tiny"],
-                   cwd=root, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-qm", "tiny"],
+        cwd=root,
+        check=True,
+    )
     (root / ".bench-version").write_text(VERSION)
 
 
@@ -143,8 +151,19 @@ def time_detection(root: Path) -> tuple[float, dict]:
 def time_copier(root: Path) -> float:
     shutil.rmtree(root / ".autoresearch", ignore_errors=True)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(BIN / "copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", "--data", "slug=261125-bench",
-           str(REPO), ".autoresearch"]
+    cmd = [
+        str(BIN / "copier"),
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--vcs-ref",
+        "HEAD",
+        "--data",
+        "slug=261125-bench",
+        str(REPO),
+        ".autoresearch",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0

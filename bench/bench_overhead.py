@@ -5,6 +5,7 @@ overhead = wall of `python ar.py run` minus wall of the bare training command
 
 usage: python bench/bench_overhead.py [--repeats 15]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,31 @@ def setup(root: Path) -> Path:
     shutil.copytree(REPO / "tests" / "hosts" / "minimal", host)
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "h"]):
         subprocess.run(["git", *args], cwd=host, check=True, capture_output=True)
-    subprocess.run([str(Path(sys.executable).parent / "copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-                    "--data", "entry_main_module=minipkg.train", "--data", "cli_args={lr: 0.1}",
-                    "--data", "metric_backend=log", "--data", f"slug={SLUG}", str(REPO), ".autoresearch"],
-                   cwd=host, check=True, capture_output=True,
-                   env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "copier"),
+            "copy",
+            "--trust",
+            "--defaults",
+            "--quiet",
+            "--vcs-ref",
+            "HEAD",
+            "--data",
+            "entry_main_module=minipkg.train",
+            "--data",
+            "cli_args={lr: 0.1}",
+            "--data",
+            "metric_backend=log",
+            "--data",
+            f"slug={SLUG}",
+            str(REPO),
+            ".autoresearch",
+        ],
+        cwd=host,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     return host
 
 
@@ -77,7 +98,9 @@ def main() -> None:
         fresh = setup(Path(tmp) / "fresh")
         big = setup(Path(tmp) / "big")
         fill_history(big / ".autoresearch" / SLUG, 10_000)
-        print(f"{'ledger':>14} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}  (medians, {args.repeats} interleaved)")
+        print(
+            f"{'ledger':>14} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}  (medians, {args.repeats} interleaved)"
+        )
         for label, host in (("empty", fresh), ("10,000 rows", big)):
             bare, run, over = measure(host, args.repeats)
             print(f"{label:>14} {bare * 1000:9.0f}ms {run * 1000:8.0f}ms {over * 1000:7.0f}ms")

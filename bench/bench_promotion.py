@@ -11,6 +11,7 @@ machine add noise there).
 
     /work/venv/bin/python bench/bench_promotion.py [--repeats 9] [--dir /path/on/the/project/fs]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 sys.path.insert(0, str(REPO / "tests" / "procs"))
 
-from arunner import best, checkpoints  # noqa: E402
 from ckpt_driver import make_cfg, record  # noqa: E402
+
+from arunner import best, checkpoints  # noqa: E402
 
 MB = 1 << 20
 CASES = [  # name, total bytes, files (0 = one file, N = a folder of N files)
@@ -97,8 +99,16 @@ def one_promotion(root: Path, expr: Path, run_no: int, size: int, files: int) ->
     os.sync()
     after = blocks(root / "out") + blocks(expr)
     df_used = free_before - shutil.disk_usage(root).free
-    return {"capture": t1 - t0, "promote": t2 - t1, "total": t2 - t0, "old": _deleting[0], "method": info["method"],
-            "extra": after - (before - old_best), "df_extra": df_used + old_best, "bytes": info["bytes"]}
+    return {
+        "capture": t1 - t0,
+        "promote": t2 - t1,
+        "total": t2 - t0,
+        "old": _deleting[0],
+        "method": info["method"],
+        "extra": after - (before - old_best),
+        "df_extra": df_used + old_best,
+        "bytes": info["bytes"],
+    }
 
 
 def cross_fs_reference(base: Path, repeats: int) -> str | None:
@@ -143,7 +153,9 @@ def prune_scan(base: Path, runs: int = 10_000) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--dir", default=tempfile.gettempdir(), help="where to build the project (its filesystem is measured)")
+    ap.add_argument(
+        "--dir", default=tempfile.gettempdir(), help="where to build the project (its filesystem is measured)"
+    )
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="ar-bench-promotion-", dir=args.dir))
     results = {name: [] for name, _, _ in CASES}
@@ -155,10 +167,14 @@ def main() -> int:
                 (root / "out").mkdir(parents=True, exist_ok=True)
                 results[name].append(one_promotion(root, expr, r + 1, size, files))
         fs = os.statvfs(base)
-        print(f"filesystem of {args.dir}: block size {fs.f_bsize}; repeats {args.repeats}; "
-              "checkpoints made with posix_fallocate")
+        print(
+            f"filesystem of {args.dir}: block size {fs.f_bsize}; repeats {args.repeats}; "
+            "checkpoints made with posix_fallocate"
+        )
         print("capture+promote = total; 'old' is the part of promote that deletes the previous best (same size)")
-        print(f"{'case':24s} {'capture':>9s} {'promote':>9s} {'(old)':>9s} {'total':>9s}  method  extra disk (st_blocks, df)  SPEC 1 GB <= 50 ms")
+        print(
+            f"{'case':24s} {'capture':>9s} {'promote':>9s} {'(old)':>9s} {'total':>9s}  method  extra disk (st_blocks, df)  SPEC 1 GB <= 50 ms"
+        )
         for name, _size, _files in CASES:
             rs = results[name]
             med = {k: statistics.median(x[k] for x in rs) * 1000 for k in ("capture", "promote", "old", "total")}
@@ -168,8 +184,10 @@ def main() -> int:
             verdict = ""
             if name.startswith("1 GB"):
                 verdict = "PASS" if med["total"] <= 50 and methods == ["rename"] else "FAIL"
-            print(f"{name:24s} {med['capture']:7.2f}ms {med['promote']:7.2f}ms {med['old']:7.2f}ms {med['total']:7.2f}ms  "
-                  f"{','.join(methods):6s}  max {extra} B, median {df_extra / MB:+.1f} MB      {verdict}")
+            print(
+                f"{name:24s} {med['capture']:7.2f}ms {med['promote']:7.2f}ms {med['old']:7.2f}ms {med['total']:7.2f}ms  "
+                f"{','.join(methods):6s}  max {extra} B, median {df_extra / MB:+.1f} MB      {verdict}"
+            )
         line = cross_fs_reference(base, 3)
         if line:
             print(line)

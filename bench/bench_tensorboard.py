@@ -14,6 +14,7 @@ smaller file, since it must read every record.
 
 Run: /work/venv/bin/python bench/bench_tensorboard.py [--mb 100] [--repeats 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,8 +103,10 @@ def main() -> None:
     args = ap.parse_args()
     t = time.perf_counter()
     big, small = build(args.mb), build(args.small_mb)
-    print(f"event files ready in {time.perf_counter() - t:.1f} s: {big.stat().st_size / 1e6:.0f} MB, "
-          f"{small.stat().st_size / 1e6:.0f} MB")
+    print(
+        f"event files ready in {time.perf_counter() - t:.1f} s: {big.stat().st_size / 1e6:.0f} MB, "
+        f"{small.stat().st_size / 1e6:.0f} MB"
+    )
 
     cases = {
         "every step (eval/loss)": ["eval/loss"],
@@ -119,16 +122,20 @@ def main() -> None:
             results[name].append(time.perf_counter() - t)
             values[name] = points.get(wanted[0])
     print(f"\n{'reader':44} {'file':>7} {'median':>10}  value")
-    for name, wanted in cases.items():
+    for name in cases:
         v = values[name]
-        print(f"{'tail-first: ' + name:44} {args.mb:>5}MB {statistics.median(results[name]) * 1e3:>8.2f}ms  "
-              f"{v.value if v else None}")
+        print(
+            f"{'tail-first: ' + name:44} {args.mb:>5}MB {statistics.median(results[name]) * 1e3:>8.2f}ms  "
+            f"{v.value if v else None}"
+        )
     assert abs(values["every step (eval/loss)"].value - FINAL["eval/loss"]) < 1e-7  # float32 of it
     assert values["only in first step"].value == 7.25 and values["absent tag"] is None
 
     small_t, small_v = timed(lambda: last_scalars(small, ["eval/loss"]), args.repeats)
     acc_t, acc_v = timed(lambda: accumulator(small, "eval/loss"), 1)
-    print(f"{'tail-first: every step (eval/loss)':44} {args.small_mb:>5}MB {small_t * 1e3:>8.2f}ms  {small_v['eval/loss'].value}")
+    print(
+        f"{'tail-first: every step (eval/loss)':44} {args.small_mb:>5}MB {small_t * 1e3:>8.2f}ms  {small_v['eval/loss'].value}"
+    )
     print(f"{'EventAccumulator (keep all scalars), 1 run':44} {args.small_mb:>5}MB {acc_t * 1e3:>8.0f}ms  {acc_v}")
 
 

@@ -10,6 +10,7 @@
 
 usage: /work/venv/bin/python bench/bench_watchdog.py [--repeats N] [--overhead-repeats M]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ def alive(pid: int) -> bool:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return False
-    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def pids_in(pidfile: Path) -> list[int]:
@@ -59,8 +60,16 @@ def stop_latency(make_cmd, expect: int, budget: float, grace: float) -> float | 
     with tempfile.TemporaryDirectory() as tmp:
         pidfile, log = Path(tmp) / "pids", Path(tmp) / "run.log"
         marker = ("AR_BENCH_TOKEN", uuid.uuid4().hex)
-        res = run_training(make_cmd(pidfile), cwd=PROCS, env=ENV, log_path=log, budget_s=budget,
-                           grace_s=grace, marker=marker, live=False)
+        res = run_training(
+            make_cmd(pidfile),
+            cwd=PROCS,
+            env=ENV,
+            log_path=log,
+            budget_s=budget,
+            grace_s=grace,
+            marker=marker,
+            live=False,
+        )
         returned = time.time()
         pids = pids_in(pidfile)
         left = [pid for pid in pids if alive(pid)]
@@ -86,8 +95,19 @@ def samples(n: int, *args, **kw) -> list[float]:
 
 
 def torchrun_cmd(pidfile: Path) -> list[str]:
-    return [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-            "--master-port", str(free_port()), str(PROCS / "ddp_hang.py"), str(pidfile)]
+    return [
+        PY,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        str(PROCS / "ddp_hang.py"),
+        str(pidfile),
+    ]
 
 
 def stubborn_cmd(pidfile: Path) -> list[str]:
@@ -100,14 +120,22 @@ def overhead(repeats: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "run.log"
         for i in range(repeats):
-            for which in ((0, 1) if i % 2 else (1, 0)):  # interleave, alternating the order
+            for which in (0, 1) if i % 2 else (1, 0):  # interleave, alternating the order
                 t = time.perf_counter()
                 if which == 0:
                     subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     bare.append(time.perf_counter() - t)
                 else:
-                    run_training(cmd, cwd=Path(tmp), env=ENV, log_path=log, budget_s=60, grace_s=5,
-                                 marker=("AR_BENCH_TOKEN", uuid.uuid4().hex), live=False)
+                    run_training(
+                        cmd,
+                        cwd=Path(tmp),
+                        env=ENV,
+                        log_path=log,
+                        budget_s=60,
+                        grace_s=5,
+                        marker=("AR_BENCH_TOKEN", uuid.uuid4().hex),
+                        live=False,
+                    )
                     ours.append(time.perf_counter() - t)
     return statistics.median(bare), statistics.median(ours)
 
@@ -133,17 +161,23 @@ def main() -> None:
 
     grace = 3.0
     lat = samples(a.repeats, torchrun_cmd, 3, budget=12.0, grace=grace)
-    print(f"torchrun 2 gloo workers + setsid grandchild, grace {grace:g}s: deadline -> return "
-          f"median {statistics.median(lat):.3f}s (max {max(lat):.3f}s; SPEC <= {grace + 1:g}s) "
-          f"runs: {' '.join(f'{x:.3f}' for x in lat)}")
+    print(
+        f"torchrun 2 gloo workers + setsid grandchild, grace {grace:g}s: deadline -> return "
+        f"median {statistics.median(lat):.3f}s (max {max(lat):.3f}s; SPEC <= {grace + 1:g}s) "
+        f"runs: {' '.join(f'{x:.3f}' for x in lat)}"
+    )
     grace = 1.0
     lat = samples(a.repeats, stubborn_cmd, 5, budget=1.0, grace=grace)
-    print(f"5 processes ignoring SIGTERM, grace {grace:g}s: deadline -> return "
-          f"median {statistics.median(lat):.3f}s (max {max(lat):.3f}s; SPEC <= {grace + 1:g}s)")
+    print(
+        f"5 processes ignoring SIGTERM, grace {grace:g}s: deadline -> return "
+        f"median {statistics.median(lat):.3f}s (max {max(lat):.3f}s; SPEC <= {grace + 1:g}s)"
+    )
 
     bare, ours = overhead(a.overhead_repeats)
-    print(f"python -c pass: bare subprocess.run median {bare * 1000:.1f} ms, run_training median "
-          f"{ours * 1000:.1f} ms, overhead {(ours - bare) * 1000:.1f} ms ({a.overhead_repeats} interleaved repeats)")
+    print(
+        f"python -c pass: bare subprocess.run median {bare * 1000:.1f} ms, run_training median "
+        f"{ours * 1000:.1f} ms, overhead {(ours - bare) * 1000:.1f} ms ({a.overhead_repeats} interleaved repeats)"
+    )
     line = f"one collect_tree scan: /proc {scan_cost(True) * 1000:.2f} ms"
     if watchdog.psutil is not None:
         line += f", psutil {scan_cost(False) * 1000:.2f} ms"

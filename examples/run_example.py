@@ -7,6 +7,7 @@ iterations: the baseline, a better learning rate, a crashing edit. Ends with
 
 usage: python examples/run_example.py [WORKDIR]
 """
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,7 @@ def sh(cmd: list[str], cwd: Path, echo: bool = True) -> str:
 
 def edit(train: Path, old: str, new: str, note: str) -> None:
     text = train.read_text()
-    text = re.sub(r'^RUN_NOTE = .*$', f'RUN_NOTE = "{note}"', text.replace(old, new, 1), count=1, flags=re.M)
+    text = re.sub(r"^RUN_NOTE = .*$", f'RUN_NOTE = "{note}"', text.replace(old, new, 1), count=1, flags=re.M)
     train.write_text(text)
     print(f"# agent: {note}", flush=True)
 
@@ -44,26 +45,62 @@ def main() -> None:
     work = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="ar-example-")) / "tinyproj"
     if work.exists():
         shutil.rmtree(work)
-    shutil.copytree(REPO / "examples" / "tinyproj", work,
-                    ignore=shutil.ignore_patterns("__pycache__", "checkpoints", ".autoresearch"))
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=example", "-c", "user.email=ex@example.com",
-                                                  "commit", "-qm", "tinyproj"]):
+    shutil.copytree(
+        REPO / "examples" / "tinyproj",
+        work,
+        ignore=shutil.ignore_patterns("__pycache__", "checkpoints", ".autoresearch"),
+    )
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=example", "-c", "user.email=ex@example.com", "commit", "-qm", "tinyproj"],
+    ):
         sh(["git", *args], work, echo=False)
     print(f"# host project: {work}")
-    sh([str(BIN / "copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-        "--data", "entry_pattern=argparse-cli", "--data", "entry_main_module=tinyproj.train",
-        "--data", "cli_args={lr: 3e-3, steps: 300, hidden: 32}", "--data", "metric_backend=log",
-        "--data", "primary_metric=val_loss", "--data", "checkpoint_glob=",
-        "--data", "goal=lower val_loss of the tiny next-token model", "--data", "seconds=60",
-        "--data", f"slug={SLUG}", str(REPO), ".autoresearch"], work)
+    sh(
+        [
+            str(BIN / "copier"),
+            "copy",
+            "--trust",
+            "--defaults",
+            "--quiet",
+            "--vcs-ref",
+            "HEAD",
+            "--data",
+            "entry_pattern=argparse-cli",
+            "--data",
+            "entry_main_module=tinyproj.train",
+            "--data",
+            "cli_args={lr: 3e-3, steps: 300, hidden: 32}",
+            "--data",
+            "metric_backend=log",
+            "--data",
+            "primary_metric=val_loss",
+            "--data",
+            "checkpoint_glob=",
+            "--data",
+            "goal=lower val_loss of the tiny next-token model",
+            "--data",
+            "seconds=60",
+            "--data",
+            f"slug={SLUG}",
+            str(REPO),
+            ".autoresearch",
+        ],
+        work,
+    )
     expr = work / ".autoresearch" / SLUG
     ar = [sys.executable, str(expr / "ar.py")]
     sh([*ar, "session", "--max-runs", "20", "--plateau", "8"], work)
     sh([*ar, "run"], work)
     edit(expr / "train.py", "'lr': 0.003,", "'lr': 0.02,", "raise lr to 0.02")
     sh([*ar, "run"], work)
-    edit(expr / "train.py", "# Example:", "import tinyproj.train as t\nt.TinyMLP = None  # breaks model creation\n# Example:",
-         "try a broken patch")
+    edit(
+        expr / "train.py",
+        "# Example:",
+        "import tinyproj.train as t\nt.TinyMLP = None  # breaks model creation\n# Example:",
+        "try a broken patch",
+    )
     sh([*ar, "run"], work)
     sh([*ar, "status"], work)
     print(f"# experiment folder: {expr}")

@@ -4,6 +4,7 @@ validators and the up-front check of --data values.
 Each rule returns "" when the value is fine, else a short reason that names
 what is allowed. No Jinja or Copier here: plain functions, easy to test.
 """
+
 from __future__ import annotations
 
 import datetime as _dt

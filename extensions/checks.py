@@ -1,4 +1,5 @@
 """Jinja global `ar_check`: the interview's validator for every answer key."""
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,12 @@ def ar_check(key, value, conf, **context) -> str:
     except ValueError as exc:
         return f"{key} {exc}"
     reason = answer_rules.check(
-        key, value, root=root, dst=hostpaths.destination(conf),
-        creating=hostpaths.operation() != "update", **context,
+        key,
+        value,
+        root=root,
+        dst=hostpaths.destination(conf),
+        creating=hostpaths.operation() != "update",
+        **context,
     )
     return f"{key} {reason}" if reason else ""
 

@@ -8,6 +8,7 @@ defaults below stand. Every detected default is checked with the interview's
 own rules; one that would not pass falls back to its literal default, so
 `copier copy --defaults` never fails on a detection guess.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,13 +19,26 @@ from jinja2.ext import Extension
 
 sys.path.insert(0, str(Path(__file__).parent))
 import answer_rules  # noqa: E402
-import detection  # noqa: E402
 import hostpaths  # noqa: E402
 from direction import ar_direction  # noqa: E402
 
-KEYS = ("entry_pattern", "entry_main_module", "cli_args", "resume_flag_name", "distributed_framework", "goal",
-        "metric_backend", "tb_events_glob", "checkpoint_glob", "primary_metric", "mutation_scope", "runner",
-        "wandb_project")
+import detection  # noqa: E402
+
+KEYS = (
+    "entry_pattern",
+    "entry_main_module",
+    "cli_args",
+    "resume_flag_name",
+    "distributed_framework",
+    "goal",
+    "metric_backend",
+    "tb_events_glob",
+    "checkpoint_glob",
+    "primary_metric",
+    "mutation_scope",
+    "runner",
+    "wandb_project",
+)
 
 
 class Detected:
@@ -61,7 +75,11 @@ class Detected:
             self.notes.append(f"detection failed ({type(exc).__name__}: {exc}); literal defaults used")
             return
         self.confidence, self.notes, self.candidates, self.stats = (
-            found.confidence, found.notes, found.candidates, found.stats)
+            found.confidence,
+            found.notes,
+            found.candidates,
+            found.stats,
+        )
         for key in KEYS:
             value = getattr(found, key)
             if key == "mutation_scope":

@@ -1,12 +1,43 @@
 """Jinja global `ar_direction`: min or max, guessed from the metric's name."""
+
 from __future__ import annotations
 
 import re
 
 from jinja2.ext import Extension
 
-MINIMISE = ("loss", "error", "err", "perplexity", "ppl", "bpb", "wer", "cer", "mse", "mae", "rmse", "nll", "time", "latency")
-MAXIMISE = ("acc", "accuracy", "f1", "bleu", "auc", "r2", "reward", "score", "precision", "recall", "map", "top1", "top5", "rouge")
+MINIMISE = (
+    "loss",
+    "error",
+    "err",
+    "perplexity",
+    "ppl",
+    "bpb",
+    "wer",
+    "cer",
+    "mse",
+    "mae",
+    "rmse",
+    "nll",
+    "time",
+    "latency",
+)
+MAXIMISE = (
+    "acc",
+    "accuracy",
+    "f1",
+    "bleu",
+    "auc",
+    "r2",
+    "reward",
+    "score",
+    "precision",
+    "recall",
+    "map",
+    "top1",
+    "top5",
+    "rouge",
+)
 
 
 def ar_direction(metric: str) -> str:

@@ -4,6 +4,7 @@
 folders, plus the real destination); only the real one has the host project
 around it, so anything that reads the host or refuses the run acts only there.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Looks (statically, with ast) at the entry module and the project modules it
 imports for `def build_train_loader` / `def build_val_loader`. Returns the
 dotted module that defines them, or "" (prepare.py then stays a thin wrapper).
 """
+
 from __future__ import annotations
 
 import ast

@@ -6,6 +6,7 @@ by the project's interpreter, an update would run on an experiment git does
 not track (Copier would delete files and revert train.py, and exit 0), or a
 --data value is invalid. Soft probes only warn.
 """
+
 from __future__ import annotations
 
 import sys
@@ -100,8 +101,12 @@ def _check_data(conf, root: Path | None) -> None:
         except ValueError as exc:
             raise UserMessageError(answer_rules.describe(key, raw, str(exc))) from None
         reason = answer_rules.check(
-            key, value, root=root, dst=hostpaths.destination(conf),
-            creating=hostpaths.operation() != "update", entry_pattern=pattern,
+            key,
+            value,
+            root=root,
+            dst=hostpaths.destination(conf),
+            creating=hostpaths.operation() != "update",
+            entry_pattern=pattern,
         )
         if reason:
             raise UserMessageError(answer_rules.describe(key, raw, reason))
@@ -142,12 +147,18 @@ class Preflight(Extension):
     def _soft_warnings(root: Path, found: dict) -> None:
         netrc = Path.home() / ".netrc"
         if found.get("wandb") and not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="replace")):
-            print("note: wandb is installed but `wandb login` is not configured (~/.netrc has no api.wandb.ai); "
-                  "runs will log offline only. Does not block setup.", file=sys.stderr)
+            print(
+                "note: wandb is installed but `wandb login` is not configured (~/.netrc has no api.wandb.ai); "
+                "runs will log offline only. Does not block setup.",
+                file=sys.stderr,
+            )
         git_file = root / ".git"
         if git_file.is_file() and not (root / ".venv").exists():
             for sibling in root.parent.iterdir():
                 if sibling != root and (sibling / ".venv" / "bin" / "python").exists():
-                    print(f"note: this is a git worktree without .venv; sibling {sibling} has one "
-                          f"(`ln -s {sibling}/.venv .venv` would reuse it)", file=sys.stderr)
+                    print(
+                        f"note: this is a git worktree without .venv; sibling {sibling} has one "
+                        f"(`ln -s {sibling}/.venv .venv` would reuse it)",
+                        file=sys.stderr,
+                    )
                     break

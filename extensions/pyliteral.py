@@ -3,6 +3,7 @@
 YAML 1.1 reads `3e-4` as a string, so number-looking strings become numbers
 (CLI_OVERRIDES must hold 0.0003, not '3e-4'); Hydra `key=value` strings stay.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Jinja global `ar_slug`: today's YYMMDD plus a kebab of the topic or goal."""
+
 from __future__ import annotations
 
 import datetime as dt

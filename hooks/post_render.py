@@ -7,6 +7,7 @@ destination is touched.
 
 usage: post_render.py SLUG   (Copier runs tasks inside the destination folder)
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,9 +16,10 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # never leave __pycache__ in the template checkout
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(TEMPLATE_ROOT / "extensions"), str(TEMPLATE_ROOT / "template" / "<<slug>>")]
+from hostpaths import is_scratch  # noqa: E402
+
 from arunner.ledger import HEADER  # noqa: E402  (the runner's own definitions: one source)
 from arunner.snapshots import BASELINE  # noqa: E402
-from hostpaths import is_scratch  # noqa: E402
 
 
 def main(slug: str) -> int:

@@ -3,5 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+# Lint and format are part of the suite (ruff.toml): a finding fails it like a test.
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 export WANDB_MODE=offline WANDB_SILENT=true
 exec .venv/bin/python -m pytest -q "$@"

@@ -3,6 +3,7 @@
 The runner under test is the shipped code: tests import it from
 template/<<slug>>/ and run the rendered copy (`ar.py`) as a subprocess.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,11 @@ def git(cwd: Path, *args: str) -> str:
 
 def make_host(name: str, dest: Path) -> Path:
     """Copy a fixture host into `dest` and make it a git repository with one commit."""
-    shutil.copytree(HOSTS / name, dest, ignore=shutil.ignore_patterns("__pycache__", "outputs", "wandb",
-                                                                      "lightning_logs", "checkpoints", "out"))
+    shutil.copytree(
+        HOSTS / name,
+        dest,
+        ignore=shutil.ignore_patterns("__pycache__", "outputs", "wandb", "lightning_logs", "checkpoints", "out"),
+    )
     git(dest, "init", "-q")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "host")
@@ -70,9 +74,17 @@ class Experiment:
         self.slug = slug
         self.dir = host / ".autoresearch" / slug
 
-    def ar(self, *args: str, check: bool = True, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, str(self.dir / "ar.py"), *args], cwd=self.host,
-                              capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    def ar(
+        self, *args: str, check: bool = True, env: dict | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, str(self.dir / "ar.py"), *args],
+            cwd=self.host,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"ar.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -88,8 +100,13 @@ class Experiment:
         """`ar.py run` in the background; returns once the next run's `wait_for` file exists."""
         numbers = [int(p.name[1:]) for p in (self.dir / "runs").glob("r*")]
         target = self.dir / "runs" / f"r{max(numbers, default=0) + 1:04d}" / wait_for
-        proc = subprocess.Popen([sys.executable, str(self.dir / "ar.py"), "run"], cwd=self.host,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(self.dir / "ar.py"), "run"],
+            cwd=self.host,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while not target.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -122,7 +139,16 @@ def minimal_host(tmp_path) -> Path:
 
 @pytest.fixture
 def minimal_expr(minimal_host) -> Experiment:
-    render(minimal_host, {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train",
-                          "cli_args": "{lr: 0.1}", "metric_backend": "log", "primary_metric": "eval/loss",
-                          "slug": "261125-minimal", "seconds": "30"})
+    render(
+        minimal_host,
+        {
+            "entry_pattern": "argparse-cli",
+            "entry_main_module": "minipkg.train",
+            "cli_args": "{lr: 0.1}",
+            "metric_backend": "log",
+            "primary_metric": "eval/loss",
+            "slug": "261125-minimal",
+            "seconds": "30",
+        },
+    )
     return Experiment(minimal_host, "261125-minimal")

@@ -2,6 +2,7 @@
 
 Real files saved with torch, real subprocesses SIGKILLed at every fault point.
 """
+
 import json
 import os
 import shutil
@@ -78,8 +79,11 @@ def assert_agree(expr, run_id):
 
 
 def assert_no_debris(expr):
-    left = [p.name for p in (expr / "best_ckpt.staging", expr / "best_ckpt.trash", expr / ".ckpt-trash")
-            if os.path.lexists(p)]
+    left = [
+        p.name
+        for p in (expr / "best_ckpt.staging", expr / "best_ckpt.trash", expr / ".ckpt-trash")
+        if os.path.lexists(p)
+    ]
     left += [str(p) for p in expr.glob("runs/*/.ckpt-partial")] + [str(p) for p in expr.glob(".best.json.tmp*")]
     assert left == []
 
@@ -96,8 +100,13 @@ def test_torch_save_fixed_path_never_rewrites_best(proj):
     started = launch()
     torch.save({"w": torch.ones(64, 64)}, host)
     info = checkpoints.capture(cfg, run_dir, started)
-    assert info == {"source": "checkpoints/model.pt", "stored": "runs/r0001/ckpt/model.pt", "kind": "file",
-                    "bytes": info["bytes"], "method": "rename"}
+    assert info == {
+        "source": "checkpoints/model.pt",
+        "stored": "runs/r0001/ckpt/model.pt",
+        "kind": "file",
+        "bytes": info["bytes"],
+        "method": "rename",
+    }
     assert info["bytes"] == (run_dir / "ckpt" / "model.pt").stat().st_size > 16000
     assert not host.exists()  # a move: the host no longer finds it at its own path
     best.promote(expr, run_dir, record("r0001", 0.9))
@@ -115,12 +124,15 @@ def test_torch_save_fixed_path_never_rewrites_best(proj):
     assert torch.equal(torch.load(stored)["w"], torch.ones(64, 64))
 
 
-@pytest.mark.parametrize("cli_args", [
-    {"output_dir": "out", "learning_rate": 1e-3},
-    ["trainer.output_dir=out", "lr=0.1"],
-    ["++output_dir='out'"],
-    ["--output_dir", "out"],
-])
+@pytest.mark.parametrize(
+    "cli_args",
+    [
+        {"output_dir": "out", "learning_rate": 1e-3},
+        ["trainer.output_dir=out", "lr=0.1"],
+        ["++output_dir='out'"],
+        ["--output_dir", "out"],
+    ],
+)
 def test_hf_output_dir_checkpoint_folder(proj, cli_args):
     root, expr = proj
     cfg = make_cfg(root, expr, cli_args=cli_args)
@@ -315,8 +327,11 @@ def check_after_kill(root, expr, name, content_a, content_b, copied):
     assert_agree(expr, expected)
     assert_no_debris(expr)
     # B (r0003's checkpoint) is whole in exactly one place; A (the old best) only while r0001 is the best.
-    places = [p for p in (root / "out" / name, expr / "runs" / "r0003" / "ckpt" / name, expr / "best_ckpt" / name)
-              if os.path.lexists(p) and not (expected == "r0001" and p.parent.name == "best_ckpt")]
+    places = [
+        p
+        for p in (root / "out" / name, expr / "runs" / "r0003" / "ckpt" / name, expr / "best_ckpt" / name)
+        if os.path.lexists(p) and not (expected == "r0001" and p.parent.name == "best_ckpt")
+    ]
     assert places and all(tree(p) == content_b for p in places)
     if not copied:
         assert len(places) == 1  # a rename never duplicates
@@ -333,8 +348,9 @@ def run_driver(args, fault=None, fallback=False):
     if fault:
         env["AR_FAULT_AT"] = fault
     args = dict(args, fallback=fallback)
-    proc = subprocess.run([sys.executable, str(DRIVER), "step", json.dumps(args)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(DRIVER), "step", json.dumps(args)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
     return proc.returncode == -signal.SIGKILL
 
@@ -349,8 +365,13 @@ def test_sigkill_at_every_point_then_repair(tmp_path, scenario, point):
     root = tmp_path / "proj"
     expr = root / ".autoresearch" / "exp"
     started, name, content_a, content_b = setup_history(root, expr, kind)
-    args = {"root": str(root), "expr": str(expr), "run_id": "r0003", "started_at": started,
-            "glob": "out/*.pt" if kind == "file" else "out/checkpoint-*"}
+    args = {
+        "root": str(root),
+        "expr": str(expr),
+        "run_id": "r0003",
+        "started_at": started,
+        "glob": "out/*.pt" if kind == "file" else "out/checkpoint-*",
+    }
     killed = run_driver(args, point, fallback)
     # Every point on this path really kills (copy-only points are killed in the cross-filesystem test).
     off_path = {"capture.copied", "capture.source_removed", "promote.old_trashed" if fallback else "promote.old_moved"}
@@ -471,13 +492,13 @@ def test_cross_filesystem_kill_mid_copy(tmp_path):
             (root / "out").mkdir(exist_ok=True)
             started = launch()
             (root / "out" / "model.pt").write_bytes(b"B" * 5000)
-            args = {"root": str(root), "expr": str(expr), "run_id": "r0001", "started_at": started,
-                    "glob": "out/*.pt"}
+            args = {"root": str(root), "expr": str(expr), "run_id": "r0001", "started_at": started, "glob": "out/*.pt"}
             assert run_driver(args, point)
             best.repair(expr, None)
             assert_no_debris(expr)
-            places = [p for p in (root / "out" / "model.pt", expr / "runs" / "r0001" / "ckpt" / "model.pt")
-                      if p.exists()]
+            places = [
+                p for p in (root / "out" / "model.pt", expr / "runs" / "r0001" / "ckpt" / "model.pt") if p.exists()
+            ]
             assert places and all(p.read_bytes() == b"B" * 5000 for p in places)
             remove = root / "out" / "model.pt"
             if remove.exists():

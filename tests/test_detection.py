@@ -4,6 +4,7 @@ The fixture hosts are real projects; the expected values below come from
 reading their code and CLAUDE.md (what each one really uses), not from
 detection's output. Cases no host covers are small projects built in tmp_path.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import COPIER, HOSTS, REPO, git, make_host
 
 sys.path.insert(0, str(REPO / "extensions"))
@@ -27,34 +27,77 @@ BIN = Path(sys.executable).parent
 
 # What each host really does (its code and CLAUDE.md), and a file a real run of it produced.
 TRUTH = {
-    "argparse_host": dict(entry_pattern="argparse-cli", entry_main_module="hfargs_lm.train",
-                          resume_flag_name="resume_from_checkpoint", metric_backend="log",
-                          checkpoint_glob="checkpoints/*.pt", primary_metric="eval/loss",
-                          produced="checkpoints/model.pt"),
-    "hydra_host": dict(entry_pattern="hydra", entry_main_module="hydra_app.train",
-                       resume_flag_name="trainer.resume_from_checkpoint", metric_backend="tensorboard",
-                       tb_events_glob="outputs/*/*/tb/events.out.tfevents.*",
-                       checkpoint_glob="outputs/*/*/checkpoints/*.pt", primary_metric="eval/loss",
-                       produced="outputs/2026-11-25/19-51-36/checkpoints/last.pt",
-                       events="outputs/2026-11-25/19-51-36/tb/events.out.tfevents.1795636297.vm.21363.0"),
-    "function_host": dict(entry_pattern="function", entry_main_module="fn_host.train",
-                          resume_flag_name="resume_from_checkpoint", metric_backend="wandb",
-                          wandb_project="fn-host", checkpoint_glob="out/checkpoint-*", primary_metric="eval/loss",
-                          produced="out/checkpoint-20"),
-    "custom_host": dict(entry_pattern="custom", entry_main_module="lit_host.cli", resume_flag_name="ckpt_path",
-                        distributed_framework="lightning", metric_backend="tensorboard",
-                        tb_events_glob="lightning_logs/*/events.out.tfevents.*",
-                        checkpoint_glob="lightning_logs/*/checkpoints/*.ckpt", primary_metric="val_loss",
-                        produced="lightning_logs/version_0/checkpoints/epoch=1-step=60.ckpt",
-                        events="lightning_logs/version_0/events.out.tfevents.1795636313.vm.21723.0"),
-    "minimal": dict(entry_pattern="argparse-cli", entry_main_module="minipkg.train", resume_flag_name="",
-                    metric_backend="log", checkpoint_glob="", primary_metric="eval/loss"),
-    "tinyproj": dict(entry_pattern="argparse-cli", entry_main_module="tinyproj.train", resume_flag_name="resume",
-                     metric_backend="log", checkpoint_glob="checkpoints/*.pt", primary_metric="val_loss",
-                     produced="checkpoints/tinyproj.pt"),
+    "argparse_host": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="hfargs_lm.train",
+        resume_flag_name="resume_from_checkpoint",
+        metric_backend="log",
+        checkpoint_glob="checkpoints/*.pt",
+        primary_metric="eval/loss",
+        produced="checkpoints/model.pt",
+    ),
+    "hydra_host": dict(
+        entry_pattern="hydra",
+        entry_main_module="hydra_app.train",
+        resume_flag_name="trainer.resume_from_checkpoint",
+        metric_backend="tensorboard",
+        tb_events_glob="outputs/*/*/tb/events.out.tfevents.*",
+        checkpoint_glob="outputs/*/*/checkpoints/*.pt",
+        primary_metric="eval/loss",
+        produced="outputs/2026-11-25/19-51-36/checkpoints/last.pt",
+        events="outputs/2026-11-25/19-51-36/tb/events.out.tfevents.1795636297.vm.21363.0",
+    ),
+    "function_host": dict(
+        entry_pattern="function",
+        entry_main_module="fn_host.train",
+        resume_flag_name="resume_from_checkpoint",
+        metric_backend="wandb",
+        wandb_project="fn-host",
+        checkpoint_glob="out/checkpoint-*",
+        primary_metric="eval/loss",
+        produced="out/checkpoint-20",
+    ),
+    "custom_host": dict(
+        entry_pattern="custom",
+        entry_main_module="lit_host.cli",
+        resume_flag_name="ckpt_path",
+        distributed_framework="lightning",
+        metric_backend="tensorboard",
+        tb_events_glob="lightning_logs/*/events.out.tfevents.*",
+        checkpoint_glob="lightning_logs/*/checkpoints/*.ckpt",
+        primary_metric="val_loss",
+        produced="lightning_logs/version_0/checkpoints/epoch=1-step=60.ckpt",
+        events="lightning_logs/version_0/events.out.tfevents.1795636313.vm.21723.0",
+    ),
+    "minimal": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="minipkg.train",
+        resume_flag_name="",
+        metric_backend="log",
+        checkpoint_glob="",
+        primary_metric="eval/loss",
+    ),
+    "tinyproj": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="tinyproj.train",
+        resume_flag_name="resume",
+        metric_backend="log",
+        checkpoint_glob="checkpoints/*.pt",
+        primary_metric="val_loss",
+        produced="checkpoints/tinyproj.pt",
+    ),
 }
-ATTRS = ("entry_pattern", "entry_main_module", "resume_flag_name", "metric_backend", "tb_events_glob",
-         "checkpoint_glob", "primary_metric", "wandb_project", "distributed_framework")
+ATTRS = (
+    "entry_pattern",
+    "entry_main_module",
+    "resume_flag_name",
+    "metric_backend",
+    "tb_events_glob",
+    "checkpoint_glob",
+    "primary_metric",
+    "wandb_project",
+    "distributed_framework",
+)
 
 
 def source_of(name: str) -> Path:
@@ -93,6 +136,7 @@ def assert_valid(d: Detected, root: Path) -> None:
 
 # ---------------------------------------------------------------- the fixture hosts
 
+
 @pytest.mark.parametrize("name", sorted(TRUTH))
 @pytest.mark.parametrize("where", ["in-place", "clean-clone"])
 def test_fixture_host(name, where, tmp_path):
@@ -110,14 +154,24 @@ def test_fixture_host(name, where, tmp_path):
 
 
 def test_baseline_args_come_from_each_hosts_command(tmp_path):
-    found = {name: Detected(clean_copy(name, tmp_path / name)) for name in
-             ("argparse_host", "hydra_host", "function_host", "tinyproj")}
+    found = {
+        name: Detected(clean_copy(name, tmp_path / name))
+        for name in ("argparse_host", "hydra_host", "function_host", "tinyproj")
+    }
     # CLAUDE.md: python -m hfargs_lm.train --learning_rate 1e-2 --steps 60 --hidden 32 --output_dir checkpoints
     assert yaml.safe_load(found["argparse_host"].cli_args_for("argparse-cli")) == {
-        "learning_rate": 0.01, "steps": 60, "hidden": 32, "output_dir": "checkpoints"}
+        "learning_rate": 0.01,
+        "steps": 60,
+        "hidden": 32,
+        "output_dir": "checkpoints",
+    }
     # CLAUDE.md: python -m hydra_app.train optimizer=sgd optimizer.lr=0.01 model=small trainer.steps=60
     assert yaml.safe_load(found["hydra_host"].cli_args_for("hydra")) == [
-        "optimizer=sgd", "optimizer.lr=0.01", "model=small", "trainer.steps=60"]
+        "optimizer=sgd",
+        "optimizer.lr=0.01",
+        "model=small",
+        "trainer.steps=60",
+    ]
     # CLAUDE.md: python -c "from fn_host.train import main; print(main(lr=0.01, steps=60))"
     assert yaml.safe_load(found["function_host"].cli_args_for("function")) == {"lr": 0.01, "steps": 60}
     assert yaml.safe_load(found["tinyproj"].cli_args_for("argparse-cli")) == {"lr": 0.003}
@@ -147,7 +201,7 @@ def test_scratch_render_keeps_literal_defaults():
 
 # ---------------------------------------------------------------- synthetic projects
 
-ARGPARSE_TRAIN = '''import argparse
+ARGPARSE_TRAIN = """import argparse
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--lr", type=float, default=0.1)
@@ -158,26 +212,39 @@ def main():
     print(f"val_acc={0.5}")
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def wandb_run(root: Path, name: str, config: dict, summary: dict, argv: list) -> None:
     files = f"wandb/{name}/files"
-    write(root, {
-        f"{files}/config.yaml": yaml.safe_dump({k: {"desc": None, "value": v} for k, v in config.items()}),
-        f"{files}/wandb-summary.json": json.dumps(summary),
-        f"{files}/wandb-metadata.json": json.dumps({"codePath": "train.py", "args": argv}),
-        f"{files}/media/images/big.png": "not read",
-    })
+    write(
+        root,
+        {
+            f"{files}/config.yaml": yaml.safe_dump({k: {"desc": None, "value": v} for k, v in config.items()}),
+            f"{files}/wandb-summary.json": json.dumps(summary),
+            f"{files}/wandb-metadata.json": json.dumps({"codePath": "train.py", "args": argv}),
+            f"{files}/media/images/big.png": "not read",
+        },
+    )
 
 
 def test_wandb_run_folder_gives_backend_args_and_metric(tmp_path):
     root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "train.py": ARGPARSE_TRAIN})
     wandb_run(root, "run-20260101_120000-old", {"lr": 0.5}, {"old_metric_acc": 1.0}, [])
-    wandb_run(root, "offline-run-20260301_120000-new",
-              {"_wandb": {"cli_version": "0.19"}, "lr": 0.003, "batch_size": 64, "logging_steps": 10,
-               "not_an_option": 7, "resume": True},
-              {"eval/accuracy": 0.91, "train/loss": 0.2, "_runtime": 4.0}, ["--lr", "0.003"])
+    wandb_run(
+        root,
+        "offline-run-20260301_120000-new",
+        {
+            "_wandb": {"cli_version": "0.19"},
+            "lr": 0.003,
+            "batch_size": 64,
+            "logging_steps": 10,
+            "not_an_option": 7,
+            "resume": True,
+        },
+        {"eval/accuracy": 0.91, "train/loss": 0.2, "_runtime": 4.0},
+        ["--lr", "0.003"],
+    )
     d = Detected(root)
     assert d.metric_backend == "wandb" and d.confidence["metric_backend"] == "high"
     # newest run; _wandb, cosmetic logging_steps, names train.py does not accept and the resume flag skipped
@@ -188,8 +255,14 @@ def test_wandb_run_folder_gives_backend_args_and_metric(tmp_path):
 
 
 def test_mlruns_means_custom_backend_with_a_note(tmp_path):
-    root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "train.py": ARGPARSE_TRAIN,
-                                  "mlruns/0/meta.yaml": "name: Default\n"})
+    root = write(
+        tmp_path / "p",
+        {
+            "pyproject.toml": "[project]\nname='p'\n",
+            "train.py": ARGPARSE_TRAIN,
+            "mlruns/0/meta.yaml": "name: Default\n",
+        },
+    )
     d = Detected(root)
     assert d.metric_backend == "custom"
     assert any("mlflow" in n and "metric_extract_code" in n for n in d.notes)
@@ -197,7 +270,7 @@ def test_mlruns_means_custom_backend_with_a_note(tmp_path):
 
 
 def test_accelerate_config_and_save_state(tmp_path):
-    train = '''import argparse
+    train = """import argparse
 from accelerate import Accelerator
 def main():
     p = argparse.ArgumentParser()
@@ -210,9 +283,16 @@ def main():
     accelerator.print(f"eval_loss: {0.1}")
 if __name__ == "__main__":
     main()
-'''
-    root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "src/pkg/__init__.py": "",
-                                  "src/pkg/train.py": train, "configs/accelerate_2gpu.yaml": "num_processes: 2\n"})
+"""
+    root = write(
+        tmp_path / "p",
+        {
+            "pyproject.toml": "[project]\nname='p'\n",
+            "src/pkg/__init__.py": "",
+            "src/pkg/train.py": train,
+            "configs/accelerate_2gpu.yaml": "num_processes: 2\n",
+        },
+    )
     d = Detected(root)
     assert (d.entry_pattern, d.entry_main_module) == ("argparse-cli", "pkg.train")
     assert d.runner == "accelerate launch --config_file configs/accelerate_2gpu.yaml"
@@ -223,7 +303,7 @@ if __name__ == "__main__":
 
 
 def test_torchrun_command_in_claude_md(tmp_path):
-    train = '''import argparse
+    train = """import argparse
 import torch.distributed as dist
 def main():
     p = argparse.ArgumentParser()
@@ -233,11 +313,18 @@ def main():
     dist.init_process_group("gloo")
 if __name__ == "__main__":
     main()
-'''
+"""
     doc = "# p\n\n## Training\n\n```bash\nOMP_NUM_THREADS=1 torchrun --nproc-per-node 4 -m pkg.train --lr 0.05\n```\n"
-    root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "CLAUDE.md": doc,
-                                  "pkg/__init__.py": "", "pkg/train.py": train,
-                                  "pkg/train_utils.py": "def helper():\n    return 1\n"})
+    root = write(
+        tmp_path / "p",
+        {
+            "pyproject.toml": "[project]\nname='p'\n",
+            "CLAUDE.md": doc,
+            "pkg/__init__.py": "",
+            "pkg/train.py": train,
+            "pkg/train_utils.py": "def helper():\n    return 1\n",
+        },
+    )
     d = Detected(root)
     assert d.runner == "torchrun --nproc-per-node 4"
     assert d.distributed_framework == "ddp"
@@ -248,7 +335,7 @@ if __name__ == "__main__":
 
 
 def test_hf_trainer_output_dir_checkpoints(tmp_path):
-    train = '''from dataclasses import dataclass, field
+    train = """from dataclasses import dataclass, field
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 @dataclass
 class ModelArguments:
@@ -258,10 +345,11 @@ def main():
     Trainer(args=args).train(resume_from_checkpoint=args.resume_from_checkpoint)
 if __name__ == "__main__":
     main()
-'''
+"""
     doc = "```\npython scripts/train_lm.py --output_dir out/lm --learning_rate 5e-5 --report_to wandb\n```\n"
-    root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "CLAUDE.md": doc,
-                                  "scripts/train_lm.py": train})
+    root = write(
+        tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "CLAUDE.md": doc, "scripts/train_lm.py": train}
+    )
     d = Detected(root)
     assert (d.entry_pattern, d.entry_main_module) == ("argparse-cli", "scripts.train_lm")
     assert d.resume_flag_name == "resume_from_checkpoint"
@@ -271,7 +359,7 @@ if __name__ == "__main__":
 
 
 def test_tensorboard_runs_folder(tmp_path):
-    train = '''import argparse
+    train = """import argparse
 from torch.utils.tensorboard import SummaryWriter
 def main():
     argparse.ArgumentParser().parse_args()
@@ -279,7 +367,7 @@ def main():
     w.add_scalar("val/top1", 0.5, 1)
 if __name__ == "__main__":
     main()
-'''
+"""
     root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "train.py": train})
     assert Detected(root).tb_events_glob == "runs/*/events.out.tfevents.*"  # SummaryWriter's default, from code
     write(root, {"runs/Mar01_12-00-00_host/events.out.tfevents.1.host.0": "x"})
@@ -296,9 +384,16 @@ def test_data_folders_are_not_read_and_host_code_never_runs(tmp_path):
     root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "scripts/train.py": train})
     for i in range(3000):
         write(root, {f"data/shard{i // 500}/train_{i}.py": hydra_decoy})
-    write(root, {".venv/pyvenv.cfg": "home=/usr\n", ".venv/lib/train_x.py": hydra_decoy,
-                 "myenv/pyvenv.cfg": "home=/usr\n", "myenv/train_y.py": hydra_decoy,
-                 "node_modules/x/train_z.py": hydra_decoy})
+    write(
+        root,
+        {
+            ".venv/pyvenv.cfg": "home=/usr\n",
+            ".venv/lib/train_x.py": hydra_decoy,
+            "myenv/pyvenv.cfg": "home=/usr\n",
+            "myenv/train_y.py": hydra_decoy,
+            "node_modules/x/train_z.py": hydra_decoy,
+        },
+    )
     d = Detected(root)
     assert (d.entry_pattern, d.entry_main_module) == ("argparse-cli", "scripts.train")
     assert d.stats["listed"] < 50 and d.stats["parsed"] <= 2, d.stats  # data/ was not even listed
@@ -307,8 +402,10 @@ def test_data_folders_are_not_read_and_host_code_never_runs(tmp_path):
 
 
 def test_no_entry_point_falls_back_to_custom(tmp_path):
-    root = write(tmp_path / "p", {"pyproject.toml": "[project]\nname='p'\n", "pkg/__init__.py": "",
-                                  "pkg/model.py": "class Net:\n    pass\n"})
+    root = write(
+        tmp_path / "p",
+        {"pyproject.toml": "[project]\nname='p'\n", "pkg/__init__.py": "", "pkg/model.py": "class Net:\n    pass\n"},
+    )
     d = Detected(root)
     assert d.entry_pattern == "custom" and d.entry_main_module == ""
     assert d.goal == "lower the validation loss" and d.metric_backend == "log"
@@ -317,18 +414,42 @@ def test_no_entry_point_falls_back_to_custom(tmp_path):
 
 # ---------------------------------------------------------------- end to end
 
+
 def test_copier_defaults_in_tinyproj_render_and_advance(tmp_path):
     host = clean_copy("tinyproj", tmp_path / "tinyproj")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", "--data", "slug=261125-x",
-                           str(REPO), ".autoresearch"], cwd=host, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            COPIER,
+            "copy",
+            "--trust",
+            "--defaults",
+            "--quiet",
+            "--vcs-ref",
+            "HEAD",
+            "--data",
+            "slug=261125-x",
+            str(REPO),
+            ".autoresearch",
+        ],
+        cwd=host,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     expr = host / ".autoresearch" / "261125-x"
     config = json.loads((expr / "experiment.json").read_text())
     assert config["entry_main_module"] == "tinyproj.train" and config["entry_pattern"] == "argparse-cli"
     assert config["primary_metric"] == "val_loss" and config["cli_args"] == {"lr": 0.003}
-    run = subprocess.run([sys.executable, str(expr / "ar.py"), "run", "--seconds", "60"], cwd=host,
-                         capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(expr / "ar.py"), "run", "--seconds", "60"],
+        cwd=host,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((expr / "runs" / run.stdout.split()[0] / "result.json").read_text())
     assert result["verdict"] == "advance" and result["primary"]["name"] == "val_loss"

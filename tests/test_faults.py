@@ -3,6 +3,7 @@
 The minimal host writes a small checkpoint file whose content names the lr it
 trained with, so "which run does best_ckpt hold" is checkable byte for byte.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,25 +12,35 @@ import signal
 import time
 
 import pytest
+from conftest import Experiment, make_host, render
+from test_interview import literal_assignment
 
 from arunner import best as best_module
 from arunner import checkpoints as ckpt_module
 from arunner import iteration, snapshots
-from conftest import Experiment, make_host, render
-from test_interview import literal_assignment
 
 # Points reachable in a same-filesystem promotion with RENAME_EXCHANGE and a previous best.
 UNREACHABLE = {"capture.copied", "capture.source_removed", "promote.old_moved"}
-POINTS = [p for p in (*iteration.FAULT_POINTS, *ckpt_module.FAULT_POINTS, *best_module.FAULT_POINTS)
-          if p not in UNREACHABLE]
+POINTS = [
+    p for p in (*iteration.FAULT_POINTS, *ckpt_module.FAULT_POINTS, *best_module.FAULT_POINTS) if p not in UNREACHABLE
+]
 
 
 @pytest.fixture
 def ckpt_expr(tmp_path) -> Experiment:
     host = make_host("minimal", tmp_path / "host")
-    render(host, {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train",
-                  "cli_args": "{lr: 0.1, save: ckpt/model.txt}", "metric_backend": "log",
-                  "checkpoint_glob": "ckpt/*.txt", "slug": "261125-faults", "seconds": "30"})
+    render(
+        host,
+        {
+            "entry_pattern": "argparse-cli",
+            "entry_main_module": "minipkg.train",
+            "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
+            "metric_backend": "log",
+            "checkpoint_glob": "ckpt/*.txt",
+            "slug": "261125-faults",
+            "seconds": "30",
+        },
+    )
     return Experiment(host, "261125-faults")
 
 
@@ -44,8 +55,7 @@ def check_invariants(expr: Experiment) -> None:
     snapshot = (expr.dir / "runs" / best["run_id"] / "train.py").read_text()
     lr = literal_assignment(snapshot, "CLI_OVERRIDES")["lr"]
     assert (expr.dir / "best_ckpt" / best["name"]).read_text() == f"lr={lr}\n"  # the best run's own weights
-    assert not [p for p in expr.dir.iterdir() if p.name.startswith(("best_ckpt.", ".ckpt-trash"))
-                and any(p.iterdir())]
+    assert not [p for p in expr.dir.iterdir() if p.name.startswith(("best_ckpt.", ".ckpt-trash")) and any(p.iterdir())]
     assert expr.train_py.read_bytes() == snapshots.restore_target(expr.dir, best)
 
 
@@ -117,8 +127,10 @@ def test_ctrl_c_records_interrupted_and_restores(ckpt_expr: Experiment):
 
 
 def test_leaked_child_is_swept_and_reported(ckpt_expr: Experiment):
-    ckpt_expr.edit("# Example:", "import subprocess, sys\n"
-                                 "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n# Example:")
+    ckpt_expr.edit(
+        "# Example:",
+        "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n# Example:",
+    )
     result = ckpt_expr.run()
     assert result["status"] == "ok" and "swept 1 process" in result["note"]
     token = json.loads((ckpt_expr.dir / "runs" / "r0001" / "started.json").read_text())["token"]
@@ -157,16 +169,27 @@ def test_torchrun_tree_is_gone_after_timeout(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     host = make_host("minimal", tmp_path / "host")
-    render(host, {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1}",
-                  "metric_backend": "log", "slug": "261125-ddp", "distributed_framework": "ddp",
-                  "runner": f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}"})
+    render(
+        host,
+        {
+            "entry_pattern": "argparse-cli",
+            "entry_main_module": "minipkg.train",
+            "cli_args": "{lr: 0.1}",
+            "metric_backend": "log",
+            "slug": "261125-ddp",
+            "distributed_framework": "ddp",
+            "runner": f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}",
+        },
+    )
     expr = Experiment(host, "261125-ddp")
     expr.ar("session", "--grace", "3")
     first = expr.run()  # both ranks run the host; each prints the metric, the last line wins
     assert (first["status"], first["verdict"]) == ("ok", "advance"), first["note"]
     pidfile = tmp_path / "pids.txt"
-    hang = (f"import runpy, sys\nsys.argv = ['ddp_hang.py', {str(pidfile)!r}]\n"
-            f"runpy.run_path({str(REPO / 'tests' / 'procs' / 'ddp_hang.py')!r})\n# Example:")
+    hang = (
+        f"import runpy, sys\nsys.argv = ['ddp_hang.py', {str(pidfile)!r}]\n"
+        f"runpy.run_path({str(REPO / 'tests' / 'procs' / 'ddp_hang.py')!r})\n# Example:"
+    )
     for budget in ("20", "45"):  # torchrun may need >12 s to start on a loaded 2-core machine: retry once
         pidfile.unlink(missing_ok=True)
         expr.edit("# Example:", hang)  # (train.py is restored after each run)

@@ -5,6 +5,7 @@ metric its own way (log, tensorboard, wandb offline, Lightning); each saves its
 checkpoints in its own layout. The same agent script runs on all of them:
 baseline, a worse edit, a crashing edit, a hanging edit, a NaN edit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,15 +14,15 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-
-from arunner.ledger import RESULT_FIELDS
 from conftest import Experiment, make_host, render
 
+from arunner.ledger import RESULT_FIELDS
+
 OVERRIDES_RE = re.compile(r"^CLI_OVERRIDES = (?:\{\}|\[\]|\{\n.*?^\}|\[\n.*?^\])$", re.M | re.S)
-CUSTOM_CALL = '''def run_host():
+CUSTOM_CALL = """def run_host():
     from lit_host.cli import run
 
-    return run(**CLI_OVERRIDES)'''
+    return run(**CLI_OVERRIDES)"""
 
 
 @dataclass
@@ -36,26 +37,66 @@ class Host:
 
 
 HOSTS = [
-    Host("argparse_host",
-         {"entry_pattern": "argparse-cli", "entry_main_module": "hfargs_lm.train", "cli_args": "{}",
-          "resume_flag_name": "resume_from_checkpoint", "metric_backend": "log", "primary_metric": "eval/loss",
-          "checkpoint_glob": "checkpoints/*.pt", "hard_constraints": '["peak_mem_mb <= 100000"]'},
-         worse={"learning_rate": 1e-4}, nan={"learning_rate": 1e30}, ckpt_kind="file"),
-    Host("hydra_host",
-         {"entry_pattern": "hydra", "entry_main_module": "hydra_app.train", "cli_args": "[]",
-          "resume_flag_name": "trainer.resume_from_checkpoint", "metric_backend": "tensorboard",
-          "tb_events_glob": "outputs/*/*/tb/events.out.tfevents.*", "primary_metric": "eval/loss",
-          "checkpoint_glob": "outputs/*/*/checkpoints/*.pt"},
-         worse=["optimizer.lr=1e-4"], nan=["optimizer.lr=1e30"], ckpt_kind="file"),
-    Host("function_host",
-         {"entry_pattern": "function", "entry_main_module": "fn_host.train", "cli_args": "{}",
-          "metric_backend": "wandb", "primary_metric": "eval/loss", "checkpoint_glob": "out/checkpoint-*"},
-         worse={"lr": 1e-4}, nan={"lr": 1e30}, ckpt_kind="dir"),
-    Host("custom_host",
-         {"entry_pattern": "custom", "metric_backend": "tensorboard", "primary_metric": "val_loss",
-          "tb_events_glob": "lightning_logs/*/events.out.tfevents.*",
-          "checkpoint_glob": "lightning_logs/*/checkpoints/*.ckpt"},
-         worse={"lr": 1e-4}, nan={"lr": 1e30}, ckpt_kind="file", wire=CUSTOM_CALL),
+    Host(
+        "argparse_host",
+        {
+            "entry_pattern": "argparse-cli",
+            "entry_main_module": "hfargs_lm.train",
+            "cli_args": "{}",
+            "resume_flag_name": "resume_from_checkpoint",
+            "metric_backend": "log",
+            "primary_metric": "eval/loss",
+            "checkpoint_glob": "checkpoints/*.pt",
+            "hard_constraints": '["peak_mem_mb <= 100000"]',
+        },
+        worse={"learning_rate": 1e-4},
+        nan={"learning_rate": 1e30},
+        ckpt_kind="file",
+    ),
+    Host(
+        "hydra_host",
+        {
+            "entry_pattern": "hydra",
+            "entry_main_module": "hydra_app.train",
+            "cli_args": "[]",
+            "resume_flag_name": "trainer.resume_from_checkpoint",
+            "metric_backend": "tensorboard",
+            "tb_events_glob": "outputs/*/*/tb/events.out.tfevents.*",
+            "primary_metric": "eval/loss",
+            "checkpoint_glob": "outputs/*/*/checkpoints/*.pt",
+        },
+        worse=["optimizer.lr=1e-4"],
+        nan=["optimizer.lr=1e30"],
+        ckpt_kind="file",
+    ),
+    Host(
+        "function_host",
+        {
+            "entry_pattern": "function",
+            "entry_main_module": "fn_host.train",
+            "cli_args": "{}",
+            "metric_backend": "wandb",
+            "primary_metric": "eval/loss",
+            "checkpoint_glob": "out/checkpoint-*",
+        },
+        worse={"lr": 1e-4},
+        nan={"lr": 1e30},
+        ckpt_kind="dir",
+    ),
+    Host(
+        "custom_host",
+        {
+            "entry_pattern": "custom",
+            "metric_backend": "tensorboard",
+            "primary_metric": "val_loss",
+            "tb_events_glob": "lightning_logs/*/events.out.tfevents.*",
+            "checkpoint_glob": "lightning_logs/*/checkpoints/*.ckpt",
+        },
+        worse={"lr": 1e-4},
+        nan={"lr": 1e30},
+        ckpt_kind="file",
+        wire=CUSTOM_CALL,
+    ),
 ]
 
 
@@ -123,15 +164,21 @@ def test_keep_discard_loop(host_expr):
     assert "nan" in nan["note"] and expr.train_py.read_bytes() == kept
 
     assert [(r["status"], r["verdict"]) for r in expr.rows()] == [
-        ("ok", "advance"), ("ok", "revert"), ("crash", "crash"), ("timeout", "timeout"), ("invalid", "revert")]
+        ("ok", "advance"),
+        ("ok", "revert"),
+        ("crash", "crash"),
+        ("timeout", "timeout"),
+        ("invalid", "revert"),
+    ]
     for run in expr.dir.joinpath("runs").glob("r*"):
         text = (run / "result.json").read_text()
         assert len(text.encode()) <= 2048 and set(json.loads(text)) == set(RESULT_FIELDS)
     status = expr.ar("status", "--compact").stdout.splitlines()
     assert len(status) <= 10
     assert any("at r0001" in line for line in status)
-    assert any("advance=1" in line and "revert=2" in line and "crash=1" in line and "timeout=1" in line
-               for line in status)
+    assert any(
+        "advance=1" in line and "revert=2" in line and "crash=1" in line and "timeout=1" in line for line in status
+    )
     assert expr.best()["run_id"] == "r0001" and sha(best_ckpt) == best_hash
 
 
@@ -141,8 +188,15 @@ def test_chained_child_resumes_from_parent_best(tmp_path):
     render(root, {**spec.data, "slug": "261125-parent", "seconds": "90"})
     parent = Experiment(root, "261125-parent")
     assert parent.run()["verdict"] == "advance"
-    out = parent.ar("chain", "--new-slug", "261125-child", "--goal", "fine-tune longer",
-                    "--rationale", "the parent plateaued; continue from its best weights").stdout
+    out = parent.ar(
+        "chain",
+        "--new-slug",
+        "261125-child",
+        "--goal",
+        "fine-tune longer",
+        "--rationale",
+        "the parent plateaued; continue from its best weights",
+    ).stdout
     assert "chained 261125-child" in out
     child = Experiment(root, "261125-child")
     decision = json.loads((child.dir / "chain_decision.json").read_text())
@@ -166,8 +220,13 @@ def test_full_prep_self_test_guards_the_first_run(tmp_path):
     prepare = (expr.dir / "prepare.py").read_text()
     assert "FULL_PREP = True" in prepare and "from fn_host.data import build_train_loader" in prepare
     data = root / "fn_host" / "data.py"
-    data.write_text(data.read_text().replace("def build_train_loader(", "def build_train_loader(*_, **__):\n"
-                                             "    raise FileNotFoundError('shard 0 missing')\n\n\ndef _unused(", 1))
+    data.write_text(
+        data.read_text().replace(
+            "def build_train_loader(",
+            "def build_train_loader(*_, **__):\n    raise FileNotFoundError('shard 0 missing')\n\n\ndef _unused(",
+            1,
+        )
+    )
     proc = expr.ar("run", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "prepare.py self-test failed" in proc.stderr and "shard 0 missing" in proc.stderr

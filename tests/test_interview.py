@@ -1,4 +1,5 @@
 """The interview through `copier copy --data`: good answers render, bad ones stop with one line."""
+
 from __future__ import annotations
 
 import ast
@@ -8,19 +9,31 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import COPIER, REPO, Experiment, render
 
-GOOD = {"entry_pattern": "argparse-cli", "entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1}",
-        "metric_backend": "log", "primary_metric": "eval/loss", "slug": "261125-good"}
+GOOD = {
+    "entry_pattern": "argparse-cli",
+    "entry_main_module": "minipkg.train",
+    "cli_args": "{lr: 0.1}",
+    "metric_backend": "log",
+    "primary_metric": "eval/loss",
+    "slug": "261125-good",
+}
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The single line Copier printed for a refused answer (ignoring Copier's own template warnings)."""
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip() and "git tags" not in l and "Warning" not in l
-             and l.strip() != "warn(" and "Dirty template" not in l]
+    lines = [
+        line
+        for line in proc.stderr.splitlines()
+        if line.strip()
+        and "git tags" not in line
+        and "Warning" not in line
+        and line.strip() != "warn("
+        and "Dirty template" not in line
+    ]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 
@@ -61,8 +74,9 @@ def test_hydra_cli_args_must_be_a_list(minimal_host):
 
 
 def test_metric_code_syntax_error_is_refused(minimal_host):
-    proc = render(minimal_host, {**GOOD, "metric_backend": "custom", "metric_extract_code": "return {'a': 1"},
-                  expect_ok=False)
+    proc = render(
+        minimal_host, {**GOOD, "metric_backend": "custom", "metric_extract_code": "return {'a': 1"}, expect_ok=False
+    )
     assert "metric_extract_code" in one_line_error(proc)
 
 
@@ -77,8 +91,24 @@ def test_existing_slug_is_refused_and_left_untouched(minimal_host):
 
 
 def test_not_a_project_root(tmp_path):
-    proc = subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", "--data", "entry_main_module=x",
-                           str(REPO), ".autoresearch"], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            COPIER,
+            "copy",
+            "--trust",
+            "--defaults",
+            "--quiet",
+            "--vcs-ref",
+            "HEAD",
+            "--data",
+            "entry_main_module=x",
+            str(REPO),
+            ".autoresearch",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     line = one_line_error(proc)
     assert "pyproject.toml" in line and str(tmp_path) in line
 
@@ -88,11 +118,16 @@ def test_torch_missing_names_what_was_tried(minimal_host, tmp_path):
     bare = tmp_path / "bare-bin"
     bare.mkdir()
     system_python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if Path(p).exists()), None)
-    if system_python is None or subprocess.run([system_python, "-c", "import torch"], capture_output=True).returncode == 0:
+    if (
+        system_python is None
+        or subprocess.run([system_python, "-c", "import torch"], capture_output=True).returncode == 0
+    ):
         pytest.skip("no interpreter without torch on this machine")
     (bare / "python").symlink_to(system_python)
     env = {**os.environ, "PATH": f"{bare}:/usr/bin:/bin"}
-    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD"] + sum((["--data", f"{k}={v}"] for k, v in GOOD.items()), [])
+    cmd = [COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD"] + sum(
+        (["--data", f"{k}={v}"] for k, v in GOOD.items()), []
+    )
     proc = subprocess.run(cmd + [str(REPO), ".autoresearch"], cwd=minimal_host, capture_output=True, text=True, env=env)
     line = one_line_error(proc)
     assert "torch is not importable" in line and "python on PATH" in line

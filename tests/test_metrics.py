@@ -1,4 +1,5 @@
 """Metric backends on real artifacts: SummaryWriter event files, real wandb offline runs, logs."""
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,35 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 
 from arunner.config import Config  # noqa: E402
-from arunner.metrics import DEFAULT_LOG_REGEX, Extraction, extract  # noqa: E402
-from arunner.metrics import logregex, tensorboard as tbmod, wandb as wbmod  # noqa: E402
+from arunner.metrics import DEFAULT_LOG_REGEX, Extraction, extract, logregex  # noqa: E402
+from arunner.metrics import tensorboard as tbmod  # noqa: E402
+from arunner.metrics import wandb as wbmod  # noqa: E402
 
 
 def make_cfg(root: Path, **kw) -> Config:
-    values = dict(expr_dir=root / ".autoresearch" / "x", project_root=root, slug="x", entry_pattern="argparse-cli",
-                  entry_main_module="train", cli_args={}, resume_flag_name="", distributed_framework="none",
-                  goal="g", metric_backend="log", tb_events_glob="", log_metric_regex="", metric_extract_code="",
-                  checkpoint_glob="", primary_metric="eval/loss", primary_direction="min", hard_constraints=[],
-                  mutation_scope=[], seconds=60, runner="python", wandb_project="")
+    values = dict(
+        expr_dir=root / ".autoresearch" / "x",
+        project_root=root,
+        slug="x",
+        entry_pattern="argparse-cli",
+        entry_main_module="train",
+        cli_args={},
+        resume_flag_name="",
+        distributed_framework="none",
+        goal="g",
+        metric_backend="log",
+        tb_events_glob="",
+        log_metric_regex="",
+        metric_extract_code="",
+        checkpoint_glob="",
+        primary_metric="eval/loss",
+        primary_direction="min",
+        hard_constraints=[],
+        mutation_scope=[],
+        seconds=60,
+        runner="python",
+        wandb_project="",
+    )
     values.update(kw)
     return Config(**values)
 
@@ -44,17 +64,29 @@ def proj(tmp_path) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------- log regex
 
+
 def log_value(text: str, name: str = "eval/loss", regex: str = "") -> float | None:
     patterns, _, _ = logregex.build_patterns(regex, [name])
     return logregex._last_value(patterns[name], text.replace("\r", "\n"))
 
 
-@pytest.mark.parametrize("line,expected", [
-    ("eval/loss=0.5", 0.5), ("step 3 eval/loss: -1e-3", -1e-3), ("eval/loss = 3.", 3.0),
-    ("{'eval/loss': 0.25, 'epoch': 1.0}", 0.25), ('{"eval/loss": 1.5E+2}', 150.0),
-    ("eval/loss=inf", math.inf), ("eval/loss=-inf", -math.inf), ("eval/loss=np.float64(0.125)", 0.125),
-    ("eval/loss_ema=1", None), ("my_eval/loss=1", None), ("train/eval/loss=1", None), ("eval/loss=0.5x", None),
-])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("eval/loss=0.5", 0.5),
+        ("step 3 eval/loss: -1e-3", -1e-3),
+        ("eval/loss = 3.", 3.0),
+        ("{'eval/loss': 0.25, 'epoch': 1.0}", 0.25),
+        ('{"eval/loss": 1.5E+2}', 150.0),
+        ("eval/loss=inf", math.inf),
+        ("eval/loss=-inf", -math.inf),
+        ("eval/loss=np.float64(0.125)", 0.125),
+        ("eval/loss_ema=1", None),
+        ("my_eval/loss=1", None),
+        ("train/eval/loss=1", None),
+        ("eval/loss=0.5x", None),
+    ],
+)
 def test_default_regex_lines(line, expected):
     assert log_value(line) == expected
 
@@ -65,8 +97,10 @@ def test_default_regex_nan_any_case():
 
 
 def test_hf_trainer_dict_print():
-    text = "{'loss': 2.1, 'grad_norm': 1.3, 'learning_rate': 5e-05, 'epoch': 0.5}\n" \
-           "{'eval_loss': 1.875, 'eval_runtime': 0.1, 'eval_samples_per_second': 900.1, 'epoch': 1.0}\n"
+    text = (
+        "{'loss': 2.1, 'grad_norm': 1.3, 'learning_rate': 5e-05, 'epoch': 0.5}\n"
+        "{'eval_loss': 1.875, 'eval_runtime': 0.1, 'eval_samples_per_second': 900.1, 'epoch': 1.0}\n"
+    )
     assert log_value(text, "eval_loss") == 1.875
     assert log_value(text, "loss") == 2.1  # 'eval_loss' does not count as 'loss'
     assert log_value(text, "learning_rate") == 5e-05
@@ -77,7 +111,8 @@ def test_progress_bar_and_ranks(proj):
     (run_dir / "run.log").write_bytes(
         b"epoch 1: 10%|#  | loss=3.0\r epoch 1: 50%|### | loss=2.5\r epoch 1: 100%|#####| loss=2.25\n"
         b"[rank0]: eval/loss=0.75\n[rank1]: eval/loss=0.70\n"  # several ranks: the last printed wins
-        b"\xff\xfe broken utf-8 \n")
+        b"\xff\xfe broken utf-8 \n"
+    )
     cfg = make_cfg(root, log_metric_regex=r"^\s*epoch \d+: 100%.*loss=(\S+)$")  # needs \r as a line break
     out = extract(cfg, run_dir, 0.0, ["loss", "eval/loss"])
     assert out == Extraction({"loss": 2.25, "eval/loss": 0.70}, "log", "")
@@ -129,6 +164,7 @@ def test_metric_cut_by_chunk_edge_is_still_found(tmp_path):
 
 # ---------------------------------------------------------------- custom
 
+
 def test_custom_code(proj):
     root, run_dir = proj
     (run_dir / "run.log").write_text("final score 0.875\n")
@@ -142,13 +178,16 @@ def test_custom_code(proj):
     assert math.isnan(out.metrics["nan"]) and out.note == ""
 
 
-@pytest.mark.parametrize("code,note", [
-    ("return {'a': 1}['x']", "custom metric code raised KeyError: 'x'"),
-    ("return [1.0]", "custom metric code returned list, expected dict[str, float]"),
-    ("return {'score': 'high'}", "custom metric code returned a non-number for 'score'"),
-    ("return {'score': 1.0", "custom metric code has a syntax error"),
-    ("raise RuntimeError('line one\\nline two')", "custom metric code raised RuntimeError: line one line two"),
-])
+@pytest.mark.parametrize(
+    "code,note",
+    [
+        ("return {'a': 1}['x']", "custom metric code raised KeyError: 'x'"),
+        ("return [1.0]", "custom metric code returned list, expected dict[str, float]"),
+        ("return {'score': 'high'}", "custom metric code returned a non-number for 'score'"),
+        ("return {'score': 1.0", "custom metric code has a syntax error"),
+        ("raise RuntimeError('line one\\nline two')", "custom metric code raised RuntimeError: line one line two"),
+    ],
+)
 def test_custom_code_failures_give_one_line(proj, code, note):
     root, run_dir = proj
     (run_dir / "run.log").write_text("score=0.5\n")  # the log has it, but a broken snippet is not replaced
@@ -160,13 +199,15 @@ def test_custom_code_failures_give_one_line(proj, code, note):
 def test_custom_without_primary_falls_back_to_log(proj):
     root, run_dir = proj
     (run_dir / "run.log").write_text("score=0.5\n")
-    out = extract(make_cfg(root, metric_backend="custom", metric_extract_code="return {'other': 2}"),
-                  run_dir, 0.0, ["score"])
+    out = extract(
+        make_cfg(root, metric_backend="custom", metric_extract_code="return {'other': 2}"), run_dir, 0.0, ["score"]
+    )
     assert out.metrics == {"score": 0.5, "other": 2.0} and out.source == "log"
     assert "custom code returned no 'score'" in out.note
 
 
 # ---------------------------------------------------------------- tensorboard
+
 
 def write_events(logdir: Path, events: list[tuple[int, dict]], style: str = "simple") -> Path:
     """Write events with tensorboard's own EventFileWriter; style picks how each scalar is stored."""
@@ -180,16 +221,17 @@ def write_events(logdir: Path, events: list[tuple[int, dict]], style: str = "sim
             if style == "simple":
                 ev.summary.value.add(tag=tag, simple_value=value)
             elif style == "tensor_content":  # what TF2's C++ summary writer stores
-                ev.summary.value.add(tag=tag, tensor=tensor_pb2.TensorProto(
-                    dtype=2, tensor_content=struct.pack("<d", value)))
+                ev.summary.value.add(
+                    tag=tag, tensor=tensor_pb2.TensorProto(dtype=2, tensor_content=struct.pack("<d", value))
+                )
         writer.add_event(ev)
     writer.close()
     return max(logdir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime_ns)
 
 
 def test_summary_writer_scalars_and_tensor_styles(proj):
-    from torch.utils.tensorboard import SummaryWriter
     import tensorboard.summary as tbsummary
+    from torch.utils.tensorboard import SummaryWriter
 
     root, run_dir = proj
     started = time.time() - 1
@@ -257,8 +299,9 @@ def test_glob_never_leaves_the_project(proj, tmp_path_factory):
     (root / "link").symlink_to(outside)
     (run_dir / "run.log").write_text("eval/loss=0.75\n")
     for pattern in ["link/*tfevents*", f"../{outside.name}/*tfevents*", str(outside / "*tfevents*")]:
-        out = extract(make_cfg(root, metric_backend="tensorboard", tb_events_glob=pattern), run_dir, started,
-                      ["eval/loss"])
+        out = extract(
+            make_cfg(root, metric_backend="tensorboard", tb_events_glob=pattern), run_dir, started, ["eval/loss"]
+        )
         assert out.metrics == {"eval/loss": 0.75} and out.source == "log", pattern
         assert "took it from run.log" in out.note
 
@@ -272,14 +315,19 @@ def test_tail_first_finds_exact_last_values_anywhere(tmp_path):
 
     def frames(p):  # records after the file_version record
         d = p.read_bytes()
-        return d[16 + int.from_bytes(d[:8], "little"):]
+        return d[16 + int.from_bytes(d[:8], "little") :]
 
     big = tmp_path / "events.out.tfevents.1.host"
     big.write_bytes(head.read_bytes() + frames(body) * 40 + frames(tail) + frames(body)[:50])
     assert big.stat().st_size > 2_000_000
     got = tbmod.last_scalars(big, ["early/only", "eval/loss", "t0", "t19", "absent"])
-    assert {t: got[t].value for t in ("early/only", "eval/loss", "t0", "t19", "t3")} == \
-        {"early/only": 7.25, "eval/loss": 0.5, "t0": 199.0, "t19": 199 + 19 / 8, "t3": -1.0}
+    assert {t: got[t].value for t in ("early/only", "eval/loss", "t0", "t19", "t3")} == {
+        "early/only": 7.25,
+        "eval/loss": 0.5,
+        "t0": 199.0,
+        "t19": 199 + 19 / 8,
+        "t3": -1.0,
+    }
     assert got["eval/loss"].step == 200 and got["early/only"].step == 0 and "absent" not in got
 
 
@@ -314,11 +362,15 @@ def wandb_run(tmp_path_factory) -> tuple[Path, dict, float]:
     script.write_text(WANDB_SCRIPT)
     run_dir = base / "runs" / "r0001"
     run_dir.mkdir(parents=True)
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(run_dir), "WANDB_SILENT": "true",
-           "WANDB_DISABLE_GIT": "true"}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(run_dir),
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+    }
     started = time.time()
-    subprocess.run([sys.executable, str(script), str(expected)], env=env, check=True, timeout=120,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(script), str(expected)], env=env, check=True, timeout=120, capture_output=True)
     return run_dir, json.loads(expected.read_text()), started
 
 
@@ -351,8 +403,9 @@ def test_wandb_torn_record_log_and_summary_json(proj, wandb_run):
     log.write_bytes(data[: len(data) * 2 // 3] + b"\x07garbage")  # killed mid-write
     metrics = wbmod.read_folder(folder, ["eval/loss"])
     assert 0.2 <= metrics["eval/loss"] <= 1.0  # an earlier logged value, no crash
-    (folder / "files" / "wandb-summary.json").write_text(json.dumps(
-        {"eval": {"loss": 0.0625}, "_wandb": {"runtime": 3}, "img": {"_type": "image-file"}}))
+    (folder / "files" / "wandb-summary.json").write_text(
+        json.dumps({"eval": {"loss": 0.0625}, "_wandb": {"runtime": 3}, "img": {"_type": "image-file"}})
+    )
     out = extract(make_cfg(root, metric_backend="wandb"), run_dir, 0.0, ["eval/loss"])
     assert out.metrics == {"eval/loss": 0.0625}
 
@@ -384,7 +437,7 @@ def test_wandb_import_is_lazy_and_leaves_no_stub(proj, wandb_run):
     root, run_dir = proj
     copy_run(wandb_run, root, run_dir)
     code = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(REPO / 'template' / '<<slug>>')!r})
+        import sys; sys.path.insert(0, {str(REPO / "template" / "<<slug>>")!r})
         from pathlib import Path
         from arunner.metrics import extract
         from arunner.metrics.wandb import run_folders, read_folder
@@ -407,7 +460,7 @@ def test_missing_libraries_fall_back_to_log_with_note(proj, wandb_run):
     write_events(root / "tb", [(1, {"eval/loss": 0.5})])
     (run_dir / "run.log").write_text("eval/loss=0.75\n")
     code = textwrap.dedent(f"""
-        import sys, json; sys.path.insert(0, {str(REPO / 'template' / '<<slug>>')!r})
+        import sys, json; sys.path.insert(0, {str(REPO / "template" / "<<slug>>")!r})
         sys.modules["wandb"] = None; sys.modules["tensorboard"] = None  # as if not installed
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from pathlib import Path
@@ -427,6 +480,7 @@ def test_missing_libraries_fall_back_to_log_with_note(proj, wandb_run):
 
 
 # ---------------------------------------------------------------- auto and fallback
+
 
 def test_auto_order(proj, wandb_run):
     root, run_dir = proj
@@ -448,13 +502,13 @@ def test_backend_without_primary_falls_back_to_log(proj):
     write_events(root / "tb", [(1, {"acc": 0.5})])
     (run_dir / "run.log").write_text("eval/loss=0.75\nacc=0.125\n")
     for backend in ("tensorboard", "auto"):
-        out = extract(make_cfg(root, metric_backend=backend, tb_events_glob="tb/*"), run_dir, started,
-                      ["eval/loss", "acc"])
+        out = extract(
+            make_cfg(root, metric_backend=backend, tb_events_glob="tb/*"), run_dir, started, ["eval/loss", "acc"]
+        )
         assert out.source == "log" and out.metrics == {"eval/loss": 0.75, "acc": 0.5}  # tensorboard's acc kept
         assert "no 'eval/loss'" in out.note and "took it from run.log" in out.note
     (run_dir / "run.log").write_text("nothing here\n")
-    out = extract(make_cfg(root, metric_backend="tensorboard", tb_events_glob="tb/*"), run_dir, started,
-                  ["eval/loss"])
+    out = extract(make_cfg(root, metric_backend="tensorboard", tb_events_glob="tb/*"), run_dir, started, ["eval/loss"])
     assert out.source == "tensorboard" and out.metrics == {"acc": 0.5} and "eval/loss" in out.note
     out = extract(make_cfg(root, metric_backend="wandb"), run_dir, started, ["eval/loss"])
     assert out == Extraction({}, "none", out.note) and "no wandb run folder" in out.note

@@ -1,10 +1,10 @@
 """The runner's commands on the minimal host: exact metrics, so every verdict is predictable."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from conftest import Experiment
 
 
@@ -130,8 +130,16 @@ def test_pruning_is_reported_by_status(tmp_path):
     from conftest import make_host, render
 
     host = make_host("minimal", tmp_path / "host")
-    render(host, {"entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
-                  "metric_backend": "log", "checkpoint_glob": "ckpt/*.txt", "slug": "261125-prune"})
+    render(
+        host,
+        {
+            "entry_main_module": "minipkg.train",
+            "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
+            "metric_backend": "log",
+            "checkpoint_glob": "ckpt/*.txt",
+            "slug": "261125-prune",
+        },
+    )
     expr = Experiment(host, "261125-prune")
     expr.run()  # best, keeps its checkpoint in best_ckpt/
     for lr in ("0.3", "0.4", "0.5"):
@@ -169,8 +177,13 @@ def test_live_line_only_on_a_terminal(minimal_expr: Experiment):
     minimal_expr.edit("'lr': 0.1,", "'lr': 0.1, 'sleep': 2.5,")
     minimal_expr.edit("# Example:", "print('warming up', flush=True)\n# Example:")
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, str(minimal_expr.dir / "ar.py"), "run"], cwd=minimal_expr.host,
-                            stdin=slave, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [sys.executable, str(minimal_expr.dir / "ar.py"), "run"],
+        cwd=minimal_expr.host,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -194,8 +207,15 @@ def test_two_experiments_run_at_the_same_time(minimal_host):
     from conftest import render
 
     for slug in ("261125-left", "261125-right"):
-        render(minimal_host, {"entry_main_module": "minipkg.train", "cli_args": "{lr: 0.1, sleep: 2}",
-                              "metric_backend": "log", "slug": slug})
+        render(
+            minimal_host,
+            {
+                "entry_main_module": "minipkg.train",
+                "cli_args": "{lr: 0.1, sleep: 2}",
+                "metric_backend": "log",
+                "slug": slug,
+            },
+        )
     left, right = Experiment(minimal_host, "261125-left"), Experiment(minimal_host, "261125-right")
     background = left.start_run(wait_for="started.json")
     assert right.run()["verdict"] == "advance"  # its own lock: not blocked by the other experiment

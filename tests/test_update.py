@@ -1,4 +1,5 @@
 """`copier update` upgrades an experiment in place: new runner, same answers, agent edits and history kept."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,12 +7,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import COPIER, REPO, Experiment, git, make_host
 
-DATA = ["--data", "entry_pattern=argparse-cli", "--data", "entry_main_module=minipkg.train",
-        "--data", "cli_args={lr: 0.1}", "--data", "metric_backend=log", "--data", "slug=261125-upd",
-        "--data", "primary_metric=eval/loss"]
+DATA = [
+    "--data",
+    "entry_pattern=argparse-cli",
+    "--data",
+    "entry_main_module=minipkg.train",
+    "--data",
+    "cli_args={lr: 0.1}",
+    "--data",
+    "metric_backend=log",
+    "--data",
+    "slug=261125-upd",
+    "--data",
+    "primary_metric=eval/loss",
+]
 
 
 @pytest.fixture
@@ -37,13 +48,22 @@ def release_v2(tmpl: Path) -> None:
 
 
 def copy(host: Path, tmpl: Path, *extra: str) -> None:
-    subprocess.run([COPIER, "copy", "--trust", "--defaults", "--quiet", *DATA, *extra, str(tmpl), ".autoresearch"],
-                   cwd=host, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [COPIER, "copy", "--trust", "--defaults", "--quiet", *DATA, *extra, str(tmpl), ".autoresearch"],
+        cwd=host,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def update(host: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([COPIER, "update", "--trust", "--defaults", "--quiet", "-a",
-                           "261125-upd/.copier-answers.yml", ".autoresearch"], cwd=host, capture_output=True, text=True)
+    return subprocess.run(
+        [COPIER, "update", "--trust", "--defaults", "--quiet", "-a", "261125-upd/.copier-answers.yml", ".autoresearch"],
+        cwd=host,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_update_keeps_edits_history_and_lineage(tmp_path, template_v1):
@@ -101,7 +121,9 @@ def test_update_refused_when_experiment_is_git_ignored(tmp_path, template_v1):
 
 def test_conflict_markers_block_runs_without_a_trace(minimal_expr):
     """A conflicted train.py (copier update exits 0 on conflicts) is refused before anything is allocated."""
-    minimal_expr.edit("# Example:", "<<<<<<< before updating\nx = 1\n=======\nx = 2\n>>>>>>> after updating\n# Example:")
+    minimal_expr.edit(
+        "# Example:", "<<<<<<< before updating\nx = 1\n=======\nx = 2\n>>>>>>> after updating\n# Example:"
+    )
     proc = minimal_expr.ar("run", check=False)
     assert proc.returncode == 2 and "merge conflict markers" in proc.stderr
     assert list((minimal_expr.dir / "runs").iterdir()) == []
@@ -124,7 +146,9 @@ def test_ar_upgrade_checks_git_and_reports_conflicts(tmp_path, template_v1):
     git(host, "add", "-A")
     git(host, "commit", "-qm", "state")
     train = tmpl_train(template_v1)
-    train.write_text(train.read_text().replace("# One line saying what this run tries", "# v2: say what this run tries"))
+    train.write_text(
+        train.read_text().replace("# One line saying what this run tries", "# v2: say what this run tries")
+    )
     release_v2(template_v1)
     proc = expr.ar("upgrade", check=False)
     assert proc.returncode == 1 and "WITH CONFLICTS in train.py" in proc.stdout, proc.stdout + proc.stderr

@@ -4,6 +4,7 @@ Every fixture process appends "<role> <pid>" to a PID file; each test checks tha
 every PID it learned is dead afterwards, and kills leftovers itself (by PID) so a
 failing test leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,7 @@ def alive(pid: int) -> bool:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return False
-    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def roles(pidfile: Path) -> dict[str, list[int]]:
@@ -83,22 +84,26 @@ def tree(ctx, *args: str) -> list[str]:
 
 
 def launch(ctx, cmd, budget: float, grace: float, live: bool = False):
-    return run_training(cmd, cwd=PROCS, env=ctx.env, log_path=ctx.log, budget_s=budget,
-                        grace_s=grace, marker=ctx.marker, live=live)
+    return run_training(
+        cmd, cwd=PROCS, env=ctx.env, log_path=ctx.log, budget_s=budget, grace_s=grace, marker=ctx.marker, live=live
+    )
 
 
 def spawn_tree(ctx, *args: str, expect: int) -> subprocess.Popen:
     """Start tree.py directly (as the launcher would) and wait until `expect` members run."""
-    p = subprocess.Popen(tree(ctx, *args), env={**ctx.env, ctx.marker[0]: ctx.marker[1]},
-                         start_new_session=True)
+    p = subprocess.Popen(tree(ctx, *args), env={**ctx.env, ctx.marker[0]: ctx.marker[1]}, start_new_session=True)
     ctx.started.append(p)
     assert wait_for(lambda: len(members(ctx.pidfile)) >= expect), roles(ctx.pidfile)
     return p
 
 
 def test_hang_times_out_and_whole_tree_dies(run):
-    res = launch(run, tree(run, "--children", "2", "--grandchild", "--setsid-orphan",
-                           "--say", "epoch 1\nstep 3/10\rstep 4/10\r"), budget=1.5, grace=1.0)
+    res = launch(
+        run,
+        tree(run, "--children", "2", "--grandchild", "--setsid-orphan", "--say", "epoch 1\nstep 3/10\rstep 4/10\r"),
+        budget=1.5,
+        grace=1.0,
+    )
     r = roles(run.pidfile)
     assert [len(r.get(k, [])) for k in ("root", "child", "grandchild", "orphan")] == [1, 2, 2, 1]
     assert res.timed_out and not res.interrupted and res.exit_code is None
@@ -146,8 +151,19 @@ def test_torchrun_gloo_workers_and_setsid_grandchild_die(run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(port), str(PROCS / "ddp_hang.py"), str(run.pidfile)]
+    cmd = [
+        PY,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        str(PROCS / "ddp_hang.py"),
+        str(run.pidfile),
+    ]
     # torchrun + 2 workers need ~4 s to start on an idle 2-core machine; under load the
     # tree may not be up by the deadline: then retry once with a longer budget
     for budget in (8.0, 30.0):
@@ -164,8 +180,12 @@ def test_torchrun_gloo_workers_and_setsid_grandchild_die(run):
 
 
 def test_exit_zero_with_leaked_children_is_swept(run):
-    res = launch(run, tree(run, "--children", "1", "--setsid-orphan", "--exit-after", "0.3",
-                           "--say", "done\n"), budget=20.0, grace=1.0)
+    res = launch(
+        run,
+        tree(run, "--children", "1", "--setsid-orphan", "--exit-after", "0.3", "--say", "done\n"),
+        budget=20.0,
+        grace=1.0,
+    )
     r = roles(run.pidfile)
     assert res.exit_code == 0 and not res.timed_out and not res.interrupted
     assert sorted(d["pid"] for d in res.leaked) == sorted(r["child"] + r["orphan"])
@@ -203,8 +223,11 @@ def test_sweep_stops_marked_processes_without_a_root(run):
 
 
 def start_driver(run, term: str, grace: float) -> subprocess.Popen:
-    p = subprocess.Popen([PY, str(PROCS / "driver.py"), str(run.log), str(run.pidfile), "60", str(grace),
-                          run.marker[1], term], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [PY, str(PROCS / "driver.py"), str(run.log), str(run.pidfile), "60", str(grace), run.marker[1], term],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     run.started.append(p)
     assert wait_for(lambda: len(members(run.pidfile)) >= 5), roles(run.pidfile)
     return p

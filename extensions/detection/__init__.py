@@ -8,6 +8,7 @@ arguments (arguments), then the metric backend and primary metric
 framework (launch), goal candidates and mutation scope (goals). Read-only,
 bounded, and host code is only ever parsed, never imported or run.
 """
+
 from __future__ import annotations
 
 import time
@@ -58,8 +59,12 @@ def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
     opts = arguments.options(project, entry)
     out.resume_flag_name = arguments.resume_flag(opts)
     out.cli_args, source = arguments.baseline(entry, opts, out.resume_flag_name, wandb.config, wandb.argv)
-    out.confidence["cli_args"] = {"wandb config.yaml": "high", "wandb-metadata.json": "high",
-                                  "CLAUDE.md": "high", "defaults": "medium"}.get(source, "low")
+    out.confidence["cli_args"] = {
+        "wandb config.yaml": "high",
+        "wandb-metadata.json": "high",
+        "CLAUDE.md": "high",
+        "defaults": "medium",
+    }.get(source, "low")
     out.confidence["resume_flag_name"] = "medium" if out.resume_flag_name else "low"
 
     given = _as_mapping(out.cli_args)
@@ -73,7 +78,10 @@ def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
 
     tracked = trackers.detect(project, modules, wandb, scopes)
     out.metric_backend, out.tb_events_glob, out.wandb_project = (
-        tracked.backend, tracked.tb_events_glob, tracked.wandb_project)
+        tracked.backend,
+        tracked.tb_events_glob,
+        tracked.wandb_project,
+    )
     out.primary_metric = tracked.primary
     out.candidates["primary_metric"] = tracked.candidates
     out.confidence.update(tracked.confidence)
@@ -96,8 +104,12 @@ def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
 
     if project.tree.truncated:
         out.notes.append(f"the project has more than {project.tree.seen} files: detection looked at the first ones")
-    out.stats = {"listed": project.tree.seen, "parsed": len(project.parsed), "bytes_read": project.bytes_read,
-                 "seconds": round(time.perf_counter() - t0, 4)}
+    out.stats = {
+        "listed": project.tree.seen,
+        "parsed": len(project.parsed),
+        "bytes_read": project.bytes_read,
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
     return out
 
 

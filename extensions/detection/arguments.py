@@ -9,6 +9,7 @@ wandb-metadata.json argv, CLAUDE.md's command, then a few distinctive
 defaults; names the entry point does not accept are dropped, so the baseline
 never breaks run 1.
 """
+
 from __future__ import annotations
 
 import ast
@@ -24,20 +25,97 @@ from .sources import Project
 
 MISSING = object()  # an option whose default is not a literal
 RESUME_NAMES = ("resume_from_checkpoint", "resume", "resume_checkpoint", "ckpt_path", "pretrained_checkpoint")
-HYPER = ("learning_rate", "lr", "max_steps", "steps", "num_train_epochs", "epochs", "max_epochs", "num_epochs",
-         "batch_size", "per_device_train_batch_size", "train_batch_size", "weight_decay", "warmup_steps",
-         "warmup_ratio", "hidden", "hidden_size", "hidden_dim", "d_model", "n_embd", "n_layer", "num_layers",
-         "layers", "n_head", "dropout", "momentum", "gradient_accumulation_steps", "block_size", "max_seq_length",
-         "model", "model_name_or_path", "config", "optimizer", "lr_scheduler_type")
-COSMETIC = {"log_level", "logging_steps", "logging_dir", "logging_first_step", "logging_strategy", "report_to",
-            "run_name", "wandb_mode", "wandb_project", "wandb_entity", "disable_tqdm", "push_to_hub",
-            "hub_model_id", "hub_token", "hub_strategy", "overwrite_output_dir", "save_total_limit", "save_steps",
-            "save_strategy", "eval_strategy", "evaluation_strategy", "dataloader_num_workers", "num_workers",
-            "local_rank", "device", "verbose", "quiet", "debug", "log_every", "log_interval", "print_every",
-            "use_wandb", "wandb", "project", "tags", "notes", "output_dir", "out_dir"}
-HF_TRAINING_ARGS = {"output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                    "weight_decay", "warmup_steps", "warmup_ratio", "seed", "resume_from_checkpoint",
-                    "gradient_accumulation_steps", "lr_scheduler_type", "eval_steps", "save_steps"}
+HYPER = (
+    "learning_rate",
+    "lr",
+    "max_steps",
+    "steps",
+    "num_train_epochs",
+    "epochs",
+    "max_epochs",
+    "num_epochs",
+    "batch_size",
+    "per_device_train_batch_size",
+    "train_batch_size",
+    "weight_decay",
+    "warmup_steps",
+    "warmup_ratio",
+    "hidden",
+    "hidden_size",
+    "hidden_dim",
+    "d_model",
+    "n_embd",
+    "n_layer",
+    "num_layers",
+    "layers",
+    "n_head",
+    "dropout",
+    "momentum",
+    "gradient_accumulation_steps",
+    "block_size",
+    "max_seq_length",
+    "model",
+    "model_name_or_path",
+    "config",
+    "optimizer",
+    "lr_scheduler_type",
+)
+COSMETIC = {
+    "log_level",
+    "logging_steps",
+    "logging_dir",
+    "logging_first_step",
+    "logging_strategy",
+    "report_to",
+    "run_name",
+    "wandb_mode",
+    "wandb_project",
+    "wandb_entity",
+    "disable_tqdm",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_token",
+    "hub_strategy",
+    "overwrite_output_dir",
+    "save_total_limit",
+    "save_steps",
+    "save_strategy",
+    "eval_strategy",
+    "evaluation_strategy",
+    "dataloader_num_workers",
+    "num_workers",
+    "local_rank",
+    "device",
+    "verbose",
+    "quiet",
+    "debug",
+    "log_every",
+    "log_interval",
+    "print_every",
+    "use_wandb",
+    "wandb",
+    "project",
+    "tags",
+    "notes",
+    "output_dir",
+    "out_dir",
+}
+HF_TRAINING_ARGS = {
+    "output_dir",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "weight_decay",
+    "warmup_steps",
+    "warmup_ratio",
+    "seed",
+    "resume_from_checkpoint",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "eval_steps",
+    "save_steps",
+}
 MAX_ARGS = 8
 MAX_DEFAULT_ARGS = 5
 
@@ -96,12 +174,19 @@ def _dataclasses(project: Project, entry: Entry, out: Options) -> None:
     """Fields of the dataclasses an HfArgumentParser / simple_parsing parser is built from."""
     tree = entry.facts.tree
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    origin = {a.asname or a.name: n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
-              for a in n.names}
+    origin = {
+        a.asname or a.name: n.module
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module
+        for a in n.names
+    }
     wanted: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in (
-                "HfArgumentParser", "add_arguments", "parse"):
+            "HfArgumentParser",
+            "add_arguments",
+            "parse",
+        ):
             for arg in node.args[:1]:
                 items = arg.elts if isinstance(arg, (ast.Tuple, ast.List)) else [arg]
                 wanted += [i.id for i in items if isinstance(i, ast.Name)]
@@ -168,8 +253,11 @@ def options(project: Project, entry: Entry) -> Options:
     if not out.values and entry.pattern == "argparse-cli":
         for _dotted, tree in entry.nearby:  # the parser may be built in a helper module
             _argparse(tree, out)
-    funcs = [f.main_func] if entry.pattern == "function" and f.main_func else (
-        [n for n in f.tree.body if isinstance(n, ast.FunctionDef)] if entry.pattern == "custom" else [])
+    funcs = (
+        [f.main_func]
+        if entry.pattern == "function" and f.main_func
+        else ([n for n in f.tree.body if isinstance(n, ast.FunctionDef)] if entry.pattern == "custom" else [])
+    )
     for func in funcs:
         args = func.args
         positional = args.posonlyargs + args.args
@@ -183,6 +271,7 @@ def options(project: Project, entry: Entry) -> Options:
 
 def resume_flag(opts: Options) -> str:
     """The option that resumes from a checkpoint path: the usual names first, then any *resume*."""
+
     def leaf(name: str) -> str:
         return name.split(".")[-1].replace("-", "_")
 
@@ -220,8 +309,16 @@ def _is_resume(name: str) -> bool:
 
 
 def _keep(args: dict, opts: Options, resume: str) -> dict:
-    return {k: v for k, v in args.items() if isinstance(k, str) and opts.accepts(k) and k != resume
-            and not _is_resume(k) and v is not None and isinstance(v, (int, float, str, bool, list))}
+    return {
+        k: v
+        for k, v in args.items()
+        if isinstance(k, str)
+        and opts.accepts(k)
+        and k != resume
+        and not _is_resume(k)
+        and v is not None
+        and isinstance(v, (int, float, str, bool, list))
+    }
 
 
 def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict | list:
@@ -230,8 +327,11 @@ def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict 
         _flatten(config, "", flat)
     else:
         flat = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
-    flat = {k: v for k, v in flat.items()
-            if not k.startswith("_") and k.split(".")[-1] not in COSMETIC and isinstance(v, (int, float, str, bool))}
+    flat = {
+        k: v
+        for k, v in flat.items()
+        if not k.startswith("_") and k.split(".")[-1] not in COSMETIC and isinstance(v, (int, float, str, bool))
+    }
     if pattern == "hydra":
         names = _rank([k for k in flat if k in opts.values and not _is_resume(k)])
         return [_hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
@@ -244,8 +344,14 @@ def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict 
 def _from_defaults(pattern: str, opts: Options, resume: str) -> dict | list:
     def distinctive(name: str, value: Any) -> bool:
         leaf = name.split(".")[-1].replace("-", "_")
-        return (leaf in HYPER and leaf not in COSMETIC and value is not MISSING and value is not None
-                and not isinstance(value, bool) and isinstance(value, (int, float, str)))
+        return (
+            leaf in HYPER
+            and leaf not in COSMETIC
+            and value is not MISSING
+            and value is not None
+            and not isinstance(value, bool)
+            and isinstance(value, (int, float, str))
+        )
 
     names = _rank([n for n, v in opts.values.items() if n != resume and distinctive(n, v)])
     if pattern == "hydra":

@@ -9,6 +9,7 @@ or Trainer default (`lightning_logs/*/checkpoints/*.ckpt`), HF Trainer
 tracker or checkpoint folders. A glob that starts with a wildcard, leaves the
 root or cannot be resolved is never proposed: empty is the safe answer.
 """
+
 from __future__ import annotations
 
 import ast
@@ -78,8 +79,9 @@ def from_code(modules: list, scopes, option) -> list[tuple[str, str]]:
                 root_dir = _kwarg(node, "default_root_dir")
                 folder = pathglob.resolve(root_dir, scopes(node)) if root_dir is not None else ""
                 if folder is not None:
-                    conventions.append(("/".join(p for p in (folder, "lightning_logs/*/checkpoints/*.ckpt") if p),
-                                        "Lightning Trainer"))
+                    conventions.append(
+                        ("/".join(p for p in (folder, "lightning_logs/*/checkpoints/*.ckpt") if p), "Lightning Trainer")
+                    )
             elif short == "Trainer" and "transformers" in roots:
                 out = option("output_dir")
                 if isinstance(out, str) and usable(out.strip("/")):

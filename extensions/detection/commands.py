@@ -6,6 +6,7 @@ A command is a line of a fenced code block such as
 (`torchrun --nproc-per-node 2`) feeds the runner default, the target feeds
 the entry point, the arguments feed cli_args.
 """
+
 from __future__ import annotations
 
 import ast
@@ -64,8 +65,12 @@ def _from_code(code: str) -> tuple[str, dict]:
         tree = ast.parse(code)
     except SyntaxError:
         return "", {}
-    origin = {a.asname or a.name: n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
-              for a in n.names}
+    origin = {
+        a.asname or a.name: n.module
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module
+        for a in n.names
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in origin:
             kwargs = {}
@@ -98,16 +103,16 @@ def split(line: str, heading: str, project: Project) -> Command | None:
         word = words[i]
         if word in ("-m", "--module") and i + 1 < len(words):
             if words[i + 1] in LAUNCHER_MODULES:  # python -m torch.distributed.run ... script.py
-                cmd.prefix += words[i:i + 2]
+                cmd.prefix += words[i : i + 2]
                 i += 2
                 continue
-            cmd.module, rest = words[i + 1], words[i + 2:]
+            cmd.module, rest = words[i + 1], words[i + 2 :]
             break
         if word == "-c" and i + 1 < len(words):
             cmd.module, cmd.args = _from_code(words[i + 1])
             return cmd if cmd.module else None
         if word.endswith(".py"):
-            cmd.module, rest = project.dotted(word[2:] if word.startswith("./") else word) or "", words[i + 1:]
+            cmd.module, rest = project.dotted(word[2:] if word.startswith("./") else word) or "", words[i + 1 :]
             break
         cmd.prefix.append(word)
         i += 1

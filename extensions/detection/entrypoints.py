@@ -9,6 +9,7 @@ importable `main(...)` whose parameters all have defaults -> function; a
 hand-rolled sys.argv loop -> custom. Score = where it was named + how clear
 its pattern is.
 """
+
 from __future__ import annotations
 
 import ast
@@ -56,8 +57,12 @@ class Entry:
 
 
 def _is_main_block(node: ast.AST) -> bool:
-    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
-            and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test))
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and "__name__" in ast.unparse(node.test)
+        and "__main__" in ast.unparse(node.test)
+    )
 
 
 def _hydra_decorator(dec: ast.AST, hydra_names: set) -> dict | None:
@@ -83,15 +88,21 @@ def _typed_main(func: ast.FunctionDef) -> tuple[bool, bool]:
     params = [a for a in args.posonlyargs + args.args if a.arg != "self"] + args.kwonlyargs
     if not params and not args.kwarg:
         return False, False
-    all_default = (len(args.defaults) >= len(args.posonlyargs + args.args)
-                   and all(d is not None for d in args.kw_defaults))
+    all_default = len(args.defaults) >= len(args.posonlyargs + args.args) and all(
+        d is not None for d in args.kw_defaults
+    )
     return all_default, any(p.annotation is not None for p in params)
 
 
 def facts(dotted: str, rel: str, tree: ast.Module) -> Facts:
     f = Facts(dotted, rel, tree)
-    hydra_names = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                   and n.module == "hydra" for a in n.names if a.name == "main"}
+    hydra_names = {
+        a.asname or a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "hydra"
+        for a in n.names
+        if a.name == "main"
+    }
     main_block_nodes: set = set()
     for node in tree.body:
         if _is_main_block(node):
@@ -219,6 +230,9 @@ def find(project: Project, commands: list[Command], wandb_program: str) -> Entry
         entry.notes.append(note)
     strong_source = entry.source != "file name"
     entry.confidence = "high" if strength >= 2 and strong_source else "medium" if strength >= 2 else "low"
-    entry.nearby = [(m, t) for m in project.imports(f.tree, f.dotted)[:20]
-                    if (t := project.parse(project.module_file(m))) is not None]
+    entry.nearby = [
+        (m, t)
+        for m in project.imports(f.tree, f.dotted)[:20]
+        if (t := project.parse(project.module_file(m))) is not None
+    ]
     return entry

@@ -9,6 +9,7 @@ Mutation scope: classes the entry point defines on nn.Module /
 LightningModule, then those of the project modules it imports, then those
 modules themselves.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,9 +30,13 @@ def _commit_subjects(project: Project) -> list[str]:
     if not (project.root / ".git").exists():
         return []
     try:
-        proc = subprocess.run(["git", "-C", str(project.root), "log", "--oneline", "--no-decorate", "-n", "20"],
-                              capture_output=True, text=True, timeout=2,
-                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+        proc = subprocess.run(
+            ["git", "-C", str(project.root), "log", "--oneline", "--no-decorate", "-n", "20"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.split(" ", 1)[1].strip() for line in proc.stdout.splitlines() if " " in line]

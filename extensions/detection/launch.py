@@ -8,6 +8,7 @@ comes from the entry point and the modules it imports, in the seed's order
 (lightning, deepspeed, accelerate, fsdp, ddp), then from the launcher, else
 `auto` (resolved at launch from the runner).
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,13 @@ from dataclasses import dataclass
 from .commands import PYTHON_RE, Command
 
 FRAMEWORKS = ("lightning", "deepspeed", "accelerate", "fsdp", "ddp")
-LAUNCHER_FRAMEWORK = {"torchrun": "ddp", "torch.distributed.run": "ddp", "torch.distributed.launch": "ddp",
-                      "accelerate": "accelerate", "deepspeed": "deepspeed"}
+LAUNCHER_FRAMEWORK = {
+    "torchrun": "ddp",
+    "torch.distributed.run": "ddp",
+    "torch.distributed.launch": "ddp",
+    "accelerate": "accelerate",
+    "deepspeed": "deepspeed",
+}
 
 
 @dataclass

@@ -8,6 +8,7 @@ looked up in the enclosing function (parameters' defaults, assignments), then
 the module; `args.X` / `cfg.a.b` in the entry point's options. Whatever cannot
 be resolved statically gives None, never a guess.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,7 +37,7 @@ def _bindings(node: ast.AST, top: bool):
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         args = node.args
         positional = args.posonlyargs + args.args
-        for arg, default in zip(positional[len(positional) - len(args.defaults):], args.defaults):
+        for arg, default in zip(positional[len(positional) - len(args.defaults) :], args.defaults):
             yield arg.arg, default
         for arg, default in zip(args.kwonlyargs, args.kw_defaults):
             if default is not None:
@@ -134,7 +135,7 @@ def file_glob(path: str) -> str:
             return "/".join(parts[:i] + ["checkpoint-*"])
     name = parts[-1]
     if "." in name.lstrip("*"):
-        parts[-1] = "*" + name[name.rindex("."):]
+        parts[-1] = "*" + name[name.rindex(".") :]
     return "/".join(parts)
 
 

@@ -5,6 +5,7 @@ MAX_PARSED Python files parsed, none bigger than MAX_FILE_BYTES, and
 MAX_TOTAL_BYTES read in all. Python is read with `ast` only: host code is
 never imported or executed.
 """
+
 from __future__ import annotations
 
 import ast

@@ -10,6 +10,7 @@ Metric names come from wandb-summary.json keys and from the code: logged
 scalars (`add_scalar("eval/loss", ...)`, `self.log("val_loss", ...)`,
 `wandb.log({...})`) and stdout anchors (`print(f"val_loss={v}")`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -26,9 +27,36 @@ from .sources import Project
 
 RUN_RE = re.compile(r"^(offline-)?run-(\d{8}_\d{6})-\w+$")
 EVAL_WORDS = {"eval", "val", "valid", "validation", "dev", "test"}
-METRIC_WORDS = {"loss", "acc", "accuracy", "f1", "bleu", "auc", "ppl", "perplexity", "bpb", "wer", "cer", "error",
-                "err", "mse", "mae", "rmse", "nll", "reward", "score", "top1", "top5", "precision", "recall", "r2",
-                "map", "rouge", "iou", "dice"}
+METRIC_WORDS = {
+    "loss",
+    "acc",
+    "accuracy",
+    "f1",
+    "bleu",
+    "auc",
+    "ppl",
+    "perplexity",
+    "bpb",
+    "wer",
+    "cer",
+    "error",
+    "err",
+    "mse",
+    "mae",
+    "rmse",
+    "nll",
+    "reward",
+    "score",
+    "top1",
+    "top5",
+    "precision",
+    "recall",
+    "r2",
+    "map",
+    "rouge",
+    "iou",
+    "dice",
+}
 ANCHOR_RE = re.compile(r"([A-Za-z_][\w./-]*)['\"]?\s*[=:]\s*$")
 INLINE_ANCHOR_RE = re.compile(r"([A-Za-z_][\w./-]*)\s*[=:]\s*(?:%|\{)")
 LOG_CALLS = {"log", "add_scalar", "log_metric", "log_metrics", "log_dict", "add_scalars"}
@@ -105,8 +133,17 @@ def generalise(paths: list[str]) -> str:
         parts = path.split("/")
         folders = ["*" if re.search(r"\d", p) else p for p in parts[:-1]]
         name = parts[-1]
-        name = EVENTS if name.startswith("events.out.tfevents.") else (
-            "checkpoint-*" if name.startswith("checkpoint-") else "*" + name[name.rindex("."):] if "." in name else "*")
+        name = (
+            EVENTS
+            if name.startswith("events.out.tfevents.")
+            else (
+                "checkpoint-*"
+                if name.startswith("checkpoint-")
+                else "*" + name[name.rindex(".") :]
+                if "." in name
+                else "*"
+            )
+        )
         globs["/".join(folders + [name])] += 1
     return globs.most_common(1)[0][0] if globs else ""
 
@@ -217,8 +254,10 @@ def detect(project: Project, modules: list, wandb: Wandb, scope_for) -> Trackers
         out.tb_events_glob = generalise(events)
     elif "mlruns" in project.tree.payload:
         out.backend, why = "custom", "medium"
-        out.notes.append("mlruns/ found: no native mlflow backend yet; paste a metric_extract_code snippet "
-                         "that reads the run's metrics (the log is the fallback)")
+        out.notes.append(
+            "mlruns/ found: no native mlflow backend yet; paste a metric_extract_code snippet "
+            "that reads the run's metrics (the log is the fallback)"
+        )
     elif "wandb" in kinds:
         out.backend, why = "wandb", "medium"
     elif kinds & {"tensorboard", "lightning"} and (glob := code_events_glob(calls, scope_for)):
@@ -227,8 +266,10 @@ def detect(project: Project, modules: list, wandb: Wandb, scope_for) -> Trackers
     else:
         out.backend, why = "log", "medium" if anchors else "low"
         if "mlflow" in kinds:
-            out.notes.append("the code logs to mlflow: no native backend yet; metrics are read from the log "
-                             "unless you choose custom with a metric_extract_code snippet")
+            out.notes.append(
+                "the code logs to mlflow: no native backend yet; metrics are read from the log "
+                "unless you choose custom with a metric_extract_code snippet"
+            )
     out.confidence["metric_backend"] = why
     if out.tb_events_glob:
         out.confidence["tb_events_glob"] = why  # from the files themselves, or from the writer's code

@@ -9,6 +9,7 @@ folders. Tracker payload folders (wandb, runs, outputs, lightning_logs,
 mlruns, checkpoints) are only glanced at: a few levels, a few hundred names,
 to learn which event files and checkpoints exist and where.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,19 @@ from pathlib import Path
 
 SKIP = {"node_modules", "__pycache__", "site-packages", "venv", "build", "dist", "htmlcov", "tests", "test"}
 DATA = {"data", "datasets", "dataset"}
-PAYLOAD = {"wandb", "runs", "outputs", "multirun", "lightning_logs", "mlruns", "tb_logs", "tensorboard",
-           "checkpoints", "ckpt", "ckpts"}
+PAYLOAD = {
+    "wandb",
+    "runs",
+    "outputs",
+    "multirun",
+    "lightning_logs",
+    "mlruns",
+    "tb_logs",
+    "tensorboard",
+    "checkpoints",
+    "ckpt",
+    "ckpts",
+}
 CKPT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 EVENTS_PREFIX = "events.out.tfevents."
 MAX_DEPTH = 12
@@ -47,8 +59,7 @@ def _is_config(rel: str, name: str) -> bool:
     lower = name.lower()
     if not lower.endswith((".yaml", ".yml", ".json")):
         return False
-    return ("accelerate" in lower or lower.startswith(("ds_config", "deepspeed"))
-            or "/accelerate/" in f"/{rel.lower()}")
+    return "accelerate" in lower or lower.startswith(("ds_config", "deepspeed")) or "/accelerate/" in f"/{rel.lower()}"
 
 
 def _glance(tree: Tree, top: str) -> None:

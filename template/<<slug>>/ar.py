@@ -4,6 +4,7 @@
 Needs only the standard library (plus psutil when installed); the training
 runs in a subprocess with the host project root as its working directory.
 """
+
 import os
 import sys
 

@@ -6,6 +6,7 @@
 The JSON carries root, expr, glob, cli_args, fallback (no RENAME_EXCHANGE) and step/churn specifics.
 AR_FAULT_AT in the environment picks the step at which the process SIGKILLs itself.
 """
+
 import json
 import sys
 import time
@@ -20,16 +21,38 @@ from arunner.fsutil import atomic_write_json, fault_point  # noqa: E402
 
 
 def make_cfg(root, expr, glob="", cli_args=None):
-    return Config(expr_dir=Path(expr), project_root=Path(root), slug=Path(expr).name, entry_pattern="argparse-cli",
-                  entry_main_module="train", cli_args=cli_args or {}, resume_flag_name="", distributed_framework="none",
-                  goal="g", metric_backend="log", tb_events_glob="", log_metric_regex="", metric_extract_code="",
-                  checkpoint_glob=glob, primary_metric="loss", primary_direction="min", hard_constraints=[],
-                  mutation_scope=[], seconds=60, runner="python", wandb_project="")
+    return Config(
+        expr_dir=Path(expr),
+        project_root=Path(root),
+        slug=Path(expr).name,
+        entry_pattern="argparse-cli",
+        entry_main_module="train",
+        cli_args=cli_args or {},
+        resume_flag_name="",
+        distributed_framework="none",
+        goal="g",
+        metric_backend="log",
+        tb_events_glob="",
+        log_metric_regex="",
+        metric_extract_code="",
+        checkpoint_glob=glob,
+        primary_metric="loss",
+        primary_direction="min",
+        hard_constraints=[],
+        mutation_scope=[],
+        seconds=60,
+        runner="python",
+        wandb_project="",
+    )
 
 
 def record(run_id, value):
-    return {"run_id": run_id, "primary": {"name": "loss", "direction": "min", "value": value},
-            "snapshot": f"runs/{run_id}/train.py", "lineage": {"parent_expr": "", "parent_ckpt": ""}}
+    return {
+        "run_id": run_id,
+        "primary": {"name": "loss", "direction": "min", "value": value},
+        "snapshot": f"runs/{run_id}/train.py",
+        "lineage": {"parent_expr": "", "parent_ckpt": ""},
+    }
 
 
 def step(a):

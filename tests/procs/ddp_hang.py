@@ -3,6 +3,7 @@ starts a grandchild in its own session. Each process appends "<role> <pid>" to P
 
 usage: torchrun --nproc-per-node 2 ddp_hang.py PIDFILE
 """
+
 import os
 import subprocess
 import sys
@@ -23,8 +24,10 @@ dist.init_process_group(backend="gloo")
 rank = dist.get_rank()
 note(f"rank{rank} {os.getpid()}")
 if rank == 0:
-    code = ("import os, signal, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND);"
-            "os.write(fd, b'orphan %d\\n' % os.getpid()); os.close(fd); signal.pause()")
+    code = (
+        "import os, signal, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND);"
+        "os.write(fd, b'orphan %d\\n' % os.getpid()); os.close(fd); signal.pause()"
+    )
     subprocess.Popen([sys.executable, "-c", code, pidfile], start_new_session=True)
 print(f"rank {rank} ready", flush=True)
 while True:

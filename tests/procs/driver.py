@@ -2,6 +2,7 @@
 
 usage: driver.py LOG PIDFILE BUDGET GRACE MARKER_VALUE TERM   (marker key: AR_TEST_TOKEN)
 """
+
 import dataclasses
 import json
 import os
@@ -15,6 +16,14 @@ from arunner.launch import run_training  # noqa: E402
 
 log, pidfile, budget, grace, token, term = sys.argv[1:7]
 cmd = [sys.executable, str(HERE / "tree.py"), pidfile, "--children", "2", "--grandchild", "--term", term]
-res = run_training(cmd, cwd=HERE, env=dict(os.environ), log_path=Path(log), budget_s=float(budget),
-                   grace_s=float(grace), marker=("AR_TEST_TOKEN", token), live=False)
+res = run_training(
+    cmd,
+    cwd=HERE,
+    env=dict(os.environ),
+    log_path=Path(log),
+    budget_s=float(budget),
+    grace_s=float(grace),
+    marker=("AR_TEST_TOKEN", token),
+    live=False,
+)
 print(json.dumps(dataclasses.asdict(res)), flush=True)

@@ -14,6 +14,7 @@ usage: tree.py PIDFILE [--children N] [--grandchild] [--setsid-orphan]
   --say            the root writes TEXT to stdout (the run log)
   --exit-after     the root exits 0 after S seconds, leaving its children running
 """
+
 import os
 import signal
 import sys
@@ -32,10 +33,12 @@ def setup(pidfile, term, role):
     elif term == "record":
         signal.signal(signal.SIGTERM, lambda s, f: note(pidfile, f"TERM {os.getpid()}"))
     elif term == "graceful":
+
         def flush_and_exit(s, f):
             time.sleep(0.3)  # a writer flushing its buffers
             note(pidfile, f"flushed {os.getpid()}")
             os._exit(0)
+
         signal.signal(signal.SIGTERM, flush_and_exit)
     note(pidfile, f"{role} {os.getpid()}")
 
@@ -57,7 +60,10 @@ def fork(fn):
 
 def main(argv):
     pidfile, opts = argv[0], argv[1:]
-    get = lambda name, default: opts[opts.index(name) + 1] if name in opts else default
+
+    def get(name, default):
+        return opts[opts.index(name) + 1] if name in opts else default
+
     term, children = get("--term", "default"), int(get("--children", "1"))
 
     def member(role):

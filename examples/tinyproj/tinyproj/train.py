@@ -8,6 +8,7 @@ cross-entropy in nats on held-out text; the floor is the language's entropy,
 about 0.9) and saves `tinyproj.pt` into --out_dir, else $AR_RUN_DIR when set,
 else checkpoints/.
 """
+
 import argparse
 import bisect
 import os

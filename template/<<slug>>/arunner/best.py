@@ -14,6 +14,7 @@ rename publishes them, renames are journaled in order by ext4/xfs/btrfs, and
 one directory fsync after the swap makes the new best durable before the
 caller records the run.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -104,14 +105,17 @@ def _newer(a: str, b: str) -> bool:
 
 # ---------------------------------------------------------------- reading
 
+
 def read_best(expr_dir: Path) -> dict | None:
     """The best run's meta (run_id, primary, checkpoint fields, lineage, snapshot); None before any best."""
     expr_dir = Path(expr_dir)
     link = expr_dir / LINK
     if not os.path.lexists(link):
         return None
-    fix = (f"restore {expr_dir / LINK_TARGET}, or delete {link} and {expr_dir / BEST} "
-           "to forget the best run (the next improving run becomes the best)")
+    fix = (
+        f"restore {expr_dir / LINK_TARGET}, or delete {link} and {expr_dir / BEST} "
+        "to forget the best run (the next improving run becomes the best)"
+    )
     missing = object()
     for _ in range(200):
         data = read_json(link, "best-run record", fix, default=missing)
@@ -126,14 +130,17 @@ def read_best(expr_dir: Path) -> dict | None:
             break
         time.sleep(0.005)
     else:
-        raise UserError(f"{link} points at a missing {LINK_TARGET}: a promotion was interrupted; "
-                        "run `ar.py run` once, it repairs this before anything else")
+        raise UserError(
+            f"{link} points at a missing {LINK_TARGET}: a promotion was interrupted; "
+            "run `ar.py run` once, it repairs this before anything else"
+        )
     if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
         raise UserError(f"best-run record {link} has no run_id; {fix}")
     return data
 
 
 # ---------------------------------------------------------------- promoting
+
 
 def _ensure_link(expr_dir: Path) -> bool:
     """Make best.json the relative symlink to best_ckpt/meta.json; True if it had to change."""
@@ -195,8 +202,10 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
     ckpt_dir = run_dir / "ckpt"
     names = sorted(n for n in os.listdir(ckpt_dir) if not n.startswith(".")) if ckpt_dir.is_dir() else []
     if len(names) > 1:
-        raise UserError(f"{ckpt_dir} holds {len(names)} entries ({', '.join(names)}), expected one checkpoint; "
-                        "keep the one to promote and delete the rest")
+        raise UserError(
+            f"{ckpt_dir} holds {len(names)} entries ({', '.join(names)}), expected one checkpoint; "
+            "keep the one to promote and delete the rest"
+        )
     name = names[0] if names else None
     meta = {k: v for k, v in record.items() if k not in CKPT_FIELDS}
     meta.update(_checkpoint_fields(run_dir, name))
@@ -219,12 +228,17 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
 
 # ---------------------------------------------------------------- repairing
 
+
 def _pending_record(pending: dict, current: dict | None) -> dict:
     """The meta record to redo a promotion from the run's decision.json."""
     run_id = pending["run_id"]
     lineage = pending.get("lineage") or (current or {}).get("lineage") or {}
-    return {"run_id": run_id, "primary": pending.get("primary"),
-            "snapshot": pending.get("snapshot") or f"runs/{run_id}/train.py", "lineage": lineage}
+    return {
+        "run_id": run_id,
+        "primary": pending.get("primary"),
+        "snapshot": pending.get("snapshot") or f"runs/{run_id}/train.py",
+        "lineage": lineage,
+    }
 
 
 def repair(expr_dir: Path, pending: dict | None) -> list[str]:

@@ -14,6 +14,7 @@ Bookkeeping beside the runs (all dot-names, ignored by discovery):
   .ckpt-held/rNNNN           marker: this run may hold runs/rNNNN/ckpt (keeps prune O(held), not O(runs))
   .ckpt-trash/               checkpoints being pruned (renamed here first, so a kill never leaves half a ckpt/)
 """
+
 from __future__ import annotations
 
 import errno
@@ -49,6 +50,7 @@ FAULT_POINTS = (
 
 
 # ---------------------------------------------------------------- discovery
+
 
 def newest_time(path: Path) -> float:
     """Latest mtime/ctime of `path` and, for a folder, of anything inside (symlinks not followed).
@@ -141,9 +143,7 @@ def _from_run_dir(run_dir: Path, started_at: float) -> Path | None:
     except FileNotFoundError:
         return None
     # One file or one folder is the cooperative contract; if the host left several, the newest wins.
-    return _newest_fresh(
-        [run_dir / n for n in names if not n.startswith(".") and n not in RUNNER_NAMES], started_at
-    )
+    return _newest_fresh([run_dir / n for n in names if not n.startswith(".") and n not in RUNNER_NAMES], started_at)
 
 
 def output_dirs(cli_args) -> list[str]:
@@ -175,20 +175,22 @@ def _from_output_dir(cfg, root: Path, started_at: float) -> Path | None:
         out = (root / value).resolve()
         if not _within(out, root) or not out.is_dir():
             continue  # outside the project we take nothing (the run then has no checkpoint)
-        candidates += [out / n for n in os.listdir(out) if fnmatch.fnmatch(n, "checkpoint-*")
-                       and (out / n).is_dir()]
+        candidates += [out / n for n in os.listdir(out) if fnmatch.fnmatch(n, "checkpoint-*") and (out / n).is_dir()]
     return _newest_fresh(candidates, started_at)
 
 
 def discover(cfg, run_dir: Path, started_at: float) -> Path | None:
     """This run's checkpoint: checkpoint_glob, else a save into $AR_RUN_DIR, else HF output_dir/checkpoint-*."""
     root = Path(cfg.project_root).resolve()
-    return (_from_glob(cfg, root, started_at)
-            or _from_run_dir(Path(run_dir), started_at)
-            or _from_output_dir(cfg, root, started_at))
+    return (
+        _from_glob(cfg, root, started_at)
+        or _from_run_dir(Path(run_dir), started_at)
+        or _from_output_dir(cfg, root, started_at)
+    )
 
 
 # ---------------------------------------------------------------- moving
+
 
 def remove(path: Path) -> None:
     """Delete a file or folder tree; already gone is fine."""
@@ -291,6 +293,7 @@ def capture(cfg, run_dir: Path, started_at: float) -> dict | None:
 
 
 # ---------------------------------------------------------------- pruning
+
 
 def _run_key(run_id: str):
     """Order run ids by number (r9999 < r10000)."""

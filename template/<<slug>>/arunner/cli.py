@@ -3,6 +3,7 @@
 Every user error ends as one line on stderr and exit code 2; run outcomes
 (crash, timeout, ...) are results, not errors, and exit 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--unlimited", action="store_true", help="clear every termination condition")
     session.add_argument("--seconds", type=_positive_int, help="default time budget per run")
     session.add_argument("--grace", type=_number, help="seconds between SIGTERM and SIGKILL on timeout")
-    session.add_argument("--keep-checkpoints", type=int, metavar="N", help="latest runs that keep their checkpoint besides the best")
+    session.add_argument(
+        "--keep-checkpoints", type=int, metavar="N", help="latest runs that keep their checkpoint besides the best"
+    )
     session.add_argument("--chain-mode", choices=("off", "suggest", "auto"))
     session.add_argument("--stop", action="store_true", help="tell the loop to stop (terminated_by=manual)")
     session.add_argument("--resume", action="store_true", help="undo --stop")
@@ -125,8 +128,11 @@ def describe_session(s: Session) -> str:
     elif s.unlimited:
         stop = "unlimited"
     else:
-        parts = [f"max_runs={s.max_runs}" if s.max_runs else "", f"plateau={s.plateau}" if s.plateau else "",
-                 f"threshold={s.threshold:g}" if s.threshold is not None else ""]
+        parts = [
+            f"max_runs={s.max_runs}" if s.max_runs else "",
+            f"plateau={s.plateau}" if s.plateau else "",
+            f"threshold={s.threshold:g}" if s.threshold is not None else "",
+        ]
         stop = ", ".join(p for p in parts if p) or "no limit set"
     extra = f"; seconds={s.seconds}" if s.seconds else ""
     return f"session: {stop}{extra}; keep_checkpoints={s.keep_checkpoints}; chain_mode={s.chain_mode}"

@@ -4,6 +4,7 @@
 keeps it true); `.ar-session.json` holds what `ar.py session` set. Both are
 read once per command.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ class Constraint:
     threshold: float
 
     @classmethod
-    def parse(cls, text: str) -> "Constraint":
+    def parse(cls, text: str) -> Constraint:
         m = CONSTRAINT_RE.match(str(text))
         if not m:
             raise UserError(
@@ -68,7 +69,7 @@ class Session:
     stopped: bool = False  # `session --stop`: terminated_by=manual
 
     @classmethod
-    def load(cls, expr_dir: Path) -> "Session":
+    def load(cls, expr_dir: Path) -> Session:
         path = Path(expr_dir) / SESSION_FILE
         data = read_json(path, "session file", "fix it or delete it and run `ar.py session` again", default={})
         if not isinstance(data, dict):
@@ -81,7 +82,9 @@ class Session:
             s = cls(**data)
             s.validate()
         except (TypeError, ValueError) as exc:
-            raise UserError(f"session file {path} is invalid ({exc}); delete it and run `ar.py session` again") from None
+            raise UserError(
+                f"session file {path} is invalid ({exc}); delete it and run `ar.py session` again"
+            ) from None
         return s
 
     def validate(self) -> None:
@@ -131,7 +134,7 @@ class Config:
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod
-    def load(cls, expr_dir: Path) -> "Config":
+    def load(cls, expr_dir: Path) -> Config:
         expr_dir = Path(expr_dir).resolve()
         path = expr_dir / CONFIG_FILE
         fix = "re-render it with `copier update --trust -a <slug>/.copier-answers.yml .autoresearch`"

@@ -3,6 +3,7 @@
 Copier is not needed to run the loop; these two look for the `copier` command
 on PATH and say how to install it when it is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ def _copier() -> str:
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [l for l in (proc.stderr + proc.stdout).strip().splitlines()
-             if l.strip() and "Warning" not in l and l.strip() != "warn(" and "git tags" not in l]
+    lines = [
+        line
+        for line in (proc.stderr + proc.stdout).strip().splitlines()
+        if line.strip() and "Warning" not in line and line.strip() != "warn(" and "git tags" not in line
+    ]
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
@@ -78,22 +82,34 @@ def chain(cfg: Config, args) -> list[str]:
         json.dump(data, fh)
     cmd = [copier, "copy", "--trust", "--defaults", "--quiet", "--data-file", fh.name]
     pinned = ["--vcs-ref", commit] if commit else []  # the parent's template version, when it still exists
-    proc = subprocess.run([*cmd, *pinned, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*cmd, *pinned, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root, capture_output=True, text=True
+    )
     if proc.returncode != 0 and pinned and "Unknown revision" in proc.stderr:
-        proc = subprocess.run([*cmd, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [*cmd, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root, capture_output=True, text=True
+        )
     os.unlink(fh.name)
     if proc.returncode != 0:
         raise UserError(f"chain: copier failed: {_last_line(proc)}")
     child = cfg.expr_dir.parent / args.new_slug
     decision = child / "chain_decision.json"
-    atomic_write_json(decision, {"parent_expr": cfg.slug, "parent_best_run_id": best["run_id"],
-                                 "parent_best": best["primary"], "parent_ckpt": parent_ckpt,
-                                 "goal": args.goal, "rationale": args.rationale.strip()})
+    atomic_write_json(
+        decision,
+        {
+            "parent_expr": cfg.slug,
+            "parent_best_run_id": best["run_id"],
+            "parent_best": best["primary"],
+            "parent_ckpt": parent_ckpt,
+            "goal": args.goal,
+            "rationale": args.rationale.strip(),
+        },
+    )
     decision.chmod(0o444)
-    return [f"chained {args.new_slug} from {cfg.slug} best {best['run_id']}",
-            f"Next: python {child.relative_to(cfg.project_root)}/ar.py run"], 0
+    return [
+        f"chained {args.new_slug} from {cfg.slug} best {best['run_id']}",
+        f"Next: python {child.relative_to(cfg.project_root)}/ar.py run",
+    ], 0
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -118,23 +134,43 @@ def upgrade(cfg: Config, args) -> tuple[list[str], int]:
     if _git(root, "rev-parse", "--is-inside-work-tree").returncode != 0:
         raise UserError(f"upgrade: {root} is not a git repository; copier update needs git (git init, commit, retry)")
     if _git(root, "check-ignore", "-q", str(rel / "train.py")).returncode == 0:
-        raise UserError(f"upgrade: {rel} is git-ignored, so copier update would delete its files and revert "
-                        f"train.py; run `git add -f {rel} && git commit` first")
+        raise UserError(
+            f"upgrade: {rel} is git-ignored, so copier update would delete its files and revert "
+            f"train.py; run `git add -f {rel} && git commit` first"
+        )
     if _git(root, "ls-files", "--error-unmatch", str(rel / "train.py")).returncode != 0:
         raise UserError(f"upgrade: {rel} is not committed; run `git add {rel} && git commit` first")
     dirty = _git(root, "status", "--porcelain", "--", str(rel.parent)).stdout.splitlines()
     if dirty:
-        raise UserError(f"upgrade: {len(dirty)} uncommitted change(s) under {rel.parent} (e.g. {dirty[0][3:]}); "
-                        "copier refuses a dirty repository: commit them first")
+        raise UserError(
+            f"upgrade: {len(dirty)} uncommitted change(s) under {rel.parent} (e.g. {dirty[0][3:]}); "
+            "copier refuses a dirty repository: commit them first"
+        )
     before = cfg.template_version
-    proc = subprocess.run([copier, "update", "--trust", "--defaults", "--quiet", "--conflict", "inline",
-                           "-a", f"{cfg.slug}/.copier-answers.yml", str(rel.parent)],
-                          cwd=root, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            copier,
+            "update",
+            "--trust",
+            "--defaults",
+            "--quiet",
+            "--conflict",
+            "inline",
+            "-a",
+            f"{cfg.slug}/.copier-answers.yml",
+            str(rel.parent),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise UserError(f"upgrade: copier update failed: {_last_line(proc)}")
     after = json.loads((cfg.expr_dir / "experiment.json").read_text()).get("template_version", "")
     found = conflicts(cfg.expr_dir)
     if found:
-        return [f"upgraded {cfg.slug} ({before} -> {after}) WITH CONFLICTS in {', '.join(found)}: "
-                "resolve the <<<<<<< markers (ar.py run refuses until then), then commit"], 1
+        return [
+            f"upgraded {cfg.slug} ({before} -> {after}) WITH CONFLICTS in {', '.join(found)}: "
+            "resolve the <<<<<<< markers (ar.py run refuses until then), then commit"
+        ], 1
     return [f"upgraded {cfg.slug} ({before} -> {after}); review `git diff {rel}` and commit"], 0

@@ -3,6 +3,7 @@
 Every state file is written to a temporary sibling, fsynced, then renamed over
 the target, so a SIGKILL at any instant leaves either the old or the new file.
 """
+
 from __future__ import annotations
 
 import json

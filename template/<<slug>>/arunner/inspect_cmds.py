@@ -1,4 +1,5 @@
 """Read-side commands: status, tail, report."""
+
 from __future__ import annotations
 
 import os
@@ -44,26 +45,34 @@ def status(cfg: Config, args) -> list[str]:
     lines.append(describe_session(session))
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
-        stop = verdict.termination(session, recent, len(rows),
-                                   rows[-1]["primary_value"] if rows[-1]["valid"] == "true" else None,
-                                   cfg.primary_direction)
+        stop = verdict.termination(
+            session,
+            recent,
+            len(rows),
+            rows[-1]["primary_value"] if rows[-1]["valid"] == "true" else None,
+            cfg.primary_direction,
+        )
         if stop:
             lines.append(f"STOP: terminated_by={stop}")
     train = cfg.expr_dir / "train.py"
     same = train.exists() and train.read_bytes() == restore_target(cfg.expr_dir, best)
     base = "best snapshot" if best else "baseline"
-    lines.append(f"train.py {'equals' if same else 'DIFFERS from'} the {base}" + ("" if same else " (uncommitted edit)"))
+    lines.append(
+        f"train.py {'equals' if same else 'DIFFERS from'} the {base}" + ("" if same else " (uncommitted edit)")
+    )
     pruned = read_json(cfg.expr_dir / PRUNED, "pruned-checkpoint tally", "delete it", default=None)
     if pruned:
-        lines.append(f"checkpoints pruned so far: {pruned['count']} (last: {', '.join(pruned['last'])}); "
-                     f"kept: the best and the latest {session.keep_checkpoints}")
+        lines.append(
+            f"checkpoints pruned so far: {pruned['count']} (last: {', '.join(pruned['last'])}); "
+            f"kept: the best and the latest {session.keep_checkpoints}"
+        )
     if (cfg.expr_dir / SENTINEL).exists():
         lines.append(f"BLOCKED: {SENTINEL} exists (processes survived a kill); see the file")
     if args.compact:
         return lines[:10]
     lines.append("")
     lines.append("run_id\tstatus\tverdict\tprimary\tnote")
-    for r in rows[-args.last:]:
+    for r in rows[-args.last :]:
         lines.append(f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:80]}")
     return lines
 
@@ -93,16 +102,21 @@ def tail(cfg: Config, args) -> list[str]:
         text = fh.read().decode("utf-8", errors="replace")
     lines = text.replace("\r", "\n").splitlines()
     starts = [i for i, line in enumerate(lines) if TRACEBACK_RE.match(line)]
-    region = lines[starts[-1]:] if starts else lines
-    region = region[-args.lines:]
+    region = lines[starts[-1] :] if starts else lines
+    region = region[-args.lines :]
     return [line[:300] for line in region] or [f"{args.run}: run.log is empty"]
 
 
 def report(cfg: Config, args) -> list[str]:
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
-    out = [f"# {cfg.slug}", "", f"Goal: {cfg.goal}", "",
-           f"Primary: `{cfg.primary_metric}` ({cfg.primary_direction}); runs: {len(rows)}"]
+    out = [
+        f"# {cfg.slug}",
+        "",
+        f"Goal: {cfg.goal}",
+        "",
+        f"Primary: `{cfg.primary_metric}` ({cfg.primary_direction}); runs: {len(rows)}",
+    ]
     if best:
         out.append(f"Best: **{_fmt(best['primary']['value'])}** at {best['run_id']}")
     if cfg.parent_expr:
@@ -113,7 +127,9 @@ def report(cfg: Config, args) -> list[str]:
         v = r["primary_value"]
         if r["verdict"] == "advance" and v is not None:
             running = v
-        out.append(f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:60].replace('|', '/')} |")
+        out.append(
+            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:60].replace('|', '/')} |"
+        )
     if args.plot:
         out += ["", plot(cfg, rows)]
     return out

@@ -7,6 +7,7 @@ is repaired by the next `run`):
   -> decision.json -> promote (advance) or restore train.py (anything else)
   -> results.tsv row -> result.json (the run is now recorded) -> prune.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,8 +50,10 @@ class ExperimentLock:
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self.fd)
-            raise UserError(f"another `ar.py run` is running on this experiment (pid {holder}); "
-                            "wait for it to finish (one run at a time per experiment)") from None
+            raise UserError(
+                f"another `ar.py run` is running on this experiment (pid {holder}); "
+                "wait for it to finish (one run at a time per experiment)"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
         return self
@@ -97,19 +100,27 @@ def resume_checkpoint(cfg: Config) -> str | None:
     path = Path(cfg.parent_ckpt)
     path = path if path.is_absolute() else cfg.project_root / path
     if not path.exists():
-        raise UserError(f"parent checkpoint {path} does not exist (parent_ckpt in the answers); "
-                        "restore the parent's best_ckpt or clear parent_ckpt and run copier update")
+        raise UserError(
+            f"parent checkpoint {path} does not exist (parent_ckpt in the answers); "
+            "restore the parent's best_ckpt or clear parent_ckpt and run copier update"
+        )
     return str(path)
 
 
 def training_env(cfg: Config, run_id: str, run_dir: Path, budget: int, started: float, token: str) -> dict:
     env = dict(os.environ)
-    env.update({
-        "AR_RUN_ID": run_id, "AR_RUN_DIR": str(run_dir), "AR_EXPR_DIR": str(cfg.expr_dir),
-        "AR_TIME_BUDGET_S": str(budget), "AR_DEADLINE": f"{started + budget:.3f}", MARKER_KEY: token,
-        "WANDB_DIR": str(run_dir),  # binds this run's wandb files to this iteration
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "AR_RUN_ID": run_id,
+            "AR_RUN_DIR": str(run_dir),
+            "AR_EXPR_DIR": str(cfg.expr_dir),
+            "AR_TIME_BUDGET_S": str(budget),
+            "AR_DEADLINE": f"{started + budget:.3f}",
+            MARKER_KEY: token,
+            "WANDB_DIR": str(run_dir),  # binds this run's wandb files to this iteration
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("AR_FAULT_AT", None)  # fault injection targets the runner, never the training
     if cfg.wandb_project:
         env.setdefault("WANDB_PROJECT", cfg.wandb_project)
@@ -123,8 +134,10 @@ def check_sentinel(expr_dir: Path) -> None:
     sentinel = expr_dir / SENTINEL
     if sentinel.exists():
         first = sentinel.read_text(errors="replace").splitlines()[:1]
-        raise UserError(f"{sentinel} blocks runs: {first[0] if first else 'processes survived a kill'}; "
-                        f"kill those PIDs yourself, then delete {sentinel}")
+        raise UserError(
+            f"{sentinel} blocks runs: {first[0] if first else 'processes survived a kill'}; "
+            f"kill those PIDs yourself, then delete {sentinel}"
+        )
 
 
 PRUNED = ".ar-pruned.json"
@@ -145,12 +158,15 @@ def self_test_data(cfg: Config) -> None:
     prepare = cfg.expr_dir / "prepare.py"
     if b"FULL_PREP = True" not in prepare.read_bytes():
         return
-    proc = subprocess.run([sys.executable, str(prepare), "--self-test"], cwd=cfg.project_root,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(prepare), "--self-test"], cwd=cfg.project_root, capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise UserError(f"prepare.py self-test failed before the first run: {last[:200]}; "
-                        f"fix the host's data loaders (python {prepare} --self-test shows it all)")
+        raise UserError(
+            f"prepare.py self-test failed before the first run: {last[:200]}; "
+            f"fix the host's data loaders (python {prepare} --self-test shows it all)"
+        )
 
 
 def launch_status(launched) -> str:
@@ -190,6 +206,7 @@ def compact_metrics(metrics: dict, keep: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------- repair
 
+
 def repair(cfg: Config) -> list[str]:
     """Record every run a killed runner left without result.json; finish a cut-short promotion."""
     from . import watchdog
@@ -212,9 +229,11 @@ def repair(cfg: Config) -> list[str]:
             found, survivors = watchdog.stop_processes(None, (MARKER_KEY, token), 2.0)
             if survivors:
                 write_sentinel(expr, run_dir.name, survivors)
-                raise UserError(f"{run_dir.name}: processes of a killed run survive (pids "
-                                f"{' '.join(str(p['pid'] if isinstance(p, dict) else p) for p in survivors)}); "
-                                f"kill them, then delete {expr / SENTINEL}")
+                raise UserError(
+                    f"{run_dir.name}: processes of a killed run survive (pids "
+                    f"{' '.join(str(p['pid'] if isinstance(p, dict) else p) for p in survivors)}); "
+                    f"kill them, then delete {expr / SENTINEL}"
+                )
             if found:
                 notes.append(f"{run_dir.name}: killed {len(found)} leftover process(es)")
         pending = read_json(run_dir / "decision.json", "run decision", "delete it", default=None)
@@ -223,13 +242,23 @@ def repair(cfg: Config) -> list[str]:
             result = pending
         else:
             result = {
-                "run_id": run_dir.name, "started_at": started.get("started_at", ""),
-                "wall_seconds": 0.0, "status": "crash", "verdict": "crash", "metrics": {},
+                "run_id": run_dir.name,
+                "started_at": started.get("started_at", ""),
+                "wall_seconds": 0.0,
+                "status": "crash",
+                "verdict": "crash",
+                "metrics": {},
                 "primary": {"name": cfg.primary_metric, "direction": cfg.primary_direction, "value": None},
-                "constraints": [], "valid": False, "improved_over_best": False,
-                "previous_best_run_id": None, "log_path": str(run_dir / "run.log"),
+                "constraints": [],
+                "valid": False,
+                "improved_over_best": False,
+                "previous_best_run_id": None,
+                "log_path": str(run_dir / "run.log"),
                 "note": f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
-                "checkpoint": None, "should_terminate": False, "terminated_by": None, "exit_code": None,
+                "checkpoint": None,
+                "should_terminate": False,
+                "terminated_by": None,
+                "exit_code": None,
             }
         best = best_state.read_best(expr)
         if result["verdict"] != "advance":
@@ -244,6 +273,7 @@ def repair(cfg: Config) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- run
+
 
 def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> dict:
     from . import launch, metrics
@@ -272,8 +302,9 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         atomic_write_json(run_dir / "started.json", {"token": token, "started_at": started_iso, "note": note})
         fault_point("run.started")
         env = training_env(cfg, run_id, run_dir, budget, started, token)
-        launched = launch.run_training(build_command(cfg), cfg.project_root, env, run_dir / "run.log",
-                                       budget, grace, (MARKER_KEY, token), live)
+        launched = launch.run_training(
+            build_command(cfg), cfg.project_root, env, run_dir / "run.log", budget, grace, (MARKER_KEY, token), live
+        )
 
         status = launch_status(launched)
         if status == "unclean":
@@ -302,23 +333,35 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
             notes.append(f"last log line: {launched.last_line}")
         recent, total = ledger.since_last_advance(expr / "results.tsv")
         result = {
-            "run_id": run_id, "started_at": started_iso, "wall_seconds": round(launched.wall_s, 3),
-            "status": decision.status, "verdict": decision.verdict,
+            "run_id": run_id,
+            "started_at": started_iso,
+            "wall_seconds": round(launched.wall_s, 3),
+            "status": decision.status,
+            "verdict": decision.verdict,
             "metrics": compact_metrics(found, wanted),
-            "primary": {"name": cfg.primary_metric, "direction": cfg.primary_direction,
-                        "value": value if value is None or verdict.is_finite(value) else str(value)},
-            "constraints": decision.constraints, "valid": decision.valid,
+            "primary": {
+                "name": cfg.primary_metric,
+                "direction": cfg.primary_direction,
+                "value": value if value is None or verdict.is_finite(value) else str(value),
+            },
+            "constraints": decision.constraints,
+            "valid": decision.valid,
             "improved_over_best": decision.improved,
             "previous_best_run_id": (best or {}).get("run_id"),
-            "log_path": str(run_dir / "run.log"), "note": " | ".join(notes),
-            "checkpoint": capture, "exit_code": launched.exit_code,
+            "log_path": str(run_dir / "run.log"),
+            "note": " | ".join(notes),
+            "checkpoint": capture,
+            "exit_code": launched.exit_code,
         }
         this_row = {"status": decision.status, "verdict": decision.verdict}
-        result["terminated_by"] = verdict.termination(session, [*recent, this_row], total + 1,
-                                                      value if decision.valid else None, cfg.primary_direction)
+        result["terminated_by"] = verdict.termination(
+            session, [*recent, this_row], total + 1, value if decision.valid else None, cfg.primary_direction
+        )
         result["should_terminate"] = result["terminated_by"] is not None
         best_record = {
-            "run_id": run_id, "primary": result["primary"], "snapshot": f"runs/{run_id}/train.py",
+            "run_id": run_id,
+            "primary": result["primary"],
+            "snapshot": f"runs/{run_id}/train.py",
             "lineage": {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt},
         }
         # decision.json carries what repair needs to finish this run exactly as planned.
@@ -344,7 +387,9 @@ def summary_lines(cfg: Config, result: dict) -> list[str]:
     """At most 3 short lines for the agent (SPEC §9: <= 400 bytes)."""
     p = result["primary"]
     value = p["value"]
-    shown = f"{p['name']}={value:.6g}" if isinstance(value, float) else f"{p['name']}={value if value is not None else '-'}"
+    shown = (
+        f"{p['name']}={value:.6g}" if isinstance(value, float) else f"{p['name']}={value if value is not None else '-'}"
+    )
     head = f"{result['run_id']} {result['status']}/{result['verdict']} {shown} ({result['wall_seconds']:.1f}s)"
     if result["verdict"] == "advance":
         prev = result.get("previous_best_run_id")

@@ -5,6 +5,7 @@ runner) with stdout+stderr appended to run.log: no pipe, no reader thread. The
 runner blocks on a pidfd with poll() until the child exits or the deadline
 passes; no sleep loop. Stopping and sweeping are watchdog's job.
 """
+
 from __future__ import annotations
 
 import os
@@ -120,8 +121,16 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_training(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, budget_s: float,
-                 grace_s: float, marker: tuple[str, str], live: bool) -> LaunchResult:
+def run_training(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    budget_s: float,
+    grace_s: float,
+    marker: tuple[str, str],
+    live: bool,
+) -> LaunchResult:
     """Start cmd in a NEW SESSION (start_new_session=True) with stdout+stderr to log_path,
     wait for it without polling sleeps until budget_s elapses, then stop the whole tree.
 
@@ -140,8 +149,15 @@ def run_training(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path,
         started_at = time.time()
         t0 = time.monotonic()
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(cwd),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         if live_line:
             live_line.t0 = t0
         interrupted = False
@@ -164,9 +180,16 @@ def run_training(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path,
             wall_s = time.monotonic() - t0
             if not any(s["pid"] == proc.pid for s in survivors):
                 proc.wait()  # reap; it is dead
-        return LaunchResult(exit_code=exit_code, timed_out=not exited and not interrupted,
-                            interrupted=interrupted, started_at=started_at, wall_s=wall_s,
-                            survivors=survivors, leaked=leaked, last_line=last_line(Path(log_path)))
+        return LaunchResult(
+            exit_code=exit_code,
+            timed_out=not exited and not interrupted,
+            interrupted=interrupted,
+            started_at=started_at,
+            wall_s=wall_s,
+            survivors=survivors,
+            leaked=leaked,
+            last_line=last_line(Path(log_path)),
+        )
     finally:
         if prev_term is not _raise_interrupt:
             signal.signal(signal.SIGTERM, prev_term if prev_term is not None else signal.SIG_DFL)

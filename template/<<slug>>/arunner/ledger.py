@@ -4,6 +4,7 @@ results.tsv stays parseable after a SIGKILL at any instant: each row is one
 O_APPEND write, and a trailing partial line (a write cut short) is dropped by
 `repair_tail` before the next row goes in.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,23 @@ COLUMNS = ("run_id", "ts", "wall_s", "status", "verdict", "primary_name", "prima
 HEADER = "\t".join(COLUMNS) + "\n"
 NOTE_CAP = 200
 RESULT_FIELDS = (
-    "run_id", "started_at", "wall_seconds", "status", "verdict", "metrics", "primary", "constraints",
-    "valid", "improved_over_best", "previous_best_run_id", "log_path", "note", "checkpoint",
-    "should_terminate", "terminated_by", "exit_code",
+    "run_id",
+    "started_at",
+    "wall_seconds",
+    "status",
+    "verdict",
+    "metrics",
+    "primary",
+    "constraints",
+    "valid",
+    "improved_over_best",
+    "previous_best_run_id",
+    "log_path",
+    "note",
+    "checkpoint",
+    "should_terminate",
+    "terminated_by",
+    "exit_code",
 )
 
 
@@ -76,9 +91,16 @@ def format_value(value) -> str:
 def append(path: Path, result: dict) -> None:
     primary = result.get("primary") or {}
     cells = [
-        result["run_id"], result["started_at"], f"{result['wall_seconds']:.2f}", result["status"], result["verdict"],
-        primary.get("name", ""), format_value(primary.get("value")), str(bool(result["valid"])).lower(),
-        str(bool(result["improved_over_best"])).lower(), clean_text(result.get("note")),
+        result["run_id"],
+        result["started_at"],
+        f"{result['wall_seconds']:.2f}",
+        result["status"],
+        result["verdict"],
+        primary.get("name", ""),
+        format_value(primary.get("value")),
+        str(bool(result["valid"])).lower(),
+        str(bool(result["improved_over_best"])).lower(),
+        clean_text(result.get("note")),
     ]
     line = "\t".join(clean_text(c, 400) for c in cells) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -106,13 +128,17 @@ def read(path: Path) -> list[dict]:
         if len(cells) != len(COLUMNS):
             if number == len(lines):  # a row cut short by a kill; `run` drops it before appending
                 continue
-            raise UserError(f"{path}: line {number} has {len(cells)} columns, expected {len(COLUMNS)}; "
-                            "fix or delete that line (runs/<id>/result.json keeps every run's full record)")
+            raise UserError(
+                f"{path}: line {number} has {len(cells)} columns, expected {len(COLUMNS)}; "
+                "fix or delete that line (runs/<id>/result.json keeps every run's full record)"
+            )
         row = dict(zip(COLUMNS, cells))
         try:
             row["primary_value"] = float(row["primary_value"]) if row["primary_value"] else None
         except ValueError:
-            raise UserError(f"{path}: line {number}: primary_value {row['primary_value']!r} is not a number; fix that line") from None
+            raise UserError(
+                f"{path}: line {number}: primary_value {row['primary_value']!r} is not a number; fix that line"
+            ) from None
         rows.append(row)
     return rows
 

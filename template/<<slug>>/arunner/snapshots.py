@@ -5,6 +5,7 @@ the rendered baseline, `.ar-baseline.py`), with the FROZEN blocks of the current
 template version: `copier update` refreshes the baseline, and a restore splices
 its frozen blocks in, so an upgrade is never undone by a revert.
 """
+
 from __future__ import annotations
 
 import ast
@@ -52,8 +53,10 @@ def restore_target(expr_dir: Path, best: dict | None) -> bytes:
         wanted = source.read_bytes()
         baseline = (expr_dir / BASELINE).read_bytes()
     except FileNotFoundError as exc:
-        raise UserError(f"cannot restore train.py: {exc.filename} is missing; "
-                        "re-render it with copier update (or copy a good train.py there)") from None
+        raise UserError(
+            f"cannot restore train.py: {exc.filename} is missing; "
+            "re-render it with copier update (or copy a good train.py there)"
+        ) from None
     old_blocks, new_blocks = FROZEN_RE.findall(wanted), FROZEN_RE.findall(baseline)
     if len(old_blocks) == len(new_blocks) and old_blocks != new_blocks:
         pieces = iter(new_blocks)

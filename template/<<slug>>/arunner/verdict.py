@@ -3,6 +3,7 @@
 This module is the one place that defines which (status, verdict) pairs exist;
 the runner, `status`, `report` and the tests all read OUTCOMES.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,14 +42,28 @@ class Decision:
     reason: str = ""
 
 
-def decide(status: str, primary: float | None, direction: str, best_value: float | None,
-           constraints, metrics: dict, checkpoint_missing_reason: str = "") -> Decision:
+def decide(
+    status: str,
+    primary: float | None,
+    direction: str,
+    best_value: float | None,
+    constraints,
+    metrics: dict,
+    checkpoint_missing_reason: str = "",
+) -> Decision:
     """The verdict for one finished run. `status` is ok/crash/timeout/interrupted/unclean from the launch."""
     checked = []
     for c in constraints:
         value = metrics.get(c.name)
-        checked.append({"name": c.name, "op": c.op, "threshold": c.threshold,
-                        "value": value, "passed": value is not None and c.holds(value)})
+        checked.append(
+            {
+                "name": c.name,
+                "op": c.op,
+                "threshold": c.threshold,
+                "value": value,
+                "passed": value is not None and c.holds(value),
+            }
+        )
     if status != "ok":
         return Decision(status, OUTCOMES[status][0], False, False, checked)
     reasons = []

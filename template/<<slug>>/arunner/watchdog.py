@@ -16,13 +16,15 @@ Where pidfds exist (Linux 5.3+), signals go through them, so a PID reused by an
 unrelated process during the grace period is never hit, and exits are awaited
 with poll() instead of a sleep loop.
 """
+
 from __future__ import annotations
 
 import os
 import select
 import signal
 import time
-from typing import Callable, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Callable, Optional
 
 psutil = None  # imported on first use: only off Linux (or in tests), and it costs 25 ms
 
@@ -38,7 +40,8 @@ def _ps():
         psutil = module
     return psutil or None
 
-Marker = Tuple[str, str]
+
+Marker = tuple[str, str]
 KillFn = Callable[[int, int], None]
 
 _USE_PROC = os.path.isdir("/proc/self")  # tests flip this to exercise the psutil path
@@ -50,19 +53,20 @@ _CMDLINE_CAP = 200  # result.json stays small
 
 # ---------------------------------------------------------------- process table
 
+
 def _read(path: str) -> bytes:
     with open(path, "rb", buffering=0) as fh:
         return fh.read()
 
 
-def _proc_stat(pid: int) -> Optional[Tuple[str, int, int, int, int, int]]:
+def _proc_stat(pid: int) -> Optional[tuple[str, int, int, int, int, int]]:
     """(state, ppid, pgid, sid, flags, starttime) of pid, or None when it is gone."""
     try:
         data = _read(f"/proc/{pid}/stat")
     except OSError:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'
-    f = data[data.rindex(b")") + 2:].split()
+    f = data[data.rindex(b")") + 2 :].split()
     return f[0].decode(), int(f[1]), int(f[2]), int(f[3]), int(f[6]), int(f[19])
 
 
@@ -165,6 +169,7 @@ def collect_tree(root_pid: int, marker: tuple[str, str]) -> set[int]:
 
 # ---------------------------------------------------------------- handles
 
+
 class _Proc:
     """One process we decided to stop, pinned against PID reuse."""
 
@@ -180,7 +185,7 @@ class _Proc:
         self.gone = False
 
     @classmethod
-    def open(cls, pid: int) -> Optional["_Proc"]:
+    def open(cls, pid: int) -> Optional[_Proc]:
         ident = _identity(pid)
         if ident is None:
             return None
@@ -260,8 +265,10 @@ def _signal_group(root_pid: Optional[int], sig: int, kill: Optional[KillFn]) -> 
 
 # ---------------------------------------------------------------- stopping
 
-def stop_processes(root_pid: Optional[int], marker: tuple[str, str], grace_s: float,
-                   kill: Optional[KillFn] = None) -> tuple[list[dict], list[dict]]:
+
+def stop_processes(
+    root_pid: Optional[int], marker: tuple[str, str], grace_s: float, kill: Optional[KillFn] = None
+) -> tuple[list[dict], list[dict]]:
     """Stop the tree of root_pid (or, with root_pid None, every marked process).
 
     Returns (every process found, the survivors), each as {"pid", "name", "cmdline"}.
@@ -312,8 +319,7 @@ def stop_processes(root_pid: Optional[int], marker: tuple[str, str], grace_s: fl
             p.close()
 
 
-def stop_tree(root_pid: int, marker: tuple[str, str], grace_s: float, *,
-              kill: Optional[KillFn] = None) -> list[dict]:
+def stop_tree(root_pid: int, marker: tuple[str, str], grace_s: float, *, kill: Optional[KillFn] = None) -> list[dict]:
     """SIGTERM the whole tree of root_pid (group, descendants, marked), wait up to grace_s,
     SIGKILL the rest, sweep again; return the survivors as {"pid", "name", "cmdline"}.
 

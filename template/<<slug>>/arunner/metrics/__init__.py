@@ -14,6 +14,7 @@ folders under run_dir (or created after `started_at`), event files written
 after `started_at`. wandb and tensorboard are imported only when their
 backend actually finds files to read.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class Extraction:
 
 def _short(text: str) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= NOTE_MAX else text[:NOTE_MAX - 3] + "..."
+    return text if len(text) <= NOTE_MAX else text[: NOTE_MAX - 3] + "..."
 
 
 def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extraction:

@@ -7,6 +7,7 @@ dict[str, float]. Any failure (syntax error, exception, wrong return type)
 gives no metrics and a one-line note naming the error, never a traceback:
 the run is then judged invalid instead of crashing the runner.
 """
+
 from __future__ import annotations
 
 import json

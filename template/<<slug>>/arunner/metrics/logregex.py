@@ -7,6 +7,7 @@ from the end toward the start, at most TAIL_BYTES while looking for the
 constraint metrics and at most MAX_BYTES while the primary is still missing,
 so a 1 GB log costs the same as a small one.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,9 @@ def _last_value(pattern: re.Pattern, text: str) -> float | None:
     return value
 
 
-def scan_log(path: Path, patterns: dict[str, re.Pattern], primary: str | None = None,
-             literals: dict[str, str] | None = None) -> tuple[dict[str, float], int]:
+def scan_log(
+    path: Path, patterns: dict[str, re.Pattern], primary: str | None = None, literals: dict[str, str] | None = None
+) -> tuple[dict[str, float], int]:
     """Search `path` from its end for each pattern; return (values found, bytes read).
 
     `literals[name]`, when given, is text every match must contain: chunks
@@ -99,7 +101,7 @@ def scan_log(path: Path, patterns: dict[str, re.Pattern], primary: str | None = 
                 # unless the chunk holds no whole line at all (then search it as is).
                 m = _LINE_BREAK.search(buf)
                 if m and m.end() < len(buf):
-                    buf, start = buf[m.end():], start + m.end()
+                    buf, start = buf[m.end() :], start + m.end()
             end = start
             text = buf.decode("utf-8", errors="replace")
             del buf

@@ -22,6 +22,7 @@ Values come from `simple_value` or from a one-element tensor (`float_val`,
 Protobufs are decoded with tensorboard's own generated classes, imported only
 when this backend runs.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -79,7 +80,7 @@ def _header(mm, size: int, pos: int):
     """Payload length of the record at `pos`, _PARTIAL if it runs past EOF, _BAD if the crc fails."""
     if pos + 12 > size:
         return _PARTIAL
-    head = mm[pos:pos + 12]
+    head = mm[pos : pos + 12]
     if masked_crc32c(head[:8]) != int.from_bytes(head[8:], "little"):
         return _BAD
     length = int.from_bytes(head[:8], "little")
@@ -108,7 +109,7 @@ def _candidates(mm, start: int, last: int):
         hit = mm.find(b"\0\0\0\0", pos + 4, last + 8)
         if hit < 0:
             return
-        if mm[hit - 4:hit] == b"\0\0\0\0":  # inside a run of zeros: resume after it
+        if mm[hit - 4 : hit] == b"\0\0\0\0":  # inside a run of zeros: resume after it
             m = _NONZERO.search(mm, hit, last + 8)
             if m is None:
                 return
@@ -133,14 +134,26 @@ def _data_end(mm, size: int) -> int:
 
 def _payload(mm, pos: int, length: int) -> bytes | None:
     """The record's payload, None when its crc does not match (a false boundary)."""
-    data = mm[pos + 12:pos + 12 + length]
-    crc = int.from_bytes(mm[pos + 12 + length:pos + 16 + length], "little")
+    data = mm[pos + 12 : pos + 12 + length]
+    crc = int.from_bytes(mm[pos + 12 + length : pos + 16 + length], "little")
     return data if masked_crc32c(data) == crc else None
 
 
 # --- values
-_TENSOR_FORMATS = {1: "<f", 2: "<d", 3: "<i", 4: "<B", 5: "<h", 6: "<b", 9: "<q", 10: "<?",
-                   17: "<H", 19: "<e", 22: "<I", 23: "<Q"}
+_TENSOR_FORMATS = {
+    1: "<f",
+    2: "<d",
+    3: "<i",
+    4: "<B",
+    5: "<h",
+    6: "<b",
+    9: "<q",
+    10: "<?",
+    17: "<H",
+    19: "<e",
+    22: "<I",
+    23: "<Q",
+}
 _TENSOR_FIELDS = ("float_val", "double_val", "int_val", "int64_val", "bool_val", "uint32_val", "uint64_val")
 
 
@@ -251,7 +264,7 @@ def _decode_around(mm, size: int, hit: int, event_cls, only: dict[str, bytes], f
                 continue  # broken chain, or it stops short of the hit: not a real boundary
             values: dict[str, Point] = {}
             for p, n in records:
-                body = mm[p + 12:p + 12 + n]
+                body = mm[p + 12 : p + 12 + n]
                 if not any(enc in body for enc in only.values()):
                     continue
                 payload = _payload(mm, p, n)

@@ -25,6 +25,7 @@ the one written last wins). Internal keys (`_wandb`) are dropped; `_step`,
 `_runtime`, `_timestamp` are kept. Non-numeric values (strings, media,
 histograms) are skipped; NaN and Infinity are kept as floats.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -72,6 +73,7 @@ def load_record_class():
                     del sys.modules[name]
     if _record_cls is None:
         from wandb.proto.wandb_internal_pb2 import Record
+
         _record_cls = Record
     return _record_cls
 
@@ -89,7 +91,7 @@ def read_records(path: Path):
             pos += left  # block trailer padding
             continue
         crc, length, kind = struct.unpack_from("<IHB", data, pos)
-        chunk = data[pos + 7:pos + 7 + length]
+        chunk = data[pos + 7 : pos + 7 + length]
         if kind == 0 or len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
             pos += left  # zero fill or damage: resume at the next block, drop a half-built record
             parts = None

@@ -6,6 +6,7 @@ annotations are strings, evaluated in the namespace of
 `sys.modules[cls.__module__]`, so the defining module must be a registered,
 imported module (running it through `runpy` with another name breaks this).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -5,6 +5,7 @@ Arguments are dataclasses parsed by an HfArgumentParser-style parser, e.g.
 Prints `eval/loss=<v>` lines and `peak_mem_mb=<v>`; saves
 `<output_dir>/model.pt` (the same path every run).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -45,9 +46,7 @@ class TrainingArguments:
     eval_steps: int = 20
     seed: int = 0
     output_dir: str = "checkpoints"
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "path to a model.pt to continue from"}
-    )
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "path to a model.pt to continue from"})
 
 
 class BigramLM(nn.Module):

@@ -4,6 +4,7 @@ The command line is read fire-style: every `--name=value` (or `--name value`)
 becomes a keyword argument of `run`, the value parsed as a Python literal when
 it is one (so `--lr=1e-3` is a float and `--ckpt_path=None` is None).
 """
+
 import ast
 import inspect
 import os

@@ -1,4 +1,5 @@
 """The LightningModule and DataModule: a small MLP fit to a fixed teacher net."""
+
 import lightning as L
 import torch
 from torch import nn

@@ -3,6 +3,7 @@
 The dataset is fixed (DATA_SEED); only the train loader's shuffling order
 depends on the `seed` argument.
 """
+
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 

@@ -7,6 +7,7 @@ There is no command line. Metrics go to wandb (offline unless WANDB_MODE says
 otherwise) and to stdout as `eval/loss=<v>`; the checkpoint is an HF-style
 folder `<output_dir>/checkpoint-<step>/` holding model.pt and config.json.
 """
+
 import json
 import os
 import time

@@ -7,6 +7,7 @@ TensorBoard events under `tb/` (scalar `eval/loss`) and the checkpoint
 `checkpoints/last.pt`. Paths come from HydraConfig, so they are right whether
 or not Hydra changes the working directory (hydra.job.chdir).
 """
+
 import os
 import time
 from pathlib import Path
@@ -58,9 +59,7 @@ def main(cfg: DictConfig) -> float:
     x_train, y_train = make_data(1024, data_gen)
     x_val, y_val = make_data(512, data_gen)
 
-    model = nn.Sequential(
-        nn.Linear(IN_FEATURES, cfg.model.hidden), nn.Tanh(), nn.Linear(cfg.model.hidden, 1)
-    )
+    model = nn.Sequential(nn.Linear(IN_FEATURES, cfg.model.hidden), nn.Tanh(), nn.Linear(cfg.model.hidden, 1))
     optimizer = build_optimizer(cfg, model.parameters())
     start_step = 0
     if cfg.trainer.resume_from_checkpoint:

@@ -1,4 +1,5 @@
 """A stand-in training script: the loss is a pure function of its arguments, so tests are exact."""
+
 import argparse
 import os
 import time
