@@ -21,6 +21,7 @@ SESSION_FILE = ".ar-session.json"
 OPS = ("<=", ">=", "<", ">")
 CONSTRAINT_RE = re.compile(r"^\s*([^\s<>=]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")  # as the interview checks it
 LAUNCHERS = ("torchrun", "accelerate", "deepspeed", "srun", "mpirun")
+PYTHON_RE = re.compile(r"python(3(\.\d+)?)?")  # a bare interpreter name: means the one running ar.py
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import best as best_state
 from . import checkpoints, ledger, verdict
-from .config import Config, Session
+from .config import PYTHON_RE, Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, read_json
 from .snapshots import has_conflict_markers, read_run_note, restore_train_py
@@ -84,7 +84,7 @@ def build_command(cfg: Config) -> list[str]:
     words = shlex.split(cfg.runner)
     if not words:
         raise UserError("runner is empty in experiment.json; set it (e.g. python) and run copier update")
-    if re.fullmatch(r"python(3(\.\d+)?)?", words[0]):
+    if PYTHON_RE.fullmatch(words[0]):
         words[0] = sys.executable
     elif "/" not in words[0]:
         local = Path(sys.executable).parent / words[0]  # torchrun/accelerate of this same environment
