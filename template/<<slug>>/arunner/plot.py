@@ -129,9 +129,15 @@ def draw(
             band_lo = [y - k * sigma for y in best_y]
             band_hi = [y + k * sigma for y in best_y]
             ax.fill_between(
-                best_x, band_lo, band_hi, step="post", color="tab:green", alpha=0.13, lw=0,
+                best_x,
+                band_lo,
+                band_hi,
+                step="post",
+                color="tab:green",
+                alpha=0.13,
+                lw=0,
                 label=f"noise band (best ± {k:g}σ)",
-            )  # fmt: skip
+            )
 
     reverts = [
         (x, v) for x, v, r in ok if r.get("verdict") != "advance" and "needs confirmation" not in r.get("note", "")
@@ -153,9 +159,14 @@ def draw(
         ax.scatter(*zip(*reverts), s=dot, color="0.6", lw=0, label="revert", zorder=2)
     if pending:
         ax.scatter(
-            *zip(*pending), s=dot * 1.6, facecolors="none", edgecolors="0.35", lw=0.8,
-            label="needs confirmation", zorder=3,
-        )  # fmt: skip
+            *zip(*pending),
+            s=dot * 1.6,
+            facecolors="none",
+            edgecolors="0.35",
+            lw=0.8,
+            label="needs confirmation",
+            zorder=3,
+        )
     shown_adv = inside(list(zip(adv_x, adv_y)))
     if shown_adv:
         ax.scatter(
@@ -183,9 +194,17 @@ def draw(
         if not xs:
             continue
         ax.scatter(
-            xs, [0.0] * len(xs), transform=trans, marker=marker, color=color, s=dot * 1.8 if marker != "|" else dot * 4,
-            lw=1.0, clip_on=False, zorder=6, label=f"{label} ({len(xs)})" if label not in seen else None,
-        )  # fmt: skip
+            xs,
+            [0.0] * len(xs),
+            transform=trans,
+            marker=marker,
+            color=color,
+            s=dot * 1.8 if marker != "|" else dot * 4,
+            lw=1.0,
+            clip_on=False,
+            zorder=6,
+            label=f"{label} ({len(xs)})" if label not in seen else None,
+        )
         seen.add(label)
 
     ax.set_ylim(lo, hi)
