@@ -75,6 +75,7 @@ def test_final_best_within_noise_while_strict_is_biased():
 def test_zero_spread_is_exactly_the_strict_rule():
     spread = noise.estimate([[0.5, 0.5, 0.5]])
     assert spread.sigma == 0.0 and spread.deterministic and "strict" in spread.describe()
+    assert "sigma=0.1" in noise.estimate([[0.9, 1.0, 1.1]]).describe()
     for value in (0.4999999, 0.5, 0.5000001, 0.1, 0.9):
         for sigma in (0.0, None):
             j = noise.judge([value], [0.5, 0.5, 0.5], "min", sigma)
@@ -152,10 +153,13 @@ torch.manual_seed(0)
         BEST_SRC + "SEED = 3\nnp.random.seed(SEED)\nrandom.seed(4)\n",
         BEST_SRC + 'CLI_OVERRIDES["data_seed"] = 5\n',
         BEST_SRC.replace("torch.manual_seed(0)", "torch.manual_seed(0)  # a comment"),
+        BEST_SRC + "rng = np.random.default_rng(11)\n",
     ],
 )
 def test_seed_only_changes_never_advance(candidate):
-    if candidate.endswith("random.seed(4)\n") or 'CLI_OVERRIDES["data_seed"]' in candidate:
+    if "default_rng" in candidate:
+        best = BEST_SRC + "rng = np.random.default_rng(0)\n"
+    elif candidate.endswith("random.seed(4)\n") or 'CLI_OVERRIDES["data_seed"]' in candidate:
         best = BEST_SRC + ("SEED = 1\nnp.random.seed(SEED)\nrandom.seed(1)\n" if "SEED" in candidate else "")
         best += 'CLI_OVERRIDES["data_seed"] = 1\n' if "data_seed" in candidate else ""
     else:

@@ -10,7 +10,18 @@ import ast
 import copy
 
 SEED_ENV = "AR_SEED"  # every repeat and confirmation gets its seed here, whether or not the host takes one
-SEED_CALLS = {"manual_seed", "manual_seed_all", "seed", "set_seed", "seed_everything", "set_random_seed"}
+SEED_CALLS = {  # calls whose arguments are seeds: torch, random, numpy, transformers, lightning, jax
+    "manual_seed",
+    "manual_seed_all",
+    "seed",
+    "set_seed",
+    "seed_everything",
+    "set_random_seed",
+    "default_rng",
+    "RandomState",
+    "Random",
+    "PRNGKey",
+}
 NOTE_NAME = "RUN_NOTE"  # free text: never part of what a candidate changes
 OVERRIDES_NAME = "CLI_OVERRIDES"
 _PLACEHOLDER = "<seed>"
