@@ -6,6 +6,7 @@ The simulated loops sample values exactly as the noisy fixture host prints them
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
@@ -201,14 +202,20 @@ def test_seed_of_repeats_and_confirmations():
 
 
 def test_noisy_host_spread_from_real_runs(tmp_path):
+    """Repeats as the runner will make them: seeds from seeds.seed_run, passed as the host's own --seed."""
+    overrides = {"steps": 10, "seed": 0, "out_dir": str(tmp_path)}
     values = []
-    for seed in range(12):
+    for attempt in range(12):
+        env, args = seeds.seed_run(overrides, attempt, ["--lr", "--seed", "--effect"])
+        assert env == {"AR_SEED": str(attempt)} and args["seed"] == attempt
+        argv = [word for key, value in args.items() for word in (f"--{key}", str(value))]
         proc = subprocess.run(
-            [sys.executable, "-m", "noisy.train", "--seed", str(seed), "--steps", "10", "--out_dir", str(tmp_path)],
+            [sys.executable, "-m", "noisy.train", *argv],
             cwd=HOSTS / "noisy_host",
             capture_output=True,
             text=True,
             timeout=60,
+            env={**os.environ, **env},
         )
         assert proc.returncode == 0, proc.stderr
         values.append(float(re.findall(r"val_loss=([-\d.eE]+)", proc.stdout)[-1]))
