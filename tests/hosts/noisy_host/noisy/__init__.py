@@ -1,0 +1,1 @@
+"""noisy-host: a seeded-noise stand-in for a training job."""
