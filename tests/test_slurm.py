@@ -128,3 +128,33 @@ def test_state_mapping():
     assert r.interrupted and "outside the runner" in r.note
     r = slurm._result("7", "FAILED", "0:9", "", 0.0, 1.0, Path("/nonexistent"))
     assert r.exit_code == -9
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_ctrl_c_cancels_every_job_of_a_wave(tmp_path):
+    cands = []
+    for i in range(3):
+        (tmp_path / f"r{i}").mkdir()
+        cands.append(
+            wave.Candidate(
+                name=f"r{i}",
+                cmd=[sys.executable, str(HOST), str(tmp_path / f"r{i}" / "rec"), "60"],
+                cwd=tmp_path,
+                env=dict(os.environ),
+                log_path=tmp_path / f"r{i}" / "run.log",
+                budget_s=60,
+                grace_s=2,
+                marker=("AR_TEST_RUN", uuid.uuid4().hex),
+            )
+        )
+    pool = slots.SlotPool([slots.Slot(0, ()), slots.Slot(1, ())])  # the third waits, and never starts
+    main = threading.main_thread().ident
+    timer = threading.Timer(2.0, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    outcomes = wave.run_wave(cands, pool, slurm.SlurmLauncher())
+    timer.join()
+    assert [o.slot is not None for o in outcomes] == [True, True, False]
+    for o in outcomes[:2]:
+        assert o.result.interrupted and o.result.state == "CANCELLED"
+        assert _gone(o.result.job_id, o.candidate.marker)
+        assert (o.candidate.log_path.parent / "slurm_job").read_text().strip() == o.result.job_id

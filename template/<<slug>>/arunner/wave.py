@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Protocol
 
 from . import launch, watchdog
-from .slots import Slot, SlotPool
+from .slots import Lease, Slot, SlotPool
 
 JOIN_TICK_S = 0.5  # how often an interrupted wave re-sweeps candidates that were just starting
 
@@ -81,7 +81,7 @@ def run_wave(
     outcomes = [Outcome(c) for c in candidates]
     if len(candidates) == 1:
         return [_run_one(outcomes[0], pool, launcher, live)]
-    threads: list[threading.Thread] = []
+    started: list[tuple[Outcome, threading.Thread, Lease]] = []
     try:
         prev_term = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread
@@ -95,14 +95,14 @@ def run_wave(
             thread = threading.Thread(
                 target=_worker, args=(outcome, lease, launcher), name=f"wave-{outcome.candidate.name}", daemon=True
             )
-            threads.append(thread)
+            started.append((outcome, thread, lease))
             thread.start()
-        for thread in threads:
+        for _, thread, _ in started:
             while thread.is_alive():
                 thread.join(JOIN_TICK_S)
     except KeyboardInterrupt:
         pool.stop()
-        _stop_all(outcomes, threads, launcher)
+        _stop_all(started, launcher)
     finally:
         if prev_term is not None:
             signal.signal(signal.SIGTERM, prev_term)
@@ -123,7 +123,7 @@ def _run_one(outcome: Outcome, pool: SlotPool, launcher: Launcher, live: bool) -
     return outcome
 
 
-def _worker(outcome: Outcome, lease, launcher: Launcher) -> None:
+def _worker(outcome: Outcome, lease: Lease, launcher: Launcher) -> None:
     cand = outcome.candidate
     try:
         outcome.result = launcher.run(cand, {**cand.env, **lease.env()}, False)
@@ -133,25 +133,29 @@ def _worker(outcome: Outcome, lease, launcher: Launcher) -> None:
         lease.release()
 
 
-def _stop_all(outcomes: list[Outcome], threads: list[threading.Thread], launcher: Launcher) -> None:
+def _stop_all(started: list[tuple[Outcome, threading.Thread, Lease]], launcher: Launcher) -> None:
     """Cancel every started candidate until its thread returns; a second Ctrl+C kills without grace."""
-    started = [o for o in outcomes if o.slot is not None]
-    running = {o.candidate.name for o, t in zip(started, threads) if t.is_alive()}
+    for outcome, thread, lease in started:
+        if thread.ident is None:  # interrupted between its lease and its start: it never ran
+            lease.release()
+            outcome.slot = None
+    started = [item for item in started if item[0].slot is not None]
+    running = {o.candidate.name for o, t, _ in started if t.is_alive()}
     try:
-        while any(t.is_alive() for t in threads):
-            for o, t in zip(started, threads):
+        while any(t.is_alive() for _, t, _ in started):
+            for o, t, _ in started:
                 if t.is_alive():
                     launcher.cancel(o.candidate)  # again each tick: one may have been between lease and start
-            for t in threads:
+            for _, t, _ in started:
                 t.join(JOIN_TICK_S)
     except KeyboardInterrupt:
-        for o in started:
+        for o, _, _ in started:
             launcher.cancel(o.candidate, force=True)
-        for t in threads:
+        for _, t, _ in started:
             t.join(JOIN_TICK_S)
         raise
     finally:
-        _mark_interrupted(started, running)
+        _mark_interrupted([o for o, _, _ in started], running)
 
 
 def _mark_interrupted(started: list[Outcome], running: set[str]) -> None:
