@@ -50,14 +50,14 @@ def test_detect_devices():
         "  MIG 1g.10gb     Device  0: (UUID: MIG-bbb)\n"
         "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-ccc)\n"
     )
-    assert slots.parse_nvidia_smi(smi) == ["0", "1"]
+    assert slots.parse_nvidia_smi(smi) == [("0", "GPU-aaa"), ("1", "GPU-ccc")]
     assert slots.parse_nvidia_smi("No devices were found\n") == []
 
 
 def test_lease_env_and_release(lock_dir):
     slot = slots.make_slots(["0", "1", "2", "3"], 2)[1]
     lease = slots.try_lease(slot, "exp-a")
-    assert lease.env() == {"CUDA_VISIBLE_DEVICES": "2,3", "AR_DEVICES": "2,3"}
+    assert lease.env() == {"CUDA_VISIBLE_DEVICES": "2,3", "AR_DEVICES": "2,3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     assert slots.holder("2").endswith("exp-a") and slots.holder("0") == ""
     assert slots.try_lease(slot) is None  # a second lease on the same devices, even in-process
     lease.release()
@@ -116,3 +116,16 @@ def test_deviceless_slot_is_one_at_a_time(lock_dir):
     assert pool.try_acquire() is None
     lease.release()
     assert pool.try_acquire() is not None
+
+
+def test_detect_through_nvidia_smi(tmp_path, monkeypatch):
+    """A stand-in nvidia-smi on PATH: indexes when nothing is set, UUIDs mapped to the same indexes."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1111)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-2222)'\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert slots.detect_devices({}) == ["0", "1"]
+    assert slots.detect_devices({"CUDA_VISIBLE_DEVICES": "GPU-2222"}) == ["1"]
+    assert slots.detect_devices({"CUDA_VISIBLE_DEVICES": "MIG-abc"}) == ["MIG-abc"]

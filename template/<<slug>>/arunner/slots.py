@@ -53,20 +53,31 @@ def detect_devices(environ: Optional[dict] = None) -> list[str]:
     if visible is not None:
         devices = parse_devices(visible)
         # CUDA stops at the first invalid entry; -1 is the usual "no GPU" spelling
-        return [] if not devices or devices[0].startswith("-") else devices
+        if not devices or devices[0].startswith("-"):
+            return []
+        if any(d.startswith("GPU-") for d in devices):  # UUIDs: lock by index, as every other runner does
+            index = {uuid: i for i, uuid in parse_nvidia_smi(_nvidia_smi())}
+            devices = [index.get(d, d) for d in devices]
+        return devices
+    return [i for i, _ in parse_nvidia_smi(_nvidia_smi())]
+
+
+def _nvidia_smi() -> str:
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return []
+        return ""
     try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S).stdout
+        return subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
-    return parse_nvidia_smi(out)
+        return ""
 
 
-def parse_nvidia_smi(text: str) -> list[str]:
-    """Indexes of the 'GPU <n>: ...' lines of `nvidia-smi -L` (MIG lines below a GPU are not slots)."""
-    return [m.group(1) for m in re.finditer(r"^GPU (\d+):", text, re.M)]
+def parse_nvidia_smi(text: str) -> list[tuple[str, str]]:
+    """(index, UUID) of the 'GPU <n>: ... (UUID: GPU-...)' lines of `nvidia-smi -L` (MIG lines are not slots)."""
+    return [
+        (m.group(1), m.group(2) or "")
+        for m in re.finditer(r"^GPU (\d+):[^\n]*?(?:\(UUID: (GPU-[^)]+)\))?$", text, re.M)
+    ]
 
 
 def make_slots(devices: list[str], per_run: int = 1) -> list[Slot]:
@@ -99,7 +110,8 @@ class Lease:
         if not self.slot.devices:
             return {}
         ids = ",".join(self.slot.devices)
-        return {"CUDA_VISIBLE_DEVICES": ids, "AR_DEVICES": ids}
+        # PCI order: CUDA's default (fastest first) may number GPUs unlike nvidia-smi and the locks
+        return {"CUDA_VISIBLE_DEVICES": ids, "AR_DEVICES": ids, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
     def release(self) -> None:
         fds, self._fds = self._fds, []

@@ -98,6 +98,7 @@ def submit(
         f"--chdir={cwd}",
         "--export=ALL",
         f"--time={format_time(time_s)}",
+        "--no-requeue",  # a preempted job comes back to us as PREEMPTED and the runner queues it again
         *sbatch_args,
         f"--wrap=exec {shlex.join(cmd)}",
     ]
@@ -202,6 +203,8 @@ def _follow(
             now = time.monotonic()
             if state == "RUNNING" and t_run is None:
                 t_run, started_at = now, time.time()
+            elif state in ("PENDING", "REQUEUED") and t_run is not None and not why:
+                t_run = None  # requeued by the cluster despite --no-requeue: its budget starts again
             if state in FINAL or (state == "UNKNOWN" and why):
                 break
             if not why and stop is not None and stop.is_set():
