@@ -158,3 +158,14 @@ def test_ctrl_c_cancels_every_job_of_a_wave(tmp_path):
         assert o.result.interrupted and o.result.state == "CANCELLED"
         assert _gone(o.result.job_id, o.candidate.marker)
         assert (o.candidate.log_path.parent / "slurm_job").read_text().strip() == o.result.job_id
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_repair_cancels_the_job_of_a_killed_runner(tmp_path):
+    marker = ("AR_TEST_RUN", uuid.uuid4().hex)
+    cmd = [sys.executable, str(HOST), str(tmp_path / "rec"), "60"]
+    job_id = slurm.submit(cmd, tmp_path, {**os.environ, marker[0]: marker[1]}, tmp_path / "run.log", 120, "orphan", [])
+    (tmp_path / "slurm_job").write_text(job_id + "\n")
+    assert slurm.cancel_recorded(tmp_path / "slurm_job") == "CANCELLED"
+    assert _gone(job_id, marker)
+    assert slurm.cancel_recorded(tmp_path / "nothing") == ""

@@ -36,6 +36,7 @@ TIME_BACKSTOP_S = 60.0  # --time = budget + grace + this: Slurm's own limit fire
 CANCEL_WAIT_S = 120.0  # after scancel, how long to wait for the job to leave (KillWait is often 30 s)
 CLI_TIMEOUT_S = 60.0  # one sbatch / scontrol / sacct call (a busy slurmctld answers slowly)
 CHECK_TIMEOUT_S = 300.0  # the visibility check job, queueing included
+UNKNOWN_LIMIT_S = 120.0  # a job neither scontrol nor sacct knows for this long is given up on
 
 # Final states (JobState) -> how the runner records them.
 DONE, FAILED, TIMED_OUT, CANCELLED, REQUEUE = "done", "failed", "timeout", "cancelled", "requeue"
@@ -179,6 +180,26 @@ def run_job(
             signal.signal(signal.SIGTERM, prev_term)
 
 
+def cancel_recorded(job_file: Path) -> str:
+    """Repair after a killed runner: cancel the job recorded in job_file if it still runs; its last state.
+
+    Returns '' when no job was recorded. Waits (up to CANCEL_WAIT_S) until the job has ended.
+    """
+    try:
+        job_id = Path(job_file).read_text().strip()
+    except FileNotFoundError:
+        return ""
+    state, _ = job_state(job_id)
+    if state in FINAL or state == "UNKNOWN":
+        return state
+    cancel(job_id)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while state not in FINAL and state != "UNKNOWN" and time.monotonic() < deadline:
+        time.sleep(POLL_MIN_S)
+        state, _ = job_state(job_id)
+    return state
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -195,12 +216,19 @@ def _follow(
     t_run = None  # monotonic time the job was first seen running
     why = ""  # "" | "deadline" | "interrupt": why we cancelled it
     period, last_state, cancel_deadline = POLL_MIN_S, "", None
+    state, exit_text, unknown_since = "UNKNOWN", "", None
     while True:
         try:
-            state, exit_text = job_state(job_id)
+            try:
+                state, exit_text = job_state(job_id)
+            except UserError:  # slurmctld slow or restarting: read again later
+                state, exit_text = "UNKNOWN", ""
+            now = time.monotonic()
             if state != last_state:
                 period, last_state = POLL_MIN_S, state
-            now = time.monotonic()
+                unknown_since = now if state == "UNKNOWN" else None
+            if state == "UNKNOWN" and now - unknown_since > UNKNOWN_LIMIT_S:
+                break
             if state == "RUNNING" and t_run is None:
                 t_run, started_at = now, time.time()
             elif state in ("PENDING", "REQUEUED") and t_run is not None and not why:
