@@ -129,3 +129,18 @@ def test_detect_through_nvidia_smi(tmp_path, monkeypatch):
     assert slots.detect_devices({}) == ["0", "1"]
     assert slots.detect_devices({"CUDA_VISIBLE_DEVICES": "GPU-2222"}) == ["1"]
     assert slots.detect_devices({"CUDA_VISIBLE_DEVICES": "MIG-abc"}) == ["MIG-abc"]
+
+
+def test_orphan_candidate_keeps_its_device(lock_dir):
+    """A candidate whose runner was SIGKILLed (its lock is gone) still blocks its device until it ends."""
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, "AR_DEVICES": "4,5"}
+    )
+    try:
+        time.sleep(0.2)  # let exec finish: /proc/<pid>/environ is the new program's
+        assert slots.try_lease(slots.Slot(0, ("5",))) is None
+        assert slots.try_lease(slots.Slot(1, ("6",))) is not None
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert slots.try_lease(slots.Slot(0, ("5",))) is not None

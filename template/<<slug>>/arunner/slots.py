@@ -164,11 +164,39 @@ def try_lease(slot: Slot, label: str = "", pool: Optional[SlotPool] = None) -> O
         raise UserError(
             f"cannot lock devices in {folder}: {exc.strerror}; make it writable or set {LOCK_DIR_ENV}"
         ) from None
+    users = _device_users(slot.devices)
+    if users:  # a candidate whose runner was killed still runs there: its lock died, its work did not
+        for fd in fds:
+            os.close(fd)
+        return None
     note = f"{os.getpid()} {label}\n".encode()
     for fd in fds:  # who holds it, for `status`; the lock, not this text, is the truth
         os.ftruncate(fd, 0)
         os.pwrite(fd, note, 0)
     return Lease(slot, fds, pool)
+
+
+def _device_users(devices: tuple[str, ...]) -> list[int]:
+    """PIDs of live processes whose environment gives them one of `devices` (AR_DEVICES, set by a lease).
+
+    One pass over /proc, paid only when the locks were free; other users' processes
+    cannot be read and are left out. Elsewhere than Linux: none found.
+    """
+    if not os.path.isdir("/proc/self"):
+        return []
+    wanted, found = set(devices), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:
+            continue
+        value = next((e[11:] for e in environ.split(b"\0") if e.startswith(b"AR_DEVICES=")), None)
+        if value is not None and wanted.intersection(value.decode("utf-8", "replace").split(",")):
+            found.append(int(name))
+    return found
 
 
 def holder(device: str) -> str:
