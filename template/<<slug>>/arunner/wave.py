@@ -1,0 +1,166 @@
+"""Run a wave of prepared candidates at once, one per free device slot, each under its own watchdog.
+
+The calling thread hands out slots in candidate order (a candidate waits until a
+slot is free: never two on one device) and starts one thread per candidate;
+each thread runs the launcher, which blocks on its child without polling. A
+wave of one runs in the calling thread with the live line: exactly a single
+run. Ctrl+C (or SIGTERM) stops every running candidate and starts no new one.
+Judging, the ledger and the best are the caller's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Protocol
+
+from . import launch, watchdog
+from .slots import Lease, Slot, SlotPool
+
+JOIN_TICK_S = 0.5  # how often an interrupted wave re-sweeps candidates that were just starting
+
+
+@dataclass
+class Candidate:
+    name: str  # the run id (e.g. r0007): names the thread and the output line
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]
+    log_path: Path
+    budget_s: float
+    grace_s: float
+    marker: tuple[str, str]  # unique per candidate: the interrupt sweep finds its processes by it
+
+
+@dataclass
+class Outcome:
+    candidate: Candidate
+    slot: Optional[Slot] = None  # None: it never started (Ctrl+C came first); it stays queued
+    result: Optional[launch.LaunchResult] = None
+    error: Optional[BaseException] = field(default=None, repr=False)  # the launcher raised (a bug or UserError)
+
+
+class Launcher(Protocol):
+    def run(self, cand: Candidate, env: dict[str, str], live: bool) -> launch.LaunchResult: ...
+
+    def cancel(self, cand: Candidate, force: bool = False) -> None: ...
+
+
+class LocalLauncher:
+    """Today's launch: the command on this machine under run_training's watchdog."""
+
+    def run(self, cand: Candidate, env: dict[str, str], live: bool) -> launch.LaunchResult:
+        return launch.run_training(
+            cand.cmd, cand.cwd, env, cand.log_path, cand.budget_s, cand.grace_s, cand.marker, live
+        )
+
+    def cancel(self, cand: Candidate, force: bool = False) -> None:
+        # From another thread: stop its marked processes; its own run_training then sees the
+        # exit, sweeps what is left and returns. force: SIGKILL without grace.
+        watchdog.stop_processes(None, cand.marker, 0.0 if force else cand.grace_s)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_wave(
+    candidates: list[Candidate], pool: SlotPool, launcher: Optional[Launcher] = None, live: bool = False
+) -> list[Outcome]:
+    """Run every candidate on a slot of `pool`; one Outcome per candidate, in the given order.
+
+    On Ctrl+C (or SIGTERM) every running candidate is stopped and reported with
+    interrupted=True and the ones not started yet come back with slot None, as a
+    single run returns an interrupted result; a second Ctrl+C while stopping kills
+    without grace and propagates.
+    """
+    launcher = launcher or LocalLauncher()
+    outcomes = [Outcome(c) for c in candidates]
+    if len(candidates) == 1:
+        return [_run_one(outcomes[0], pool, launcher, live)]
+    started: list[tuple[Outcome, threading.Thread, Lease]] = []
+    try:
+        prev_term = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        prev_term = None
+    try:
+        for outcome in outcomes:
+            lease = pool.acquire()  # blocks until a slot is free; interruptible by Ctrl+C
+            if lease is None:
+                break
+            outcome.slot = lease.slot
+            thread = threading.Thread(
+                target=_worker, args=(outcome, lease, launcher), name=f"wave-{outcome.candidate.name}", daemon=True
+            )
+            started.append((outcome, thread, lease))
+            thread.start()
+        for _, thread, _ in started:
+            while thread.is_alive():
+                thread.join(JOIN_TICK_S)
+    except KeyboardInterrupt:
+        pool.stop()
+        _stop_all(started, launcher)
+    finally:
+        if prev_term is not None:
+            signal.signal(signal.SIGTERM, prev_term)
+    return outcomes
+
+
+def _run_one(outcome: Outcome, pool: SlotPool, launcher: Launcher, live: bool) -> Outcome:
+    """A wave of one: in this thread, so Ctrl+C and the live line behave exactly as in a single run."""
+    lease = pool.acquire()
+    if lease is None:
+        return outcome
+    outcome.slot = lease.slot
+    try:
+        cand = outcome.candidate
+        outcome.result = launcher.run(cand, {**cand.env, **lease.env()}, live)
+    finally:
+        lease.release()
+    return outcome
+
+
+def _worker(outcome: Outcome, lease: Lease, launcher: Launcher) -> None:
+    cand = outcome.candidate
+    try:
+        outcome.result = launcher.run(cand, {**cand.env, **lease.env()}, False)
+    except BaseException as exc:  # reported to the caller, never lost in a thread
+        outcome.error = exc
+    finally:
+        lease.release()
+
+
+def _stop_all(started: list[tuple[Outcome, threading.Thread, Lease]], launcher: Launcher) -> None:
+    """Cancel every started candidate until its thread returns; a second Ctrl+C kills without grace."""
+    for outcome, thread, lease in started:
+        if thread.ident is None:  # interrupted between its lease and its start: it never ran
+            lease.release()
+            outcome.slot = None
+    started = [item for item in started if item[0].slot is not None]
+    running = {o.candidate.name for o, t, _ in started if t.is_alive()}
+    try:
+        while any(t.is_alive() for _, t, _ in started):
+            for o, t, _ in started:
+                if t.is_alive():
+                    launcher.cancel(o.candidate)  # again each tick: one may have been between lease and start
+            for _, t, _ in started:
+                t.join(JOIN_TICK_S)
+    except KeyboardInterrupt:
+        for o, _, _ in started:
+            launcher.cancel(o.candidate, force=True)
+        for _, t, _ in started:
+            t.join(JOIN_TICK_S)
+        raise
+    finally:
+        _mark_interrupted([o for o, _, _ in started], running)
+
+
+def _mark_interrupted(started: list[Outcome], running: set[str]) -> None:
+    for o in started:
+        r = o.result
+        if o.candidate.name in running and r is not None and not r.interrupted and r.exit_code != 0:
+            # stopped by us, not by itself: an interrupted run, whatever the signal made it return
+            o.result = dataclasses.replace(r, interrupted=True, timed_out=False, exit_code=None)
