@@ -7,7 +7,8 @@ with its stat and a content digest. A check stats every entry and hashes only
 those whose stat moved, so a clean check costs one stat per file. The stat
 includes st_ctime, which no user process can set back: an edit that restores
 the mtime with os.utime is still seen. Large files get a sampled digest (the
-size plus chunks spread over the file) when their stat moved.
+size plus chunks spread over the file): a new size or mtime is a change, and
+when only the ctime moved (a restore with `cp -p`) the sampled digest decides.
 
 The guard reads train.py with `ast` (it is never run) and refuses code that
 prints or logs the primary metric itself, or rebinds a protected name.
@@ -183,6 +184,10 @@ def check(expr_dir: Path, project_root: Path) -> Check:
             continue
         key = _stat_key(st)
         if key == entry["stat"]:
+            continue
+        sampled = entry["digest"].startswith("sampled:")
+        if sampled and key[:2] != entry["stat"][:2]:  # large data: a new size or mtime is a change
+            result.changed.append(rel)
             continue
         result.hashed.append(rel)
         try:
