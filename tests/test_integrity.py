@@ -232,7 +232,7 @@ def test_evaluator_ignores_a_sandbox_patch_and_agrees_with_an_honest_run(holdout
     run_dir.mkdir()
     gamed = evaluate.run_evaluator(expr.dir, host, ckpt, run_dir, timeout_s=120)
     assert gamed.ok, gamed.error
-    assert gamed.metrics["val_loss"] == pytest.approx(honest, rel=1e-6)  # ... not the evaluator
+    assert gamed.metrics["val_loss"] == pytest.approx(honest, rel=1e-5)  # ... not the evaluator (printed to 6 digits)
     agree, note = evaluate.compare("val_loss", reported, gamed.metrics["val_loss"])
     assert not agree and "val_loss=0" in note and f"{gamed.metrics['val_loss']:.6g}" in note
 
