@@ -288,9 +288,12 @@ def find_loader(modules: list[Module]) -> tuple[Optional[list[str]], str]:
         ], f"Lightning checkpoint of {mod.dotted}.{cls}"
     if pretrained:
         mod, call = pretrained[0]
-        owners = [(m, n) for m in modules for n, c in m.classes.items() if any(
-            isinstance(f, ast.FunctionDef) and f.name == "from_pretrained" for f in c.body
-        )]
+        owners = [
+            (m, n)
+            for m in modules
+            for n, c in m.classes.items()
+            if any(isinstance(f, ast.FunctionDef) and f.name == "from_pretrained" for f in c.body)
+        ]
         hf = [
             (m.dotted, a.asname or a.name)
             for m in modules
@@ -347,7 +350,12 @@ def propose_evaluate(project_root: Path, entry_module: str) -> tuple[Optional[st
         data = _classes(modules, DATAMODULE_BASES)
         if data:
             mod, cls = data[0]
-            lines = [*loader, f"from {mod.dotted} import {cls}", "import lightning", *LIGHTNING_VALIDATE.format(data=cls).splitlines()]
+            lines = [
+                *loader,
+                f"from {mod.dotted} import {cls}",
+                "import lightning",
+                *LIGHTNING_VALIDATE.format(data=cls).splitlines(),
+            ]
             return _tidy(lines), f"{why_loader}; Trainer.validate with {mod.dotted}.{cls}"
     if scorer is None:
         return None, why_scorer

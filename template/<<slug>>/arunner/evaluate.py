@@ -145,7 +145,9 @@ def run_evaluator(
     if done.interrupted:
         raise KeyboardInterrupt
     if done.timed_out or done.survivors:
-        return Evaluation(False, error=f"evaluator ran past its {timeout_s:g} s limit; last line: {done.last_line}", **base)
+        return Evaluation(
+            False, error=f"evaluator ran past its {timeout_s:g} s limit; last line: {done.last_line}", **base
+        )
     if done.exit_code != 0 or not out_path.exists():
         return Evaluation(False, error=f"evaluator failed (exit {done.exit_code}): {done.last_line}", **base)
     try:
@@ -178,8 +180,7 @@ def compare(name: str, reported, evaluated, rel_tol: float = REL_TOLERANCE) -> t
     if math.isfinite(rep) and math.isclose(rep, ev, rel_tol=rel_tol, abs_tol=1e-12):
         return True, ""
     return False, (
-        f"reported {name}={reported:.6g} disagrees with the evaluator's {ev:.6g} "
-        f"(relative tolerance {rel_tol:g})"
+        f"reported {name}={reported:.6g} disagrees with the evaluator's {ev:.6g} (relative tolerance {rel_tol:g})"
         if isinstance(reported, (int, float))
         else f"reported {name}={reported!r} disagrees with the evaluator's {ev:.6g}"
     )

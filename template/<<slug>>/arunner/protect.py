@@ -21,9 +21,10 @@ import glob
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from .errors import UserError
 from .fsutil import atomic_write_json, read_json
@@ -373,4 +374,3 @@ def protected_names(prepare_path: Path, project_root: Path) -> list[str]:
         functions = {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         names += [n for n in imported if n in functions and EVAL_NAME_RE.search(n) and n not in names]
     return names
-
