@@ -174,25 +174,26 @@ def check(expr_dir: Path, project_root: Path) -> Check:
     result = Check()
     if manifest is None:
         return result
-    root = Path(project_root)
+    root = os.fspath(project_root)
     refreshed = False
     for rel, entry in manifest["files"].items():
-        path = root / rel
+        path = os.path.join(root, rel)  # plain strings: a Path per file would cost more than its stat
         try:
             st = os.stat(path)
         except OSError:
             result.changed.append(rel)
             continue
+        old = entry["stat"]
+        if st.st_ctime_ns == old[2] and st.st_mtime_ns == old[1] and st.st_size == old[0] and st.st_ino == old[3]:
+            continue  # the common case, kept to attribute reads: it runs once per protected file
         key = _stat_key(st)
-        if key == entry["stat"]:
-            continue
         sampled = entry["digest"].startswith("sampled:")
-        if sampled and key[:2] != entry["stat"][:2]:  # large data: a new size or mtime is a change
+        if sampled and key[:2] != old[:2]:  # large data: a new size or mtime is a change
             result.changed.append(rel)
             continue
         result.hashed.append(rel)
         try:
-            same = digest(path, st.st_size) == entry["digest"]
+            same = digest(Path(path), st.st_size) == entry["digest"]
         except OSError:
             same = False
         if same:
