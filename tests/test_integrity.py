@@ -146,6 +146,8 @@ def test_damaged_manifest_is_one_line(tmp_path):
         ('import eval_host.evaluation as ev\nvars(ev)["evaluate_model"] = len', "evaluate_model"),
         ('from unittest import mock\nmock.patch("eval_host.evaluation.evaluate_model", len).start()', "evaluate_model"),
         ("import prepare\nprepare.evaluate = len", "evaluate"),
+        ('import prepare\nsetattr(prepare, "evaluate", len)', "evaluate"),
+        ('import wandb\nwandb.run.summary["val_loss"] = 0.0', "logs the primary metric"),
     ],
 )
 def test_guard_refuses_metric_prints_and_rebinding_with_the_line(holdout_expr, code, reason):
@@ -171,6 +173,7 @@ def test_guard_refuses_metric_prints_and_rebinding_with_the_line(holdout_expr, c
         'print("val_loss_smoothed=1")',
         "import torch\nmodel = torch.nn.Linear(1, 1)\nmodel.evaluate = len",  # not prepare's evaluate
         "import eval_host.model as m\nm.Net.forward = lambda self, x: x",  # an architecture patch
+        'CLI_OVERRIDES = {}\nCLI_OVERRIDES["evaluate"] = True\nsetattr(object(), "evaluate", 1)',
     ],
 )
 def test_guard_lets_ordinary_code_through(holdout_expr, code):

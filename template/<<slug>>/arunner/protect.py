@@ -245,7 +245,7 @@ class Offence:
 OUTPUT_CALLS = {"print", "write", "writelines", "pprint"}  # plain output, by the called name
 LOG_CALLS = {"debug", "info", "warning", "warn", "error", "critical", "exception", "log"}  # logging / trackers
 TRACKER_CALLS = {"add_scalar", "add_scalars", "log_metric", "log_metrics", "log_dict", "add_hparams", "summary"}
-PATCH_CALLS = {"setattr", "patch", "patch.object", "setitem"}  # setattr(mod, "name", f), mock.patch("a.name")
+PATCH_CALLS = {"setattr", "patch", "setitem"}  # setattr(mod, "name", f), mock.patch("a.name", f)
 
 
 def _called_name(func: ast.AST) -> str:
@@ -274,24 +274,24 @@ def _strings(node: ast.AST) -> Iterable[str]:
             yield value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _names_metric(text: str, metric: str, exact_ok: bool) -> bool:
-    if exact_ok and text.strip() == metric:
+def _names_metric(text: str, metric: str) -> bool:
+    """The literal is the metric's name, or holds it as `name=` / `name:` (what the log backend reads)."""
+    if text.strip() == metric:
         return True
     return re.search(rf"(?<![\w/.]){re.escape(metric)}\s*[=:]", text) is not None
 
 
 def guard_train_py(source: str, primary_metric: str, protected: Iterable[str]) -> Optional[Offence]:
-    """The first offence in train.py's source, or None.
+    """The offence on the earliest line of train.py's source, or None.
 
     `protected` holds names the candidate must not rebind: bare (`evaluate_model`,
-    matched as any attribute or setattr name) or qualified (`prepare.evaluate`,
-    matched only on an object whose dotted name ends with the owner).
+    matched as any attribute, setattr or patch target) or qualified
+    (`prepare.evaluate`, matched only on an object named like the owner).
     """
     try:
         tree = ast.parse(source)
     except SyntaxError:  # the run itself crashes with the full traceback: not the guard's call
         return None
-    lines = source.splitlines()
     bare, qualified = set(), {}
     for name in protected:
         owner, _, attr = name.rpartition(".")
@@ -299,59 +299,65 @@ def guard_train_py(source: str, primary_metric: str, protected: Iterable[str]) -
             qualified.setdefault(attr, set()).add(owner.rpartition(".")[2])
         else:
             bare.add(name)
-
-    def offence(node: ast.AST, reason: str) -> Offence:
-        line = getattr(node, "lineno", 0)
-        return Offence(line, lines[line - 1].strip() if 0 < line <= len(lines) else "", reason)
-
-    def protected_attr(target: ast.AST) -> Optional[str]:
-        """The protected name that assigning to target rebinds, if any."""
-        if isinstance(target, ast.Attribute):
-            chain = _dotted(target).split(".")
-            if target.attr in bare:
-                return target.attr
-            owners = qualified.get(target.attr, set())
-            if owners and len(chain) >= 2 and chain[-2] in owners:
-                return target.attr
-            if any(part in bare for part in chain[:-1]):  # evaluate_model.__code__ = ...
-                return next(part for part in chain[:-1] if part in bare)
-            return protected_attr(target.value) if isinstance(target.value, ast.Attribute) else None
-        if isinstance(target, ast.Subscript):  # vars(mod)["evaluate_model"] = ..., mod.__dict__[...]
-            key = target.slice.value if isinstance(target.slice, ast.Constant) else None
-            if isinstance(key, str) and (key in bare or key in qualified):
-                return key
-        if isinstance(target, (ast.Tuple, ast.List)):
-            return next((n for n in map(protected_attr, target.elts) if n), None)
+    found = list(_offences(tree, primary_metric, bare, qualified))
+    if not found:
         return None
+    node, reason = min(found, key=lambda f: (f[0].lineno, f[0].col_offset))
+    lines = source.splitlines()
+    return Offence(node.lineno, lines[node.lineno - 1].strip() if node.lineno <= len(lines) else "", reason)
 
+
+def _rebound(target: ast.AST, bare: set, qualified: dict) -> Optional[str]:
+    """The protected name that assigning to (or deleting) target rebinds, if any."""
+    if isinstance(target, ast.Attribute):
+        chain = _dotted(target).split(".")
+        if target.attr in bare:
+            return target.attr
+        if len(chain) >= 2 and chain[-2] in qualified.get(target.attr, ()):
+            return target.attr
+        inner = next((part for part in chain[:-1] if part in bare), None)  # evaluate_model.__code__ = ...
+        return inner or (_rebound(target.value, bare, qualified) if isinstance(target.value, ast.Attribute) else None)
+    if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+        key, base = target.slice.value, ast.unparse(target.value)  # vars(mod)["name"], mod.__dict__["name"]
+        if key in bare or any(owner in base for owner in qualified.get(key, ())):
+            return key
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return next((n for n in (_rebound(e, bare, qualified) for e in target.elts) if n), None)
+    return None
+
+
+def _offences(tree: ast.AST, metric: str, bare: set, qualified: dict):
+    """(node, reason) for every offence in the tree."""
     for node in ast.walk(tree):
-        targets: list[ast.AST] = []
-        if isinstance(node, ast.Assign):
+        targets: list = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
             targets = node.targets
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets = [node.target]
-        elif isinstance(node, ast.Delete):
-            targets = node.targets
         for target in targets:
-            name = protected_attr(target)
+            name = _rebound(target, bare, qualified)
             if name:
-                return offence(node, f"rebinds the protected name {name}")
+                yield node, f"rebinds the protected name {name}"
+            elif (  # wandb.run.summary["val_loss"] = 0.0
+                isinstance(target, ast.Subscript)
+                and "summary" in _dotted(target.value)
+                and any(_names_metric(t, metric) for t in _strings(target.slice))
+            ):
+                yield node, f"logs the primary metric {metric} itself"
         if not isinstance(node, ast.Call):
             continue
         called, dotted = _called_name(node.func), _dotted(node.func)
         if called in PATCH_CALLS or dotted.endswith("patch.object"):
-            for arg in node.args[:2]:
-                for text in _strings(arg):
-                    leaf = text.rpartition(".")[2]
-                    if leaf in bare or leaf in qualified:
-                        return offence(node, f"rebinds the protected name {leaf}")
+            owner_text = ast.unparse(node.args[0]) if node.args else ""  # setattr(prepare, "evaluate", f)
+            for text in (t for arg in node.args[:2] for t in _strings(arg)):
+                leaf = text.rpartition(".")[2]
+                if leaf in bare or any(o in text or o in owner_text for o in qualified.get(leaf, ())):
+                    yield node, f"rebinds the protected name {leaf}"
         if called in OUTPUT_CALLS or called in LOG_CALLS or called in TRACKER_CALLS:
-            tracker = called in TRACKER_CALLS or (called == "log" and "logging" not in dotted)
-            for arg in [*node.args, *(k.value for k in node.keywords)]:
-                if any(_names_metric(t, primary_metric, exact_ok=True) for t in _strings(arg)):
-                    what = "logs" if tracker or called in LOG_CALLS else "prints"
-                    return offence(node, f"{what} the primary metric {primary_metric} itself")
-    return None
+            args = [*node.args, *(k.value for k in node.keywords)]
+            if any(_names_metric(t, metric) for arg in args for t in _strings(arg)):
+                logs = called in TRACKER_CALLS or called in LOG_CALLS
+                yield node, f"{'logs' if logs else 'prints'} the primary metric {metric} itself"
 
 
 def protected_names(prepare_path: Path, project_root: Path) -> list[str]:
