@@ -172,11 +172,13 @@ def _rebuild(arg: ast.AST, assigned: dict, owners: dict) -> Optional[tuple[str, 
 
 
 def find_scorer(modules: list[Module]) -> tuple[Optional[Scorer], str]:
+    """The host's evaluation function and how to call it on a loaded model (the first call site
+    whose other arguments can be rebuilt wins)."""
     owners = {name: mod.dotted for mod in modules for name in [*mod.functions, *mod.classes]}
     candidates = [(mod, fn) for mod in modules for name, fn in mod.functions.items() if EVAL_NAME_RE.search(name)]
     if not candidates:
         return None, "no evaluation function found (a project function named evaluate*, eval*, validate*)"
-    for _, call in _calls(modules):
+    for caller, call in _calls(modules):
         name = call.func.id if isinstance(call.func, ast.Name) else ""
         match = next(((m, f) for m, f in candidates if f.name == name), None)
         if match is None or not call.args:
@@ -184,7 +186,6 @@ def find_scorer(modules: list[Module]) -> tuple[Optional[Scorer], str]:
         mod, fn = match
         required = _required_params(fn)
         extra, imports = [], []
-        caller = next(m for m, c in _calls(modules) if c is call)
         assigned = {
             t.id: n.value
             for n in ast.walk(caller.tree)
@@ -264,7 +265,7 @@ def _from_state_dict(
         "import torch",
         f"from {owner} import {cls}",
         "",
-        'saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)',
+        'saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # tensors and plain values only',
         f"model = {cls}({', '.join(pieces)})",
         f"model.load_state_dict(saved[{state_key!r}])",
     ]
