@@ -64,7 +64,7 @@ def step(a):
     atomic_write_json(run_dir / "decision.json", decision)
     fault_point("driver.decided")
     best.promote(expr, run_dir, record(a["run_id"], 0.5))
-    checkpoints.prune(expr, a.get("keep", 1))
+    checkpoints.prune(expr, a.get("keep", 1), a["run_id"])
 
 
 def churn(a):
@@ -79,7 +79,7 @@ def churn(a):
         (root / "out" / "model.pt").write_bytes(run_id.encode() * 100)
         checkpoints.capture(cfg, run_dir, started)
         best.promote(expr, run_dir, record(run_id, 1.0 / i))
-        checkpoints.prune(expr, 1)
+        checkpoints.prune(expr, 1, run_id)
 
 
 if __name__ == "__main__":

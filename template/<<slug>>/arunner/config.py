@@ -103,6 +103,22 @@ class Session:
     def save(self, expr_dir: Path) -> None:
         atomic_write_json(Path(expr_dir) / SESSION_FILE, self.__dict__)
 
+    def describe(self) -> str:
+        """One line: the termination conditions and run defaults in force."""
+        if self.stopped:
+            stop = "stopped by hand"
+        elif self.unlimited:
+            stop = "unlimited"
+        else:
+            parts = [
+                f"max_runs={self.max_runs}" if self.max_runs else "",
+                f"plateau={self.plateau}" if self.plateau else "",
+                f"threshold={self.threshold:g}" if self.threshold is not None else "",
+            ]
+            stop = ", ".join(p for p in parts if p) or "no limit set"
+        extra = f"; seconds={self.seconds}" if self.seconds else ""
+        return f"session: {stop}{extra}; keep_checkpoints={self.keep_checkpoints}; chain_mode={self.chain_mode}"
+
 
 @dataclass
 class Config:

@@ -47,7 +47,7 @@ KillFn = Callable[[int, int], None]
 _USE_PROC = os.path.isdir("/proc/self")  # tests flip this to exercise the psutil path
 _KTHREAD = 0x00200000  # PF_KTHREAD in /proc/<pid>/stat flags: kernel threads have no environment
 _POLL_S = 0.02  # liveness polling interval where no pidfd is available
-_KILL_WAIT_S = 1.0  # SIGKILL takes effect at once; SPEC 9 allows grace + 1 s in all
+_KILL_WAIT_S = 1.0  # after SIGKILL: it takes effect at once, so a stop costs at most grace + 1 s
 _CMDLINE_CAP = 200  # result.json stays small
 
 
