@@ -221,3 +221,33 @@ def test_two_experiments_run_at_the_same_time(minimal_host):
     assert right.run()["verdict"] == "advance"  # its own lock: not blocked by the other experiment
     out, err = background.communicate(timeout=120)
     assert background.returncode == 0 and out.startswith("r0001 ok/advance"), err
+
+
+def test_failure_before_any_best_keeps_train_py_and_the_last_run_note(minimal_expr: Experiment):
+    # A syntax error, and RUN_NOTE bound twice: Python would bind the last one.
+    minimal_expr.edit('RUN_NOTE = "baseline"', 'RUN_NOTE = "first"\nRUN_NOTE = "wired my own call"')
+    minimal_expr.edit("# Example:", "def broken(:\n# Example:")
+    written = minimal_expr.train_py.read_bytes()
+    proc = minimal_expr.ar("run")
+    run_id = proc.stdout.split()[0]
+    result = json.loads((minimal_expr.dir / "runs" / run_id / "result.json").read_text())
+    assert (result["status"], result["verdict"]) == ("crash", "crash")
+    assert minimal_expr.train_py.read_bytes() == written  # no best yet: the user's file stays
+    assert "no best run yet: train.py left as it is" in proc.stdout
+    assert "restored" not in proc.stdout
+    assert minimal_expr.rows()[0]["note"].startswith("wired my own call")
+
+
+def test_restore_splices_frozen_blocks_verbatim(tmp_path):
+    from arunner.snapshots import BASELINE, restore_target
+
+    def train(block: str) -> bytes:
+        return f'RUN_NOTE = "x"\n# ---- FROZEN: io ----\n{block}\n# ---- end FROZEN ----\nlr = 0.3\n'.encode()
+
+    new_block = 'SEP = "\\n"\nNUM = re.compile(r"\\d+\\.\\d*")'
+    (tmp_path / BASELINE).write_bytes(train(new_block))
+    (tmp_path / "runs" / "r0001").mkdir(parents=True)
+    (tmp_path / "runs" / "r0001" / "train.py").write_bytes(train("OLD = 1"))
+    restored = restore_target(tmp_path, {"run_id": "r0001", "snapshot": "runs/r0001/train.py"})
+    assert restored == train(new_block)
+    assert b"\\\\" not in restored
