@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from conftest import Experiment, answers, make_host, pid_alive, render
+from conftest import REPO, Experiment, answers, make_host, pid_alive, render
 from test_interview import literal_assignment
 
 from arunner import best as best_module
@@ -145,24 +145,12 @@ def test_torchrun_tree_is_gone_after_timeout(tmp_path):
     """Runner `torchrun --nproc-per-node 2`: both gloo ranks hang, rank 0 leaves a setsid grandchild."""
     import socket
 
-    from conftest import REPO
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     host = make_host("minimal", tmp_path / "host")
-    render(
-        host,
-        {
-            "entry_pattern": "argparse-cli",
-            "entry_main_module": "minipkg.train",
-            "cli_args": "{lr: 0.1}",
-            "metric_backend": "log",
-            "slug": "261125-ddp",
-            "distributed_framework": "ddp",
-            "runner": f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}",
-        },
-    )
+    runner = f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}"
+    render(host, answers(slug="261125-ddp", distributed_framework="ddp", runner=runner, seconds="300"))
     expr = Experiment(host, "261125-ddp")
     expr.ar("session", "--grace", "3")
     first = expr.run()  # both ranks run the host; each prints the metric, the last line wins

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Experiment
+from conftest import Experiment, answers, render
 
 
 def test_status_compact_is_short_and_true(minimal_expr: Experiment):
@@ -126,21 +126,9 @@ def test_report_lists_every_run_and_the_best(minimal_expr: Experiment):
     assert (minimal_expr.dir / "progress.png").stat().st_size > 1000
 
 
-def test_pruning_is_reported_by_status(tmp_path):
-    from conftest import make_host, render
-
-    host = make_host("minimal", tmp_path / "host")
-    render(
-        host,
-        {
-            "entry_main_module": "minipkg.train",
-            "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
-            "metric_backend": "log",
-            "checkpoint_glob": "ckpt/*.txt",
-            "slug": "261125-prune",
-        },
-    )
-    expr = Experiment(host, "261125-prune")
+def test_pruning_is_reported_by_status(rendered_once, tmp_path):
+    data = answers(cli_args="{lr: 0.1, save: ckpt/model.txt}", checkpoint_glob="ckpt/*.txt", slug="261125-prune")
+    expr = rendered_once("minimal", data, tmp_path / "host")
     expr.run()  # best, keeps its checkpoint in best_ckpt/
     for lr in ("0.3", "0.4", "0.5"):
         expr.edit("'lr': 0.1,", f"'lr': {lr},")
@@ -204,18 +192,8 @@ def test_live_line_only_on_a_terminal(minimal_expr: Experiment):
 
 
 def test_two_experiments_run_at_the_same_time(minimal_host):
-    from conftest import render
-
     for slug in ("261125-left", "261125-right"):
-        render(
-            minimal_host,
-            {
-                "entry_main_module": "minipkg.train",
-                "cli_args": "{lr: 0.1, sleep: 2}",
-                "metric_backend": "log",
-                "slug": slug,
-            },
-        )
+        render(minimal_host, answers(cli_args="{lr: 0.1, sleep: 2}", slug=slug))
     left, right = Experiment(minimal_host, "261125-left"), Experiment(minimal_host, "261125-right")
     background = left.start_run(wait_for="started.json")
     assert right.run()["verdict"] == "advance"  # its own lock: not blocked by the other experiment
