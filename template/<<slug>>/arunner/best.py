@@ -52,6 +52,9 @@ FAULT_POINTS = (
     "promote.done",
 )
 
+READ_RETRIES = 200  # read_best retries a dangling best.json this often (the swap instant without RENAME_EXCHANGE)
+READ_RETRY_S = 0.005  # ... this long apart: 1 s in all, far longer than two renames take
+
 # None: not tried yet; False: this system cannot (tests set False to exercise the fallback).
 exchange_supported: bool | None = None
 _SYSCALL_NR = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276, "riscv64": 276}
@@ -119,7 +122,7 @@ def read_best(expr_dir: Path) -> dict | None:
         "to forget the best run (the next improving run becomes the best)"
     )
     missing = object()
-    for _ in range(200):
+    for _ in range(READ_RETRIES):
         data = read_json(link, "best-run record", fix, default=missing)
         if data is not missing:
             break
@@ -130,7 +133,7 @@ def read_best(expr_dir: Path) -> dict | None:
             if data is missing:
                 return None
             break
-        time.sleep(0.005)
+        time.sleep(READ_RETRY_S)
     else:
         raise UserError(
             f"{link} points at a missing {LINK_TARGET}: a promotion was interrupted; "

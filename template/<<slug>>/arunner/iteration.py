@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import ledger
+from . import ledger, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -43,7 +43,6 @@ from .text import one_line
 __all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "repair", "run_once", "summary_lines"]
 
 LOCK = ".ar-lock"
-LEFTOVER_KILL_WAIT_S = 2.0  # grace for processes of a killed run found by repair
 SUMMARY_LINE_CAP = 240  # characters of the second summary line (all of stdout stays under 400 bytes)
 
 
@@ -78,11 +77,9 @@ class ExperimentLock:
 
 def _stop_leftovers(expr: Path, run_dir: Path, token: str | None) -> list[str]:
     """Kill what still runs of a killed run (found by its marker); notes of what went."""
-    from . import watchdog
-
     if not token:
         return []
-    found, survivors = watchdog.stop_processes(None, (MARKER_KEY, token), LEFTOVER_KILL_WAIT_S)
+    found, survivors = watchdog.stop_processes(None, (MARKER_KEY, token), watchdog.SWEEP_GRACE_S)
     if survivors:
         write_sentinel(expr, run_dir.name, survivors)
         raise UserError(
