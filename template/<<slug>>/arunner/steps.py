@@ -2,6 +2,7 @@
 
   allocate(cfg, source, note)                          -> RunStart   runs/rNNNN/ with train.py + started.json
   launch_run(cfg, session, run, budget_s, live)        -> LaunchResult   the training under the watchdog
+                                                          (keywords: train_py, extra_env)
   measure(cfg, run, launched)                          -> Measured   metrics + checkpoint capture
   judge(cfg, session, run, launched, measured, best)   -> result dict (nothing written)
   commit(cfg, session, run, result, best)              -> pruned run ids: decision.json, promote or
@@ -208,12 +209,25 @@ def training_env(cfg: Config, run: RunStart, budget_s: int) -> dict:
     return env
 
 
-def launch_run(cfg: Config, session: Session, run: RunStart, budget_s: int, live: bool) -> LaunchResult:
-    """Train the run's train.py under the watchdog until it exits or the budget is spent."""
+def launch_run(
+    cfg: Config,
+    session: Session,
+    run: RunStart,
+    budget_s: int,
+    live: bool,
+    *,
+    train_py: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> LaunchResult:
+    """Train under the watchdog until the training exits or the budget is spent.
+
+    `train_py` is the file launched (default: the experiment's train.py); `extra_env`
+    is added to the training's environment (e.g. the devices of a slot).
+    """
     return run_training(
-        build_command(cfg),
+        build_command(cfg, train_py),
         cfg.project_root,
-        training_env(cfg, run, budget_s),
+        {**training_env(cfg, run, budget_s), **(extra_env or {})},
         run.run_dir / "run.log",
         budget_s,
         grace_seconds(cfg, session),
