@@ -229,3 +229,29 @@ def test_restore_splices_frozen_blocks_verbatim(tmp_path):
     restored = restore_target(tmp_path, {"run_id": "r0001", "snapshot": "runs/r0001/train.py"})
     assert restored == train(new_block)
     assert b"\\\\" not in restored
+
+
+def test_ledger_drops_a_row_cut_short(tmp_path):
+    from arunner import ledger
+
+    path = tmp_path / "results.tsv"
+    row = "r0001\tts\t1.00\tok\tadvance\tloss\t0.5\ttrue\ttrue\tnote\n"
+    path.write_text(ledger.HEADER + row + "r0002\tts\t1.")
+    assert ledger.repair_tail(path) is True
+    assert path.read_text() == ledger.HEADER + row
+    assert ledger.repair_tail(path) is False
+    assert ledger.last_run_number(path) == 1 and ledger.has_row(path, "r0001")
+
+
+def test_run_ids_have_one_parser_and_one_formatter(tmp_path):
+    from arunner import runs
+
+    for n in (1, 9999, 10000):
+        assert runs.parse_run_id(runs.format_run_id(n)) == n
+    assert [runs.parse_run_id(t) for t in ("r12", "x0001", "r0001.bak", "", None)] == [None] * 5
+    for name in ("r0002", "r10000", "r0001", "notes", ".r0003"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    assert runs.run_numbers(tmp_path) == [1, 2, 10000]
+    assert runs.next_run_id(runs.run_numbers(tmp_path)) == "r10001"
+    assert runs.run_dir_of(tmp_path, 2) == runs.run_dir_of(tmp_path, "r0002") == tmp_path / "runs" / "r0002"
+    assert sorted(["r10000", "r9999"], key=runs.run_key) == ["r9999", "r10000"]

@@ -58,13 +58,11 @@ def repair_tail(path: Path) -> bool:
     if size == 0:
         path.write_text(HEADER, encoding="utf-8")
         return True
-    with open(path, "rb+") as fh:
-        fh.seek(max(0, size - REPAIR_TAIL_BYTES))
-        tail = fh.read()
-        if tail.endswith(b"\n"):
-            return False
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+    tail = read_tail(path, REPAIR_TAIL_BYTES)
+    if tail.endswith(b"\n"):
+        return False
+    cut = tail.rfind(b"\n")
+    os.truncate(path, size - len(tail) + cut + 1 if cut >= 0 else 0)
     if path.stat().st_size == 0:
         path.write_text(HEADER, encoding="utf-8")
     return True
