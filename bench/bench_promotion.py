@@ -95,7 +95,7 @@ def one_promotion(root: Path, expr: Path, run_no: int, size: int, files: int) ->
     t1 = time.perf_counter()
     best.promote(expr, run_dir, record(run_dir.name, 1.0 / run_no))
     t2 = time.perf_counter()
-    checkpoints.prune(expr, 1)
+    checkpoints.prune(expr, 1, run_dir.name)
     os.sync()
     after = blocks(root / "out") + blocks(expr)
     df_used = free_before - shutil.disk_usage(root).free
@@ -145,7 +145,7 @@ def prune_scan(base: Path, runs: int = 10_000) -> str:
     for _ in range(5):
         t0 = time.perf_counter()
         best.repair(expr, None)
-        checkpoints.prune(expr, 1)
+        checkpoints.prune(expr, 1, None)
         times.append(time.perf_counter() - t0)
     return f"repair + prune with {runs} run folders: {statistics.median(times) * 1000:.2f} ms median"
 

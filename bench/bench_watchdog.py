@@ -26,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
+sys.path.insert(0, str(REPO / "tests" / "procs"))
+
+from liveness import pid_alive as alive  # noqa: E402
 
 from arunner import watchdog  # noqa: E402
 from arunner.launch import run_training  # noqa: E402
@@ -33,14 +36,6 @@ from arunner.launch import run_training  # noqa: E402
 PROCS = REPO / "tests" / "procs"
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def alive(pid: int) -> bool:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def pids_in(pidfile: Path) -> list[int]:

@@ -20,6 +20,26 @@ REPO = Path(__file__).resolve().parent.parent
 HOSTS = REPO / "tests" / "hosts"
 RUNNER_SRC = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER_SRC))
+sys.path.insert(0, str(REPO / "tests" / "procs"))
+
+from liveness import pid_alive  # noqa: E402, F401  (tests import it from here)
+
+# The answers every runner test starts from (the minimal host, exact metrics); tests override keys.
+MINIMAL_ANSWERS = {
+    "entry_pattern": "argparse-cli",
+    "entry_main_module": "minipkg.train",
+    "cli_args": "{lr: 0.1}",
+    "metric_backend": "log",
+    "primary_metric": "eval/loss",
+    "slug": "261125-minimal",
+    "seconds": "30",
+}
+
+
+def answers(**overrides) -> dict:
+    """MINIMAL_ANSWERS with `overrides` applied."""
+    return {**MINIMAL_ANSWERS, **overrides}
+
 
 # The project's interpreter is this one: Copier's preflight probes `python` on PATH.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -132,23 +152,29 @@ class Experiment:
         return json.loads(path.read_text()) if path.exists() else None
 
 
+@pytest.fixture(scope="session")
+def rendered_once(tmp_path_factory):
+    """fresh(host, answers, dest): a rendered experiment at `dest`, copied from one render per
+    (host, answers) in this test session (a render costs seconds, a copy milliseconds)."""
+    cache: dict[str, Path] = {}
+
+    def fresh(host: str, data: dict, dest: Path) -> Experiment:
+        key = json.dumps([host, data], sort_keys=True)
+        if key not in cache:
+            src = tmp_path_factory.mktemp("rendered") / host
+            render(make_host(host, src), data)
+            cache[key] = src
+        shutil.copytree(cache[key], dest, symlinks=True)
+        return Experiment(dest, data["slug"])
+
+    return fresh
+
+
 @pytest.fixture
 def minimal_host(tmp_path) -> Path:
     return make_host("minimal", tmp_path / "minimal")
 
 
 @pytest.fixture
-def minimal_expr(minimal_host) -> Experiment:
-    render(
-        minimal_host,
-        {
-            "entry_pattern": "argparse-cli",
-            "entry_main_module": "minipkg.train",
-            "cli_args": "{lr: 0.1}",
-            "metric_backend": "log",
-            "primary_metric": "eval/loss",
-            "slug": "261125-minimal",
-            "seconds": "30",
-        },
-    )
-    return Experiment(minimal_host, "261125-minimal")
+def minimal_expr(rendered_once, tmp_path) -> Experiment:
+    return rendered_once("minimal", MINIMAL_ANSWERS, tmp_path / "minimal")

@@ -273,14 +273,14 @@ def test_prune_keeps_best_and_latest(proj):
             best.promote(expr, run_dir, record("r0002", 0.1))
     held = lambda: sorted(p.parent.name for p in expr.glob("runs/*/ckpt"))  # noqa: E731
     assert held() == ["r0001", "r0003", "r0004", "r0005"]
-    assert checkpoints.prune(expr, keep_latest=1) == ["r0004", "r0003", "r0001"]
+    assert checkpoints.prune(expr, 1, "r0002") == ["r0004", "r0003", "r0001"]
     assert held() == ["r0005"]
-    assert checkpoints.prune(expr, keep_latest=1) == []  # idempotent
+    assert checkpoints.prune(expr, 1, "r0002") == []  # idempotent
     # A stray ckpt in the best run's own folder is never pruned, not even with keep_latest=0.
     (expr / "runs" / "r0002" / "ckpt").mkdir()
     (expr / "runs" / "r0002" / "ckpt" / "m.pt").write_bytes(b"x")
     checkpoints.mark_held(expr, "r0002")
-    assert checkpoints.prune(expr, keep_latest=0) == ["r0005"]
+    assert checkpoints.prune(expr, 0, "r0002") == ["r0005"]
     assert held() == ["r0002"]
     assert (expr / "best_ckpt" / "m.pt").read_bytes() == b"2"
     assert_agree(expr, "r0002")

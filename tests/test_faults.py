@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from conftest import Experiment, make_host, render
+from conftest import REPO, Experiment, answers, make_host, pid_alive, render
 from test_interview import literal_assignment
 
 from arunner import best as best_module
@@ -26,22 +26,12 @@ POINTS = [
 ]
 
 
+FAULT_ANSWERS = answers(cli_args="{lr: 0.1, save: ckpt/model.txt}", checkpoint_glob="ckpt/*.txt", slug="261125-faults")
+
+
 @pytest.fixture
-def ckpt_expr(tmp_path) -> Experiment:
-    host = make_host("minimal", tmp_path / "host")
-    render(
-        host,
-        {
-            "entry_pattern": "argparse-cli",
-            "entry_main_module": "minipkg.train",
-            "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
-            "metric_backend": "log",
-            "checkpoint_glob": "ckpt/*.txt",
-            "slug": "261125-faults",
-            "seconds": "30",
-        },
-    )
-    return Experiment(host, "261125-faults")
+def ckpt_expr(rendered_once, tmp_path) -> Experiment:
+    return rendered_once("minimal", FAULT_ANSWERS, tmp_path / "host")
 
 
 def check_invariants(expr: Experiment) -> None:
@@ -103,14 +93,6 @@ def find_marked(token: str) -> list[int]:
     return watchdog.find_marked((iteration.MARKER_KEY, token))
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_ctrl_c_records_interrupted_and_restores(ckpt_expr: Experiment):
     ckpt_expr.run()
     ckpt_expr.edit("'lr': 0.1,", "'lr': 0.06, 'sleep': 30,")
@@ -163,24 +145,12 @@ def test_torchrun_tree_is_gone_after_timeout(tmp_path):
     """Runner `torchrun --nproc-per-node 2`: both gloo ranks hang, rank 0 leaves a setsid grandchild."""
     import socket
 
-    from conftest import REPO
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     host = make_host("minimal", tmp_path / "host")
-    render(
-        host,
-        {
-            "entry_pattern": "argparse-cli",
-            "entry_main_module": "minipkg.train",
-            "cli_args": "{lr: 0.1}",
-            "metric_backend": "log",
-            "slug": "261125-ddp",
-            "distributed_framework": "ddp",
-            "runner": f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}",
-        },
-    )
+    runner = f"torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}"
+    render(host, answers(slug="261125-ddp", distributed_framework="ddp", runner=runner, seconds="300"))
     expr = Experiment(host, "261125-ddp")
     expr.ar("session", "--grace", "3")
     first = expr.run()  # both ranks run the host; each prints the metric, the last line wins

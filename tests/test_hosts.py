@@ -155,7 +155,7 @@ def test_keep_discard_loop(host_expr):
     expr.edit("# Example:", "import time\ntime.sleep(600)\n# Example:")
     hang = expr.run("--seconds", "4")
     assert (hang["status"], hang["verdict"]) == ("timeout", "timeout")
-    assert hang["wall_seconds"] < 4 + 5 + 1  # budget + default grace + 1 s
+    assert hang["exit_code"] is None  # stopped by the runner (how fast is bench/bench_watchdog.py's job)
     assert expr.train_py.read_bytes() == kept
 
     set_overrides(expr, spec.nan)

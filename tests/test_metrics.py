@@ -26,29 +26,7 @@ from arunner.metrics import wandb as wbmod  # noqa: E402
 
 
 def make_cfg(root: Path, **kw) -> Config:
-    values = dict(
-        expr_dir=root / ".autoresearch" / "x",
-        project_root=root,
-        slug="x",
-        entry_pattern="argparse-cli",
-        entry_main_module="train",
-        cli_args={},
-        resume_flag_name="",
-        distributed_framework="none",
-        goal="g",
-        metric_backend="log",
-        tb_events_glob="",
-        log_metric_regex="",
-        metric_extract_code="",
-        checkpoint_glob="",
-        primary_metric="eval/loss",
-        primary_direction="min",
-        hard_constraints=[],
-        mutation_scope=[],
-        seconds=60,
-        runner="python",
-        wandb_project="",
-    )
+    values = dict(expr_dir=root / ".autoresearch" / "x", project_root=root, slug="x", primary_metric="eval/loss")
     values.update(kw)
     return Config(**values)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Experiment
+from conftest import Experiment, answers, render
 
 
 def test_status_compact_is_short_and_true(minimal_expr: Experiment):
@@ -126,21 +126,9 @@ def test_report_lists_every_run_and_the_best(minimal_expr: Experiment):
     assert (minimal_expr.dir / "progress.png").stat().st_size > 1000
 
 
-def test_pruning_is_reported_by_status(tmp_path):
-    from conftest import make_host, render
-
-    host = make_host("minimal", tmp_path / "host")
-    render(
-        host,
-        {
-            "entry_main_module": "minipkg.train",
-            "cli_args": "{lr: 0.1, save: ckpt/model.txt}",
-            "metric_backend": "log",
-            "checkpoint_glob": "ckpt/*.txt",
-            "slug": "261125-prune",
-        },
-    )
-    expr = Experiment(host, "261125-prune")
+def test_pruning_is_reported_by_status(rendered_once, tmp_path):
+    data = answers(cli_args="{lr: 0.1, save: ckpt/model.txt}", checkpoint_glob="ckpt/*.txt", slug="261125-prune")
+    expr = rendered_once("minimal", data, tmp_path / "host")
     expr.run()  # best, keeps its checkpoint in best_ckpt/
     for lr in ("0.3", "0.4", "0.5"):
         expr.edit("'lr': 0.1,", f"'lr': {lr},")
@@ -204,20 +192,66 @@ def test_live_line_only_on_a_terminal(minimal_expr: Experiment):
 
 
 def test_two_experiments_run_at_the_same_time(minimal_host):
-    from conftest import render
-
     for slug in ("261125-left", "261125-right"):
-        render(
-            minimal_host,
-            {
-                "entry_main_module": "minipkg.train",
-                "cli_args": "{lr: 0.1, sleep: 2}",
-                "metric_backend": "log",
-                "slug": slug,
-            },
-        )
+        render(minimal_host, answers(cli_args="{lr: 0.1, sleep: 2}", slug=slug))
     left, right = Experiment(minimal_host, "261125-left"), Experiment(minimal_host, "261125-right")
     background = left.start_run(wait_for="started.json")
     assert right.run()["verdict"] == "advance"  # its own lock: not blocked by the other experiment
     out, err = background.communicate(timeout=120)
     assert background.returncode == 0 and out.startswith("r0001 ok/advance"), err
+
+
+def test_failure_before_any_best_keeps_train_py_and_the_last_run_note(minimal_expr: Experiment):
+    # A syntax error, and RUN_NOTE bound twice: Python would bind the last one.
+    minimal_expr.edit('RUN_NOTE = "baseline"', 'RUN_NOTE = "first"\nRUN_NOTE = "wired my own call"')
+    minimal_expr.edit("# Example:", "def broken(:\n# Example:")
+    written = minimal_expr.train_py.read_bytes()
+    proc = minimal_expr.ar("run")
+    run_id = proc.stdout.split()[0]
+    result = json.loads((minimal_expr.dir / "runs" / run_id / "result.json").read_text())
+    assert (result["status"], result["verdict"]) == ("crash", "crash")
+    assert minimal_expr.train_py.read_bytes() == written  # no best yet: the user's file stays
+    assert "no best run yet: train.py left as it is" in proc.stdout
+    assert "restored" not in proc.stdout
+    assert minimal_expr.rows()[0]["note"].startswith("wired my own call")
+
+
+def test_restore_splices_frozen_blocks_verbatim(tmp_path):
+    from arunner.snapshots import BASELINE, restore_target
+
+    def train(block: str) -> bytes:
+        return f'RUN_NOTE = "x"\n# ---- FROZEN: io ----\n{block}\n# ---- end FROZEN ----\nlr = 0.3\n'.encode()
+
+    new_block = 'SEP = "\\n"\nNUM = re.compile(r"\\d+\\.\\d*")'
+    (tmp_path / BASELINE).write_bytes(train(new_block))
+    (tmp_path / "runs" / "r0001").mkdir(parents=True)
+    (tmp_path / "runs" / "r0001" / "train.py").write_bytes(train("OLD = 1"))
+    restored = restore_target(tmp_path, {"run_id": "r0001", "snapshot": "runs/r0001/train.py"})
+    assert restored == train(new_block)
+    assert b"\\\\" not in restored
+
+
+def test_ledger_drops_a_row_cut_short(tmp_path):
+    from arunner import ledger
+
+    path = tmp_path / "results.tsv"
+    row = "r0001\tts\t1.00\tok\tadvance\tloss\t0.5\ttrue\ttrue\tnote\n"
+    path.write_text(ledger.HEADER + row + "r0002\tts\t1.")
+    assert ledger.repair_tail(path) is True
+    assert path.read_text() == ledger.HEADER + row
+    assert ledger.repair_tail(path) is False
+    assert ledger.last_run_number(path) == 1 and ledger.has_row(path, "r0001")
+
+
+def test_run_ids_have_one_parser_and_one_formatter(tmp_path):
+    from arunner import runs
+
+    for n in (1, 9999, 10000):
+        assert runs.parse_run_id(runs.format_run_id(n)) == n
+    assert [runs.parse_run_id(t) for t in ("r12", "x0001", "r0001.bak", "", None)] == [None] * 5
+    for name in ("r0002", "r10000", "r0001", "notes", ".r0003"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    assert runs.run_numbers(tmp_path) == [1, 2, 10000]
+    assert runs.next_run_id(runs.run_numbers(tmp_path)) == "r10001"
+    assert runs.run_dir_of(tmp_path, 2) == runs.run_dir_of(tmp_path, "r0002") == tmp_path / "runs" / "r0002"
+    assert sorted(["r10000", "r9999"], key=runs.run_key) == ["r9999", "r10000"]

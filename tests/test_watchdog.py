@@ -18,25 +18,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import pid_alive as alive
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
-
-from arunner import watchdog  # noqa: E402
-from arunner.launch import last_line, run_training  # noqa: E402
+from arunner import watchdog
+from arunner.launch import last_line, run_training
 
 PROCS = Path(__file__).resolve().parent / "procs"
 TREE = PROCS / "tree.py"
 PY = sys.executable
-
-
-def alive(pid: int) -> bool:
-    """Running (zombies count as dead: they hold no resources and cannot be killed)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def roles(pidfile: Path) -> dict[str, list[int]]:

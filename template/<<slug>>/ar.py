@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Runner of this experiment. Usage: python .autoresearch/<slug>/ar.py {run,status,tail,report,session,chain}
+"""Runner of this experiment. Usage: python .autoresearch/<slug>/ar.py {run,status,tail,report,session,chain,upgrade}
 
 Needs only the standard library (plus psutil when installed); the training
 runs in a subprocess with the host project root as its working directory.

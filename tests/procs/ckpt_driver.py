@@ -25,24 +25,8 @@ def make_cfg(root, expr, glob="", cli_args=None):
         expr_dir=Path(expr),
         project_root=Path(root),
         slug=Path(expr).name,
-        entry_pattern="argparse-cli",
-        entry_main_module="train",
-        cli_args=cli_args or {},
-        resume_flag_name="",
-        distributed_framework="none",
-        goal="g",
-        metric_backend="log",
-        tb_events_glob="",
-        log_metric_regex="",
-        metric_extract_code="",
         checkpoint_glob=glob,
-        primary_metric="loss",
-        primary_direction="min",
-        hard_constraints=[],
-        mutation_scope=[],
-        seconds=60,
-        runner="python",
-        wandb_project="",
+        cli_args=cli_args or {},
     )
 
 
@@ -64,7 +48,7 @@ def step(a):
     atomic_write_json(run_dir / "decision.json", decision)
     fault_point("driver.decided")
     best.promote(expr, run_dir, record(a["run_id"], 0.5))
-    checkpoints.prune(expr, a.get("keep", 1))
+    checkpoints.prune(expr, a.get("keep", 1), a["run_id"])
 
 
 def churn(a):
@@ -79,7 +63,7 @@ def churn(a):
         (root / "out" / "model.pt").write_bytes(run_id.encode() * 100)
         checkpoints.capture(cfg, run_dir, started)
         best.promote(expr, run_dir, record(run_id, 1.0 / i))
-        checkpoints.prune(expr, 1)
+        checkpoints.prune(expr, 1, run_id)
 
 
 if __name__ == "__main__":

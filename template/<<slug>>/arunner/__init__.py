@@ -1,18 +1,24 @@
-"""Vendored autoresearch runner: stdlib + psutil only (tensorboard only for its backend).
+"""The runner of this experiment: standard library plus psutil when installed (the
+tensorboard backend imports tensorboard's event schema only when it finds event files).
 
-One module per job:
-  errors      UserError, the one-line message for anything the user can fix
-  fsutil      atomic writes and checked reads of state files
-  config      the experiment's rendered config and the session settings
-  watchdog    process-tree collection, kill, sweep by environment marker
-  launch      start one training run, enforce the budget, live line
-  metrics/    wandb, tensorboard, log regex, custom and auto backends
-  checkpoints discovery and capture (O(1) moves), pruning
-  best        the best run: atomic promotion, read, crash repair
-  verdict     status x verdict table, constraints, termination
-  ledger      results.tsv and result.json
-  snapshots   train.py per run, and the restore after a non-advance
-  iteration   one `run`, start to finish, plus repair of interrupted runs
-  inspect_cmds status, tail, report, chain
-  cli         the command line
+One module per job (none imports a module listed below it, except lazily for speed):
+  errors       UserError, the one-line message for anything the user can fix
+  text         trimming free text to one line
+  fsutil       atomic writes, checked reads, file tails, removal
+  runs         run ids (rNNNN) and the runs/ layout
+  config       the experiment's rendered config and the session settings
+  verdict      status x verdict table, constraints, termination
+  record       the result record and the best record
+  watchdog     process-tree collection, kill, sweep by environment marker
+  launch       start one training run, enforce the budget, live line
+  metrics/     wandb, tensorboard, log regex, custom and auto backends
+  checkpoints  discovery and capture (O(1) moves), pruning and its tally
+  best         the best run: atomic promotion, read, crash repair
+  ledger       results.tsv and result.json
+  snapshots    train.py per run, and the restore after a non-advance
+  steps        the steps of one run: allocate, launch, measure, judge, commit
+  iteration    one `run` from those steps, the lock, repair of interrupted runs
+  inspect_cmds status, tail, report
+  copier_cmds  chain and upgrade (drive Copier)
+  cli          the command line and its command table
 """

@@ -26,9 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoints import CAPTURE_FILE, _run_key, mark_held, remove, sweep_debris, tree_bytes
+from .checkpoints import CAPTURE_FILE, mark_held, sweep_debris
 from .errors import UserError
-from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json
+from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove, tree_bytes
+from .record import best_record
+from .runs import run_dir_of, run_key
 
 LINK = "best.json"
 BEST = "best_ckpt"
@@ -49,6 +51,9 @@ FAULT_POINTS = (
     "promote.old_trashed",
     "promote.done",
 )
+
+READ_RETRIES = 200  # read_best retries a dangling best.json this often (the swap instant without RENAME_EXCHANGE)
+READ_RETRY_S = 0.005  # ... this long apart: 1 s in all, far longer than two renames take
 
 # None: not tried yet; False: this system cannot (tests set False to exercise the fallback).
 exchange_supported: bool | None = None
@@ -100,7 +105,7 @@ def _meta(folder: Path) -> dict | None:
 
 
 def _newer(a: str, b: str) -> bool:
-    return _run_key(a) > _run_key(b)
+    return run_key(a) > run_key(b)
 
 
 # ---------------------------------------------------------------- reading
@@ -117,7 +122,7 @@ def read_best(expr_dir: Path) -> dict | None:
         "to forget the best run (the next improving run becomes the best)"
     )
     missing = object()
-    for _ in range(200):
+    for _ in range(READ_RETRIES):
         data = read_json(link, "best-run record", fix, default=missing)
         if data is not missing:
             break
@@ -128,7 +133,7 @@ def read_best(expr_dir: Path) -> dict | None:
             if data is missing:
                 return None
             break
-        time.sleep(0.005)
+        time.sleep(READ_RETRY_S)
     else:
         raise UserError(
             f"{link} points at a missing {LINK_TARGET}: a promotion was interrupted; "
@@ -231,14 +236,8 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
 
 def _pending_record(pending: dict, current: dict | None) -> dict:
     """The meta record to redo a promotion from the run's decision.json."""
-    run_id = pending["run_id"]
     lineage = pending.get("lineage") or (current or {}).get("lineage") or {}
-    return {
-        "run_id": run_id,
-        "primary": pending.get("primary"),
-        "snapshot": pending.get("snapshot") or f"runs/{run_id}/train.py",
-        "lineage": lineage,
-    }
+    return best_record(pending["run_id"], pending.get("primary"), lineage, pending.get("snapshot"))
 
 
 def repair(expr_dir: Path, pending: dict | None) -> list[str]:
@@ -278,7 +277,7 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
             else:
                 # Roll back: the checkpoint returns to its run folder, where promote() found it.
                 if name and os.path.lexists(staging / name):
-                    home = expr_dir / "runs" / sm["run_id"] / "ckpt"
+                    home = run_dir_of(expr_dir, sm["run_id"]) / "ckpt"
                     home.mkdir(parents=True, exist_ok=True)
                     mark_held(expr_dir, sm["run_id"])
                     os.rename(staging / name, home / name)
@@ -299,7 +298,7 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
     if pending_id is not None:
         current = read_best(expr_dir)
         if current is None or _newer(pending_id, current["run_id"]):
-            promote(expr_dir, expr_dir / "runs" / pending_id, redo_record or _pending_record(pending, current))
+            promote(expr_dir, run_dir_of(expr_dir, pending_id), redo_record or _pending_record(pending, current))
             notes.append(f"redid the promotion of {pending_id}")
 
     return notes + sweep_debris(expr_dir)

@@ -25,7 +25,8 @@ import shutil
 from pathlib import Path, PurePath
 
 from .errors import UserError
-from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json
+from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove, tree_bytes
+from .runs import run_dir_of, run_key
 
 # Names the runner itself keeps in a run folder; everything else there is the host's.
 RUNNER_NAMES = frozenset({"train.py", "run.log", "decision.json", "result.json", "ckpt", "wandb"})
@@ -33,6 +34,8 @@ CAPTURE_FILE = ".capture.json"
 PARTIAL = ".ckpt-partial"
 HELD_DIR = ".ckpt-held"
 TRASH_DIR = ".ckpt-trash"
+PRUNED = ".ar-pruned.json"  # running tally of pruned checkpoints, shown by `status`
+PRUNED_LAST = 5  # how many of the latest pruned run ids the tally keeps
 FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)
 
 # Every place a test may SIGKILL capture() or prune(), in the order they are reached.
@@ -68,18 +71,6 @@ def newest_time(path: Path) -> float:
                     continue
                 newest = max(newest, st.st_mtime, st.st_ctime)
     return newest
-
-
-def tree_bytes(path: Path) -> int:
-    """Apparent size of a file, or of all regular files in a folder."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        return os.lstat(path).st_size
-    total = 0
-    for top, _dirs, files in os.walk(path):
-        for name in files:
-            st = os.lstat(os.path.join(top, name))
-            total += st.st_size
-    return total
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -192,17 +183,6 @@ def discover(cfg, run_dir: Path, started_at: float) -> Path | None:
 # ---------------------------------------------------------------- moving
 
 
-def remove(path: Path) -> None:
-    """Delete a file or folder tree; already gone is fine."""
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _clone_file(src: str, dst: str) -> bool:
     """Copy one file, copy-on-write (FICLONE) where the filesystem can; True when it was a clone."""
     cloned = False
@@ -295,28 +275,18 @@ def capture(cfg, run_dir: Path, started_at: float) -> dict | None:
 # ---------------------------------------------------------------- pruning
 
 
-def _run_key(run_id: str):
-    """Order run ids by number (r9999 < r10000)."""
-    m = re.fullmatch(r"r(\d+)", run_id)
-    return (int(m.group(1)), run_id) if m else (-1, run_id)
-
-
-def prune(expr_dir: Path, keep_latest: int = 1) -> list[str]:
-    """Delete runs/*/ckpt except the best's and the keep_latest newest; return the run ids pruned."""
-    from .best import read_best  # best.py imports this module
-
+def prune(expr_dir: Path, keep_latest: int, best_id: str | None) -> list[str]:
+    """Delete runs/*/ckpt except the best run's (`best_id`) and the keep_latest newest; the run ids pruned."""
     expr_dir = Path(expr_dir)
-    best = read_best(expr_dir)
-    best_id = best["run_id"] if best else None
     held_dir, trash = expr_dir / HELD_DIR, expr_dir / TRASH_DIR
     remove(trash)  # an earlier prune killed mid-delete
     try:
-        held = sorted(os.listdir(held_dir), key=_run_key, reverse=True)
+        held = sorted(os.listdir(held_dir), key=run_key, reverse=True)
     except FileNotFoundError:
         return []
     removed, kept = [], 0
     for run_id in held:
-        ckpt = expr_dir / "runs" / run_id / "ckpt"
+        ckpt = run_dir_of(expr_dir, run_id) / "ckpt"
         if not os.path.lexists(ckpt):
             remove(held_dir / run_id)  # its checkpoint was promoted or is gone: stale marker
             continue
@@ -349,8 +319,21 @@ def sweep_debris(expr_dir: Path) -> list[str]:
     except FileNotFoundError:
         held = []
     for run_id in held:
-        partial = expr_dir / "runs" / run_id / PARTIAL
+        partial = run_dir_of(expr_dir, run_id) / PARTIAL
         if os.path.lexists(partial):
             remove(partial)
             notes.append(f"removed the partial checkpoint copy of {run_id} (the host still has the original)")
     return notes
+
+
+def record_pruned(expr_dir: Path, run_ids: list[str]) -> None:
+    """Add pruned run ids to the tally `status` shows (the runs themselves stay)."""
+    tally = read_pruned(expr_dir) or {}
+    count = int(tally.get("count", 0)) + len(run_ids)
+    last = [*tally.get("last", []), *run_ids][-PRUNED_LAST:]
+    atomic_write_json(Path(expr_dir) / PRUNED, {"count": count, "last": last})
+
+
+def read_pruned(expr_dir: Path) -> dict | None:
+    """The pruned-checkpoint tally ({"count", "last"}), None before anything was pruned."""
+    return read_json(Path(expr_dir) / PRUNED, "pruned-checkpoint tally", "delete it", default=None)

@@ -7,8 +7,10 @@ Every user error ends as one line on stderr and exit code 2; run outcomes
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .config import Config, Session
 from .errors import UserError
@@ -80,18 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(cfg: Config, args) -> int:
+# Every command is (cfg, args) -> (lines to print, exit code).
+Output = tuple[list[str], int]
+
+
+def cmd_run(cfg: Config, args) -> Output:
     from . import iteration
 
     session = Session.load(cfg.expr_dir)
     live = sys.stdout.isatty() and sys.stderr.isatty()
     result = iteration.run_once(cfg, session, args.seconds, live)
-    for line in iteration.summary_lines(cfg, result):
-        print(line)
-    return 0
+    return iteration.summary_lines(cfg, result), 0
 
 
-def cmd_session(cfg: Config, args) -> int:
+def cmd_session(cfg: Config, args) -> Output:
     session = Session.load(cfg.expr_dir)
     if args.unlimited:
         session.max_runs = session.plateau = session.threshold = None
@@ -118,24 +122,27 @@ def cmd_session(cfg: Config, args) -> int:
     if args.resume:
         session.stopped = False
     session.save(cfg.expr_dir)
-    print(describe_session(session))
-    return 0
+    return [session.describe()], 0
 
 
-def describe_session(s: Session) -> str:
-    if s.stopped:
-        stop = "stopped by hand"
-    elif s.unlimited:
-        stop = "unlimited"
-    else:
-        parts = [
-            f"max_runs={s.max_runs}" if s.max_runs else "",
-            f"plateau={s.plateau}" if s.plateau else "",
-            f"threshold={s.threshold:g}" if s.threshold is not None else "",
-        ]
-        stop = ", ".join(p for p in parts if p) or "no limit set"
-    extra = f"; seconds={s.seconds}" if s.seconds else ""
-    return f"session: {stop}{extra}; keep_checkpoints={s.keep_checkpoints}; chain_mode={s.chain_mode}"
+def _later(module: str, name: str) -> Callable[[Config, object], Output]:
+    """A command whose module is imported only when it runs (keeps `ar.py run` startup small)."""
+
+    def command(cfg: Config, args) -> Output:
+        return getattr(importlib.import_module(f".{module}", __package__), name)(cfg, args)
+
+    return command
+
+
+COMMANDS: dict[str, Callable[[Config, object], Output]] = {
+    "run": cmd_run,
+    "session": cmd_session,
+    "status": _later("inspect_cmds", "status"),
+    "tail": _later("inspect_cmds", "tail"),
+    "report": _later("inspect_cmds", "report"),
+    "chain": _later("copier_cmds", "chain"),
+    "upgrade": _later("copier_cmds", "upgrade"),
+}
 
 
 def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
@@ -143,17 +150,10 @@ def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         cfg = Config.load(expr_dir)
-        if args.command == "run":
-            return cmd_run(cfg, args)
-        if args.command == "session":
-            return cmd_session(cfg, args)
-        if args.command in ("chain", "upgrade"):
-            from . import copier_cmds
-
-            return copier_cmds.dispatch(cfg, args)
-        from . import inspect_cmds
-
-        return inspect_cmds.dispatch(cfg, args)
+        lines, code = COMMANDS[args.command](cfg, args)
+        for line in lines:
+            print(line)
+        return code
     except UserError as exc:
         print(f"ar.py: {exc}", file=sys.stderr)
         return 2

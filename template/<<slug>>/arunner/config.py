@@ -103,32 +103,52 @@ class Session:
     def save(self, expr_dir: Path) -> None:
         atomic_write_json(Path(expr_dir) / SESSION_FILE, self.__dict__)
 
+    def describe(self) -> str:
+        """One line: the termination conditions and run defaults in force."""
+        if self.stopped:
+            stop = "stopped by hand"
+        elif self.unlimited:
+            stop = "unlimited"
+        else:
+            parts = [
+                f"max_runs={self.max_runs}" if self.max_runs else "",
+                f"plateau={self.plateau}" if self.plateau else "",
+                f"threshold={self.threshold:g}" if self.threshold is not None else "",
+            ]
+            stop = ", ".join(p for p in parts if p) or "no limit set"
+        extra = f"; seconds={self.seconds}" if self.seconds else ""
+        return f"session: {stop}{extra}; keep_checkpoints={self.keep_checkpoints}; chain_mode={self.chain_mode}"
+
 
 @dataclass
 class Config:
-    """Answers of the setup interview, as rendered into experiment.json."""
+    """Answers of the setup interview, as rendered into experiment.json.
+
+    `load` requires every answer in the file; the defaults here serve code and
+    tests that build a Config by hand.
+    """
 
     expr_dir: Path
     project_root: Path
-    slug: str
-    entry_pattern: str
-    entry_main_module: str
-    cli_args: Any
-    resume_flag_name: str
-    distributed_framework: str
-    goal: str
-    metric_backend: str
-    tb_events_glob: str
-    log_metric_regex: str
-    metric_extract_code: str
-    checkpoint_glob: str
-    primary_metric: str
-    primary_direction: str
-    hard_constraints: list[str]
-    mutation_scope: list[str]
-    seconds: int
-    runner: str
-    wandb_project: str
+    slug: str = ""
+    entry_pattern: str = "argparse-cli"
+    entry_main_module: str = ""
+    cli_args: Any = field(default_factory=dict)
+    resume_flag_name: str = ""
+    distributed_framework: str = "none"
+    goal: str = ""
+    metric_backend: str = "log"
+    tb_events_glob: str = ""
+    log_metric_regex: str = ""
+    metric_extract_code: str = ""
+    checkpoint_glob: str = ""
+    primary_metric: str = "loss"
+    primary_direction: str = "min"
+    hard_constraints: list[str] = field(default_factory=list)
+    mutation_scope: list[str] = field(default_factory=list)
+    seconds: int = 60
+    runner: str = "python"
+    wandb_project: str = ""
     parent_expr: str = ""
     parent_ckpt: str = ""
     template_version: str = ""
@@ -143,7 +163,7 @@ class Config:
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
         known = set(cls.__dataclass_fields__) - {"expr_dir", "project_root", "constraints"}
-        optional = {"parent_expr", "parent_ckpt", "template_version"}
+        optional = {"parent_expr", "parent_ckpt", "template_version"}  # answers added after the first release
         missing = sorted(k for k in known - optional if k not in data)
         if missing:
             raise UserError(f"{path} lacks {missing}; {fix}")

@@ -23,13 +23,6 @@ from .snapshots import CONFLICT_MARK
 INSTALL = "uv tool install copier --with copier-template-extensions"
 
 
-def dispatch(cfg: Config, args) -> int:
-    lines, code = {"chain": chain, "upgrade": upgrade}[args.command](cfg, args)
-    for line in lines:
-        print(line)
-    return code
-
-
 def _copier() -> str:
     path = shutil.which("copier")
     if not path:
@@ -55,7 +48,7 @@ def _answers_source(cfg: Config) -> tuple[str, str]:
     return src.group(1).strip().strip("'\""), commit.group(1).strip().strip("'\"") if commit else ""
 
 
-def chain(cfg: Config, args) -> list[str]:
+def chain(cfg: Config, args) -> tuple[list[str], int]:
     """Render a child experiment through copier, inheriting this one's answers."""
     if not args.rationale.strip():
         raise UserError("chain: --rationale is empty; say why the child experiment is worth running")
@@ -80,16 +73,15 @@ def chain(cfg: Config, args) -> list[str]:
     data = {k: v for k, v in data.items() if v is not None}
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
         json.dump(data, fh)
-    cmd = [copier, "copy", "--trust", "--defaults", "--quiet", "--data-file", fh.name]
-    pinned = ["--vcs-ref", commit] if commit else []  # the parent's template version, when it still exists
-    proc = subprocess.run(
-        [*cmd, *pinned, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root, capture_output=True, text=True
-    )
-    if proc.returncode != 0 and pinned and "Unknown revision" in proc.stderr:
-        proc = subprocess.run(
-            [*cmd, src, str(cfg.expr_dir.parent)], cwd=cfg.project_root, capture_output=True, text=True
-        )
-    os.unlink(fh.name)
+    try:
+        cmd = [copier, "copy", "--trust", "--defaults", "--quiet", "--data-file", fh.name]
+        pinned = ["--vcs-ref", commit] if commit else []  # the parent's template version, when it still exists
+        dest = str(cfg.expr_dir.parent)
+        proc = subprocess.run([*cmd, *pinned, src, dest], cwd=cfg.project_root, capture_output=True, text=True)
+        if proc.returncode != 0 and pinned and "Unknown revision" in proc.stderr:
+            proc = subprocess.run([*cmd, src, dest], cwd=cfg.project_root, capture_output=True, text=True)
+    finally:
+        os.unlink(fh.name)
     if proc.returncode != 0:
         raise UserError(f"chain: copier failed: {_last_line(proc)}")
     child = cfg.expr_dir.parent / args.new_slug

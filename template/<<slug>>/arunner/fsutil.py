@@ -1,4 +1,4 @@
-"""Atomic writes and checked reads for the runner's state files.
+"""File helpers of the runner: atomic writes, checked reads, tails, removal.
 
 Every state file is written to a temporary sibling, fsynced, then renamed over
 the target, so a SIGKILL at any instant leaves either the old or the new file.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,39 @@ def read_json(path: Path, what: str, fix: str, default: Any = None) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UserError(f"{what} {path} is not valid JSON ({exc.msg}, line {exc.lineno}); {fix}") from None
+
+
+def read_tail(path: Path, limit: int) -> bytes:
+    """The last `limit` bytes of a file (all of it when smaller); b"" when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - limit))
+            return fh.read(limit)
+    except OSError:
+        return b""
+
+
+def remove(path: Path) -> None:
+    """Delete a file or folder tree; already gone is fine."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def tree_bytes(path: Path) -> int:
+    """Apparent size of a file, or of all regular files in a folder."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return os.lstat(path).st_size
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for name in files:
+            total += os.lstat(os.path.join(top, name)).st_size
+    return total
 
 
 def fsync_dir(path: Path) -> None:

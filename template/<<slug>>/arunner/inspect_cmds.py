@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from pathlib import Path
 
 from . import best as best_state
 from . import ledger, verdict
+from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import read_json
+from .fsutil import read_tail
+from .runs import parse_run_id, run_dir_of, run_numbers
+from .snapshots import restore_target
+from .steps import SENTINEL
 
-
-def dispatch(cfg: Config, args) -> int:
-    handler = {"status": status, "tail": tail, "report": report}[args.command]
-    for line in handler(cfg, args):
-        print(line)
-    return 0
+COMPACT_LINES = 10  # status --compact prints at most this many lines
+STATUS_NOTE_CAP = 80  # characters of a note in the status table
+REPORT_NOTE_CAP = 60  # characters of a note in the report table
+TAIL_BYTES = 256 * 1024  # `tail` reads no more than this of the log's end
+TAIL_LINE_CAP = 300  # characters per printed log line
 
 
 def _fmt(value) -> str:
@@ -27,11 +29,7 @@ def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def status(cfg: Config, args) -> list[str]:
-    from .cli import describe_session
-    from .iteration import PRUNED, SENTINEL
-    from .snapshots import restore_target
-
+def status(cfg: Config, args) -> tuple[list[str], int]:
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
     session = Session.load(cfg.expr_dir)
@@ -42,7 +40,7 @@ def status(cfg: Config, args) -> list[str]:
     else:
         lines.append("best: none yet")
     lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
-    lines.append(describe_session(session))
+    lines.append(session.describe())
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
         stop = verdict.termination(
@@ -60,7 +58,7 @@ def status(cfg: Config, args) -> list[str]:
     lines.append(
         f"train.py {'equals' if same else 'DIFFERS from'} the {base}" + ("" if same else " (uncommitted edit)")
     )
-    pruned = read_json(cfg.expr_dir / PRUNED, "pruned-checkpoint tally", "delete it", default=None)
+    pruned = read_pruned(cfg.expr_dir)
     if pruned:
         lines.append(
             f"checkpoints pruned so far: {pruned['count']} (last: {', '.join(pruned['last'])}); "
@@ -69,20 +67,22 @@ def status(cfg: Config, args) -> list[str]:
     if (cfg.expr_dir / SENTINEL).exists():
         lines.append(f"BLOCKED: {SENTINEL} exists (processes survived a kill); see the file")
     if args.compact:
-        return lines[:10]
+        return lines[:COMPACT_LINES], 0
     lines.append("")
     lines.append("run_id\tstatus\tverdict\tprimary\tnote")
     for r in rows[-args.last :]:
-        lines.append(f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:80]}")
-    return lines
+        lines.append(
+            f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:STATUS_NOTE_CAP]}"
+        )
+    return lines, 0
 
 
 def _run_dir(cfg: Config, run_id: str) -> Path:
-    if not re.fullmatch(r"r\d{4,}", run_id or ""):
+    if parse_run_id(run_id) is None:
         raise UserError(f"--run {run_id!r} is not a run id like r0003")
-    path = cfg.expr_dir / "runs" / run_id
+    path = run_dir_of(cfg.expr_dir, run_id)
     if not path.is_dir():
-        known = sorted(p.name for p in (cfg.expr_dir / "runs").glob("r*"))
+        known = [run_dir_of(cfg.expr_dir, n).name for n in run_numbers(cfg.expr_dir)]
         hint = f"known: {known[0]}..{known[-1]}" if known else "no runs yet"
         raise UserError(f"no run {run_id} in this experiment ({hint})")
     return path
@@ -91,23 +91,20 @@ def _run_dir(cfg: Config, run_id: str) -> Path:
 TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):")
 
 
-def tail(cfg: Config, args) -> list[str]:
+def tail(cfg: Config, args) -> tuple[list[str], int]:
     """From the last traceback to the end of the log (or the last N lines), read from the file's tail only."""
     log = _run_dir(cfg, args.run) / "run.log"
     if not log.exists():
-        return [f"{args.run}: no run.log"]
-    with open(log, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - 256 * 1024))
-        text = fh.read().decode("utf-8", errors="replace")
+        return [f"{args.run}: no run.log"], 0
+    text = read_tail(log, TAIL_BYTES).decode("utf-8", errors="replace")
     lines = text.replace("\r", "\n").splitlines()
     starts = [i for i, line in enumerate(lines) if TRACEBACK_RE.match(line)]
     region = lines[starts[-1] :] if starts else lines
     region = region[-args.lines :]
-    return [line[:300] for line in region] or [f"{args.run}: run.log is empty"]
+    return [line[:TAIL_LINE_CAP] for line in region] or [f"{args.run}: run.log is empty"], 0
 
 
-def report(cfg: Config, args) -> list[str]:
+def report(cfg: Config, args) -> tuple[list[str], int]:
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
     out = [
@@ -128,11 +125,11 @@ def report(cfg: Config, args) -> list[str]:
         if r["verdict"] == "advance" and v is not None:
             running = v
         out.append(
-            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:60].replace('|', '/')} |"
+            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
         )
     if args.plot:
         out += ["", plot(cfg, rows)]
-    return out
+    return out, 0
 
 
 def plot(cfg: Config, rows: list[dict]) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import watchdog
+from .fsutil import read_tail
 
 TAIL_BYTES = 4096  # last_line reads no more than this, however large the log
 TICK_S = 1.0  # live line refresh period
@@ -42,13 +43,7 @@ class LaunchResult:
 
 def last_line(log_path: Path) -> str:
     """The last non-empty line of the log's tail; progress bars joined by \\r count as lines."""
-    try:
-        with open(log_path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - TAIL_BYTES))
-            text = fh.read(TAIL_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return ""
+    text = read_tail(log_path, TAIL_BYTES).decode("utf-8", "replace")
     for line in reversed(re.split(r"[\r\n]", _ANSI.sub("", text))):
         line = _CTRL.sub("", line).strip()
         if line:

@@ -11,36 +11,24 @@ import os
 from pathlib import Path
 
 from .errors import UserError
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, read_tail
+from .record import RESULT_FIELDS
+from .runs import parse_run_id
+from .text import one_line
+
+NOTE_CAP = 200  # characters of the note column
+CELL_CAP = 400  # characters of any other cell
+REPAIR_TAIL_BYTES = 65536  # a row cut short by a kill is far shorter than this
+LAST_ROW_BYTES = 4096  # enough to hold the last whole row
+RECENT_ROWS_BYTES = 65536  # has_row looks this far back (rows are appended in run order)
 
 COLUMNS = ("run_id", "ts", "wall_s", "status", "verdict", "primary_name", "primary_value", "valid", "improved", "note")
 HEADER = "\t".join(COLUMNS) + "\n"
-NOTE_CAP = 200
-RESULT_FIELDS = (
-    "run_id",
-    "started_at",
-    "wall_seconds",
-    "status",
-    "verdict",
-    "metrics",
-    "primary",
-    "constraints",
-    "valid",
-    "improved_over_best",
-    "previous_best_run_id",
-    "log_path",
-    "note",
-    "checkpoint",
-    "should_terminate",
-    "terminated_by",
-    "exit_code",
-)
 
 
 def clean_text(text, cap: int = NOTE_CAP) -> str:
     """Free text for one TSV cell: tabs and newlines become spaces, capped."""
-    text = " ".join(str(text or "").replace("\t", " ").splitlines())
-    return text[:cap]
+    return one_line(text, cap)
 
 
 def ensure(path: Path) -> None:
@@ -70,13 +58,11 @@ def repair_tail(path: Path) -> bool:
     if size == 0:
         path.write_text(HEADER, encoding="utf-8")
         return True
-    with open(path, "rb+") as fh:
-        fh.seek(max(0, size - 65536))
-        tail = fh.read()
-        if tail.endswith(b"\n"):
-            return False
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+    tail = read_tail(path, REPAIR_TAIL_BYTES)
+    if tail.endswith(b"\n"):
+        return False
+    cut = tail.rfind(b"\n")
+    os.truncate(path, size - len(tail) + cut + 1 if cut >= 0 else 0)
     if path.stat().st_size == 0:
         path.write_text(HEADER, encoding="utf-8")
     return True
@@ -102,7 +88,7 @@ def append(path: Path, result: dict) -> None:
         str(bool(result["improved_over_best"])).lower(),
         clean_text(result.get("note")),
     ]
-    line = "\t".join(clean_text(c, 400) for c in cells) + "\n"
+    line = "\t".join(clean_text(c, CELL_CAP) for c in cells) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode("utf-8"))
@@ -164,29 +150,17 @@ def since_last_advance(path: Path) -> tuple[list[dict], int]:
 
 def last_run_number(path: Path) -> int:
     """The number of the last recorded run (rNNNN), read from the file's tail; 0 when none."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            tail = fh.read().decode("utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return 0
+    tail = read_tail(path, LAST_ROW_BYTES).decode("utf-8", errors="replace").splitlines()
     for line in reversed(tail):
-        first = line.split("\t", 1)[0]
-        if first[:1] == "r" and first[1:].isdigit():
-            return int(first[1:])
+        number = parse_run_id(line.split("\t", 1)[0])
+        if number is not None:
+            return number
     return 0
 
 
 def has_row(path: Path, run_id: str) -> bool:
     """Whether run_id already has a row (checks the tail only: rows are appended in run order)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 65536))
-            tail = fh.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return False
+    tail = read_tail(path, RECENT_ROWS_BYTES).decode("utf-8", errors="replace")
     return any(line.split("\t", 1)[0] == run_id for line in tail.splitlines())
 
 

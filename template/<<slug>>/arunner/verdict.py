@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# status -> the only verdict it may carry (SPEC §7). `ok` is the one status with two.
+# status -> the verdicts it may carry. `ok` is the one status with two (advance or revert).
 OUTCOMES: dict[str, tuple[str, ...]] = {
     "ok": ("advance", "revert"),
     "invalid": ("revert",),

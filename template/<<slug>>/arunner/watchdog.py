@@ -47,7 +47,9 @@ KillFn = Callable[[int, int], None]
 _USE_PROC = os.path.isdir("/proc/self")  # tests flip this to exercise the psutil path
 _KTHREAD = 0x00200000  # PF_KTHREAD in /proc/<pid>/stat flags: kernel threads have no environment
 _POLL_S = 0.02  # liveness polling interval where no pidfd is available
-_KILL_WAIT_S = 1.0  # SIGKILL takes effect at once; SPEC 9 allows grace + 1 s in all
+_KILL_WAIT_S = 1.0  # after SIGKILL: it takes effect at once, so a stop costs at most grace + 1 s
+_KILL_ROUNDS = 5  # SIGKILL passes at most, each catching what forked since the last scan
+SWEEP_GRACE_S = 2.0  # SIGTERM -> SIGKILL for a sweep by marker alone (no launcher to wait for)
 _CMDLINE_CAP = 200  # result.json stays small
 
 
@@ -300,7 +302,7 @@ def stop_processes(
         kill_deadline = time.monotonic() + _KILL_WAIT_S
         targets = list(procs.values())
         _signal_group(root_pid, signal.SIGKILL, kill)
-        for _ in range(5):
+        for _ in range(_KILL_ROUNDS):
             for p in targets:
                 p.send(signal.SIGKILL, kill)
             _wait_gone(procs.values(), max(0.0, kill_deadline - time.monotonic()))
@@ -329,7 +331,7 @@ def stop_tree(root_pid: int, marker: tuple[str, str], grace_s: float, *, kill: O
     return stop_processes(root_pid, marker, grace_s, kill)[1]
 
 
-def sweep(marker: tuple[str, str], grace_s: float = 2.0, *, kill: Optional[KillFn] = None) -> list[int]:
+def sweep(marker: tuple[str, str], grace_s: float = SWEEP_GRACE_S, *, kill: Optional[KillFn] = None) -> list[int]:
     """Stop every process carrying the marker (found by environment only, e.g. after the
     runner itself was killed); return the PIDs that survived (empty: clean)."""
     return [d["pid"] for d in stop_processes(None, marker, grace_s, kill)[1]]

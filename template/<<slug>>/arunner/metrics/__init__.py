@@ -9,7 +9,7 @@ deliver it. A custom snippet that fails is reported as such (no fallback: a
 broken snippet must not be silently replaced by another rule); one that runs
 but returns no primary falls back to the log like the others.
 
-Only artifacts of this run count (SPEC 8, inv. 2): run_dir/run.log, wandb
+Only artifacts of this run count (never an earlier run's): run_dir/run.log, wandb
 folders under run_dir (or created after `started_at`), event files written
 after `started_at`. wandb and tensorboard are imported only when their
 backend actually finds files to read.
@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..text import one_line
 from .custom import extract_custom
 from .logregex import DEFAULT_LOG_REGEX, extract_log
 from .tensorboard import extract_tensorboard
@@ -29,7 +30,7 @@ __all__ = ["Extraction", "extract", "DEFAULT_LOG_REGEX", "BACKENDS"]
 
 BACKENDS = ("wandb", "tensorboard", "log", "custom", "auto")
 _READERS = {"wandb": extract_wandb, "tensorboard": extract_tensorboard}
-NOTE_MAX = 200
+NOTE_MAX = 200  # characters of the extraction note
 
 
 @dataclass
@@ -40,8 +41,7 @@ class Extraction:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= NOTE_MAX else text[: NOTE_MAX - 3] + "..."
+    return one_line(" ".join(text.split()), NOTE_MAX, "...")
 
 
 def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extraction:

@@ -16,13 +16,15 @@ import re
 import textwrap
 from pathlib import Path
 
+from ..text import one_line
 from .logregex import read_tail_text
+
+ERROR_CAP = 160  # characters of an error quoted in the note
 
 
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    text = " ".join(text.split())
-    return text if len(text) <= 160 else text[:157] + "..."
+    return one_line(" ".join(text.split()), ERROR_CAP, "...")
 
 
 def compile_extract(code: str):

@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+from ..fsutil import read_tail
+
 # `{name}` is replaced by re.escape(metric name). The name must not continue a
 # longer name on either side (`eval/loss` does not match `my_eval/loss=` nor
 # `eval/loss_ema=`); a quote may close it (`'eval_loss': 0.5`, HF Trainer's dict
@@ -120,13 +122,7 @@ def scan_log(
 
 def read_tail_text(path: Path, limit: int = MAX_BYTES) -> str:
     """The last `limit` bytes of a log as text (for the custom backend), '' if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    return read_tail(path, limit).decode("utf-8", errors="replace")
 
 
 def extract_log(cfg, run_dir: Path, wanted: list[str]) -> tuple[dict[str, float], str]:
