@@ -21,7 +21,7 @@ from conftest import COPIER, HOSTS, REPO, git, make_host
 
 sys.path.insert(0, str(REPO / "extensions"))
 import answer_rules  # noqa: E402
-from detect import KEYS, Detected  # noqa: E402
+from defaults import KEYS, Detected  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

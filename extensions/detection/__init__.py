@@ -49,6 +49,7 @@ class Findings:
     cli_style: str = entrypoints.STYLE_SPACE  # how train.py passes CLI_OVERRIDES: space, equals, constants
     seconds: int = DEFAULT_SECONDS
     knobs: list = field(default_factory=list)  # [{"name", "default", "help"}]: what CLI_OVERRIDES may set
+    knobs_open: bool = True  # the entry accepts more than the knobs listed (or what it accepts is unknown)
     where: dict = field(default_factory=dict)  # entry / metric / checkpoint / runner / budget -> "what, where"
     confidence: dict = field(default_factory=dict)  # answer key -> high / medium / low
     notes: list = field(default_factory=list)  # one line each, for the person confirming the defaults
@@ -56,15 +57,19 @@ class Findings:
     stats: dict = field(default_factory=dict)  # names listed, files parsed, bytes read, seconds
 
 
-def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
-    """Everything detection can say about the project at `root`; `direction(metric)` -> min/max."""
+def analyse(root: Path, direction: Callable[[str], str], entry_module: str = "") -> Findings:
+    """Everything detection can say about the project at `root`; `direction(metric)` -> min/max.
+
+    `entry_module`, when given, is the entry point (the person's answer): the answers that
+    depend on it (metric, checkpoint, arguments, resume, runner) are derived from it.
+    """
     t0 = time.perf_counter()
     project = Project(Path(root), walk(Path(root)))
     out = Findings()
     cmds = commands.from_docs(project)
     wandb = trackers.read_wandb(project)
 
-    entry = entrypoints.find(project, cmds, wandb.program)
+    entry = entrypoints.find(project, cmds, wandb.program, forced=entry_module)
     out.entry_pattern, out.entry_main_module = entry.pattern, entry.dotted
     out.confidence["entry_pattern"] = out.confidence["entry_main_module"] = entry.confidence
     out.candidates["entry_main_module"] = entry.candidates
@@ -76,6 +81,7 @@ def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
         out.where["entry"] = f"{entry.facts.rel}:{entry.facts.line} ({entry.facts.why}; found by {src})"
     opts = arguments.options(project, entry)
     out.knobs = arguments.knobs(opts)
+    out.knobs_open = opts.open or not opts.values or entry.pattern in ("hydra", "custom")
     out.resume_flag_name = arguments.resume_flag(opts)
     out.cli_args, source = arguments.baseline(entry, opts, out.resume_flag_name, wandb.config, wandb.argv)
     out.confidence["cli_args"] = {
@@ -149,7 +155,11 @@ def _budget(modules: list, opts) -> tuple[int, str]:
     found += [(f"--{n}", n, v) for n, v in opts.values.items()]
     for where, name, value in found:
         low = name.lower()
-        if any(word in low for word in BUDGET_NAMES) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (
+            any(word in low for word in BUDGET_NAMES)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
             if value > 0:
                 cap = math.ceil(value)
                 total = cap + max(BUDGET_MARGIN_MIN_S, math.ceil(cap * BUDGET_MARGIN))

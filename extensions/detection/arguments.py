@@ -313,7 +313,8 @@ def _rank(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (HYPER.index(leaf[n]) if leaf[n] in HYPER else len(HYPER), names.index(n)))
 
 
-def _hydra_item(key: str, value: Any) -> str:
+def hydra_item(key: str, value: Any) -> str:
+    """One Hydra override `key=value`: booleans and None in YAML spelling, odd strings quoted."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif value is None:
@@ -356,7 +357,7 @@ def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict 
     }
     if pattern == "hydra":
         names = _rank([k for k in flat if k in opts.values and not _is_resume(k)])
-        return [_hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
+        return [hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
     kept = _keep(flat, opts, resume)
     if not opts.values:  # what the entry accepts is unknown: only the usual hyperparameter names
         kept = {k: v for k, v in kept.items() if k.replace("-", "_") in HYPER}
@@ -378,7 +379,7 @@ def _from_defaults(pattern: str, opts: Options, resume: str) -> dict | list:
     names = _rank([n for n, v in opts.values.items() if n != resume and distinctive(n, v)])
     if pattern == "hydra":
         picks = [f"{g}={c}" for g, c in opts.groups.items()]
-        return picks + [_hydra_item(n, opts.values[n]) for n in names[: MAX_ARGS - len(picks)]]
+        return picks + [hydra_item(n, opts.values[n]) for n in names[: MAX_ARGS - len(picks)]]
     return {n: opts.values[n] for n in names[:MAX_DEFAULT_ARGS]}
 
 

@@ -68,7 +68,10 @@ def from_code(modules: list, scopes, option) -> list[tuple[str, str]]:
                 path = pathglob.resolve(_path_arg(node, FOLDER_SAVES[short]), scopes(node))
                 if usable(path):
                     saves.append(
-                        (pathglob.file_glob(path) if "checkpoint-" in path else path, f"{short} at {dotted}:{node.lineno}")
+                        (
+                            pathglob.file_glob(path) if "checkpoint-" in path else path,
+                            f"{short} at {dotted}:{node.lineno}",
+                        )
                     )
             elif short == "ModelCheckpoint":
                 folder = pathglob.resolve(_kwarg(node, "dirpath"), scopes(node))

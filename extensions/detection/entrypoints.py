@@ -273,7 +273,8 @@ def _named_candidates(project: Project) -> list[tuple[str, int, str]]:
     return sorted(out, key=lambda c: (-c[1], c[0].count("/"), c[0]))
 
 
-def find(project: Project, commands: list[Command], wandb_program: str) -> Entry:
+def find(project: Project, commands: list[Command], wandb_program: str, forced: str = "") -> Entry:
+    """The most likely entry point; `forced` (a dotted module the person chose) wins over every guess."""
     scored: dict[str, tuple[int, str, Command | None]] = {}
 
     def add(dotted: str, score: int, source: str, cmd: Command | None = None) -> None:
@@ -281,6 +282,8 @@ def find(project: Project, commands: list[Command], wandb_program: str) -> Entry
         if rel and (rel not in scored or scored[rel][0] < score):
             scored[rel] = (score, source, cmd)
 
+    if forced:
+        add(forced, 1000, "your answer", next((c for c in commands if c.module == forced), None))
     for cmd in commands:
         add(cmd.module, 50 if cmd.trainy else 30, cmd.source or "docs", cmd)
     if wandb_program:

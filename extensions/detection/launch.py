@@ -74,10 +74,11 @@ def detect(modules: list, command: Command | None, configs: list[str]) -> Launch
     out = Launch()
     used = frameworks_used(modules)
     prefix = command.prefix if command else []
-    if prefix and prefix[0] == "uv" and shutil.which("uv") is None:
-        prefix = ["python"]  # `uv run` without uv installed here: ar.py's interpreter is the project's
     if command is not None:
         out.source = f"{command.source or 'docs'}: {command.line}"
+    if prefix and prefix[0] == "uv" and shutil.which("uv") is None:
+        prefix = ["python"]  # `uv run` without uv installed here: ar.py's interpreter is the project's
+        out.source += "; uv is not installed here, so ar.py's python"
     if prefix and len(prefix) == 1 and PYTHON_RE.fullmatch(prefix[0].rsplit("/", 1)[-1]):
         out.runner, out.runner_confidence = "python", "high"  # ar.py's own interpreter: the project's
     elif prefix:

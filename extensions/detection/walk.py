@@ -50,7 +50,9 @@ class Tree:
     events: list[str] = field(default_factory=list)  # TensorBoard event files
     ckpts: list[str] = field(default_factory=list)  # checkpoint files and checkpoint-* folders
     configs: list[str] = field(default_factory=list)  # accelerate / deepspeed config files
-    docs: list[str] = field(default_factory=list)  # where commands are written: CLAUDE.md, README, docs/, Makefile, *.sh
+    docs: list[str] = field(
+        default_factory=list
+    )  # where commands are written: CLAUDE.md, README, docs/, Makefile, *.sh
     seen: int = 0  # names listed
     truncated: bool = False
 

@@ -33,7 +33,7 @@ def main():
         log.info("epoch %d train_loss=%.4f", epoch, loss.item())
         with torch.no_grad():
             val = torch.nn.functional.mse_loss(model(vx), vy).item()
-        print("epoch {} | val_loss: {:.6f}".format(epoch, val))
+        print("epoch {} | val_loss: {:.6f}".format(epoch, val))  # noqa: UP032 - the .format shape
     os.makedirs(os.path.dirname(args.checkpoint), exist_ok=True)
     torch.save(model.state_dict(), args.checkpoint)
 

@@ -42,11 +42,8 @@ for epoch in range(1, args.epochs + 1):
             p.data.add_(p.grad, alpha=-args.lr)
     val_loss = evaluate(val_data)
     print("-" * 89)
-    print(
-        "| end of epoch {:3d} | time: {:5.2f}s | valid loss {:5.2f} | valid ppl {:8.2f}".format(
-            epoch, (time.time() - epoch_start_time), val_loss, math.exp(val_loss)
-        )
-    )
+    row = "| end of epoch {:3d} | time: {:5.2f}s | valid loss {:5.2f} | valid ppl {:8.2f}"
+    print(row.format(epoch, (time.time() - epoch_start_time), val_loss, math.exp(val_loss)))
     print("-" * 89)
     if not best_val_loss or val_loss < best_val_loss:
         with open(args.save, "wb") as f:

@@ -34,7 +34,7 @@ def main():
     with torch.no_grad():
         eval_loss = torch.nn.functional.cross_entropy(model(x[500:]), y[500:]).item()
     if rank == 0:
-        print("step %d eval_loss %.6f" % (args.steps, eval_loss))
+        print("step %d eval_loss %.6f" % (args.steps, eval_loss))  # noqa: UP031 - the %-format shape
         os.makedirs(args.out_dir, exist_ok=True)
         torch.save(model.state_dict(), os.path.join(args.out_dir, "last.pt"))
 
