@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ def is_scratch(dst: Path) -> bool:
 
 
 ROOT_SCAN_DEPTH = 3  # how deep is_project_root looks for Python code
-ROOT_SCAN_ENTRIES = 2000  # and how many names at most
-SKIP_DIRS = {".autoresearch", ".venv", "venv", "node_modules", "__pycache__", ".git"}
+ROOT_SCAN_ENTRIES = 20_000  # and how many names at most
+SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "data", "datasets", "wandb", "outputs", "runs"}
 
 
 @functools.lru_cache(maxsize=16)  # validators ask once per answer: scan each root once
@@ -54,23 +55,27 @@ def is_project_root(root: Path) -> bool:
     """A folder with Python code to train (a packaging file or git alone is not enough).
 
     Research code is mostly scripts: main.py beside model.py, no pyproject.toml.
-    Bounded: a few levels, a few thousand names.
+    Breadth-first, so shallow code is found before deep data or dependency trees;
+    dot-folders (.git, .venv, .autoresearch) and virtualenvs are not entered.
     """
-    root = Path(root)
-    stack, listed = [(root, 0)], 0
-    while stack and listed < ROOT_SCAN_ENTRIES:
-        folder, depth = stack.pop()
+    queue, listed = deque([(Path(root), 0)]), 0
+    while queue and listed < ROOT_SCAN_ENTRIES:
+        folder, depth = queue.popleft()
         try:
             entries = list(os.scandir(folder))
         except OSError:
             continue
         listed += len(entries)
+        if depth and any(e.name == "pyvenv.cfg" for e in entries):
+            continue
         for entry in entries:
             if entry.name.endswith(".py") and entry.is_file():
                 return True
-            if depth < ROOT_SCAN_DEPTH and entry.is_dir(follow_symlinks=False) and entry.name not in SKIP_DIRS:
-                if not entry.name.startswith("."):
-                    stack.append((Path(entry.path), depth + 1))
+        for entry in entries:
+            name = entry.name
+            if depth < ROOT_SCAN_DEPTH and not name.startswith(".") and name not in SKIP_DIRS:
+                if entry.is_dir(follow_symlinks=False):
+                    queue.append((Path(entry.path), depth + 1))
     return False
 
 
