@@ -130,6 +130,17 @@ def test_constants_script_host_file_untouched_and_unknown_key_is_one_line(tmp_pa
     assert (host / "train.py").read_bytes() == before
 
 
+def test_configurator_unknown_key_is_one_line_at_copy_and_run_time(tmp_path):
+    host = make_host("gptconf_host", tmp_path / "gptconf_host")
+    proc = _copy(host, "261202-conf", '{"config/small.py": true, "lr": 0.1}')
+    assert "note: CLI_OVERRIDES 'lr' not accepted by train" in proc.stderr
+    expr = Experiment(host, "261202-conf")
+    result = expr.run(check=False)
+    log = (expr.dir / "runs" / result["run_id"] / "run.log").read_text()
+    assert "train.py: CLI_OVERRIDES 'lr' names no setting of" in log and "learning_rate" in log
+    assert "Traceback" not in log and result["status"] != "ok"
+
+
 def test_host_gitignore_does_not_hide_the_ledger(tmp_path):
     host = make_host("constants_host", tmp_path / "constants_host")  # its .gitignore lists results.tsv
     _copy(host, "261202-ledger", "{MAX_STEPS: 10}")
