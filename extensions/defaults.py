@@ -184,10 +184,9 @@ class Detected:
                 "or pick custom and wire run_host() in train.py"
             )
         else:
-            style = {"space": "--k v", "equals": "--k=v", "constants": "module constants"}.get(self.cli_style, "")
-            lines.append(
-                f"  entry point  {self.entry_main_module} [{self.entry_pattern}, {style}] {where.get('entry', '')}"
-            )
+            style = {"space": ", --k v", "equals": ", --k=v", "constants": ", module constants"}.get(self.cli_style, "")
+            shape = self.entry_pattern + (style if self.entry_pattern == "argparse-cli" else "")
+            lines.append(f"  entry point  {self.entry_main_module} [{shape}] {where.get('entry', '')}")
         metric_from = where.get("metric", "")
         lines.append(
             f"  metric       {self.primary_metric} ({ar_direction(self.primary_metric)}) "

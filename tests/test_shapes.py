@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import Experiment, git, make_host, render
@@ -174,6 +175,10 @@ def test_no_python_code_is_refused_in_one_line_and_wandb_note_only_for_wandb(tmp
     host = make_host("script_host", tmp_path / "script_host")
     proc = render(host, {"cli_args": "{epochs: 1}", "slug": "261202-nowandb"})
     assert "wandb login" not in proc.stderr  # the log backend: no wandb note
+    if not (Path.home() / ".netrc").is_file():  # a wandb host does get it (wandb is installed here)
+        wandb_host = make_host("function_host", tmp_path / "function_host")
+        proc = render(wandb_host, {"slug": "261202-wandb"})
+        assert proc.stderr.count("wandb login") == 1, proc.stderr
 
 
 def test_pretend_prints_the_answers_and_writes_nothing(tmp_path):
