@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "extensions"))
+sys.path[:0] = [str(REPO / "extensions"), str(REPO / "template" / "<<slug>>")]  # as preflight.py sets it
 
 from direction import ar_direction  # noqa: E402
 

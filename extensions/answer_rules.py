@@ -2,7 +2,10 @@
 validators and the up-front check of --data values.
 
 Each rule returns "" when the value is fine, else a short reason that names
-what is allowed. No Jinja or Copier here: plain functions, easy to test.
+what is allowed. No Jinja or Copier here: plain functions, easy to test. The
+rules the runner also applies (constraint syntax, metric backends, how
+metric_extract_code is wrapped) are imported from the vendored runner, so the
+interview accepts exactly what the runner will run.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from typing import Any, Callable
 
 import yaml
 
+from arunner.config import CONSTRAINT_RE
+from arunner.metrics import BACKENDS
+from arunner.metrics.custom import compile_extract
+
 PATTERNS = ("argparse-cli", "hydra", "function", "custom")
+CLI_STYLES = ("space", "equals", "constants")
 FRAMEWORKS = ("accelerate", "deepspeed", "fsdp", "ddp", "lightning", "none", "auto")
-BACKENDS = ("wandb", "tensorboard", "log", "custom", "auto")
 DIRECTIONS = ("min", "max")
 YAML_KEYS = ("cli_args", "hard_constraints", "mutation_scope")
 INT_KEYS = ("seconds",)
 SLUG_RE = re.compile(r"^(\d{6})-([a-z0-9]+(?:-[a-z0-9]+)*)$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-CONSTRAINT_RE = re.compile(r"^\s*([^\s<>=]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 FLAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
@@ -54,11 +60,20 @@ def _entry_main_module(value: Any, root: Path | None = None, **_: Any) -> str:
         return "must be a dotted module path such as mypkg.train"
     if root is None:  # a scratch render (copier update's temporary copies): nothing to resolve against
         return ""
-    parts = value.split(".")
+    if module_file(root, value) is not None:
+        return ""
+    return f"resolves to no file in {root} (looked for {value.replace('.', '/')}.py, also under src/)"
+
+
+def module_file(root: Path, dotted: str) -> Path | None:
+    """The file of a dotted module of the project (`pkg.mod` -> pkg/mod.py or pkg/mod/__init__.py, also under src/)."""
+    parts = dotted.split(".")
     for base in (root, root / "src"):
-        if base.joinpath(*parts).with_suffix(".py").is_file() or (base.joinpath(*parts) / "__init__.py").is_file():
-            return ""
-    return f"resolves to no file in {root} (looked for {'/'.join(parts)}.py, also under src/)"
+        stem = base.joinpath(*parts)
+        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def _cli_args(value: Any, entry_pattern: str | None = None, **_: Any) -> str:
@@ -111,11 +126,10 @@ def _log_regex(value: Any, **_: Any) -> str:
 def _extract_code(value: Any, **_: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         return "must be a Python function body that returns dict[str, float]"
-    body = "\n".join("    " + line for line in value.splitlines())
     try:
-        compile(f"def extract(run_dir, run_log_text):\n{body}\n", "<metric_extract_code>", "exec")
+        compile_extract(value)  # the runner's own wrapping; defining the function runs none of its body
     except SyntaxError as exc:
-        return f"is not valid Python ({exc.msg}, line {exc.lineno})"
+        return f"is not valid Python ({exc.msg}, line {max(1, (exc.lineno or 2) - 1)})"
     return ""
 
 
@@ -178,6 +192,7 @@ def _parent_ckpt(value: Any, root: Path | None = None, **_: Any) -> str:
 RULES: dict[str, Callable[..., str]] = {
     "entry_pattern": _choice(PATTERNS),
     "entry_main_module": _entry_main_module,
+    "cli_style": _choice(CLI_STYLES),
     "cli_args": _cli_args,
     "resume_flag_name": _resume_flag,
     "distributed_framework": _choice(FRAMEWORKS),

@@ -7,9 +7,15 @@ around it, so anything that reads the host or refuses the run acts only there.
 
 from __future__ import annotations
 
+import functools
+import os
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+# What the project's interpreter can import, per host root (the preflight's probe), so the
+# renders of one command probe once and later questions can read it.
+PROBES: dict = {}
 SCRATCH_MARKERS = ("copier._main.old_copy.", "copier._main.new_copy.")
 
 
@@ -37,6 +43,40 @@ def destination(conf: Any) -> Path:
 
 def is_scratch(dst: Path) -> bool:
     return any(part.startswith(SCRATCH_MARKERS) for part in dst.parts)
+
+
+ROOT_SCAN_DEPTH = 3  # how deep is_project_root looks for Python code
+ROOT_SCAN_ENTRIES = 20_000  # and how many names at most
+SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "data", "datasets", "wandb", "outputs", "runs"}
+
+
+@functools.lru_cache(maxsize=16)  # validators ask once per answer: scan each root once
+def is_project_root(root: Path) -> bool:
+    """A folder with Python code to train (a packaging file or git alone is not enough).
+
+    Research code is mostly scripts: main.py beside model.py, no pyproject.toml.
+    Breadth-first, so shallow code is found before deep data or dependency trees;
+    dot-folders (.git, .venv, .autoresearch) and virtualenvs are not entered.
+    """
+    queue, listed = deque([(Path(root), 0)]), 0
+    while queue and listed < ROOT_SCAN_ENTRIES:
+        folder, depth = queue.popleft()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        listed += len(entries)
+        if depth and any(e.name == "pyvenv.cfg" for e in entries):
+            continue
+        for entry in entries:
+            if entry.name.endswith(".py") and entry.is_file():
+                return True
+        for entry in entries:
+            name = entry.name
+            if depth < ROOT_SCAN_DEPTH and not name.startswith(".") and name not in SKIP_DIRS:
+                if entry.is_dir(follow_symlinks=False):
+                    queue.append((Path(entry.path), depth + 1))
+    return False
 
 
 def host_root(conf: Any) -> Path | None:

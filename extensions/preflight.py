@@ -1,7 +1,7 @@
 """Jinja global `ar_preflight`: phase 0, run by a hidden first question.
 
 It stops the interview with one line (copier's UserMessageError) when:
-the destination is not inside a Python project root, torch is not importable
+the destination is not inside a project with Python code to train, torch is not importable
 by the project's interpreter, an update would run on an experiment git does
 not track (Copier would delete files and revert train.py, and exit 0), or a
 --data value is invalid. Soft probes only warn.
@@ -17,8 +17,16 @@ from jinja2.ext import Extension
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
 
-sys.path.insert(0, str(Path(__file__).parent))
+# The one sys.path edit of the Copier side. Copier loads the extensions in the
+# order copier.yml lists them and this one is first, so every later extension
+# can import its siblings (answer_rules, detection, ...) and the vendored
+# runner (arunner: the single source of the rules both halves share).
+_HERE = Path(__file__).resolve().parent
+for _path in (_HERE.parent / "template" / "<<slug>>", _HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 import answer_rules  # noqa: E402
+import defaults  # noqa: E402
 import hostpaths  # noqa: E402
 
 SOFT_MODULES = ("accelerate", "wandb", "torch.distributed", "lightning", "pytorch_lightning", "tensorboard", "hydra")
@@ -112,9 +120,26 @@ def _check_data(conf, root: Path | None) -> None:
             raise UserMessageError(answer_rules.describe(key, raw, reason))
 
 
-class Preflight(Extension):
-    probes: dict[str, dict] = {}  # per host root, so the three renders of an update probe once
+def wandb_login_note(root: Path | None, backend: str, conf) -> None:
+    """The `wandb login` note, once, and only when the runs will report through wandb."""
+    found = hostpaths.PROBES.get(str(root), {})
+    if root is None or not found.get("wandb") or "wandb_note" in found:
+        return
+    if backend == "auto" and defaults.detected(conf).metric_backend != "wandb":
+        return
+    if backend not in ("wandb", "auto"):
+        return
+    found["wandb_note"] = True
+    netrc = Path.home() / ".netrc"
+    if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="replace")):
+        print(
+            "note: wandb is installed but `wandb login` is not configured (~/.netrc has no api.wandb.ai); "
+            "runs will log offline only. Does not block setup.",
+            file=sys.stderr,
+        )
 
+
+class Preflight(Extension):
     def __init__(self, environment):
         super().__init__(environment)
         environment.globals["ar_preflight"] = self.preflight
@@ -122,36 +147,30 @@ class Preflight(Extension):
     @classmethod
     def preflight(cls, conf) -> str:
         root = hostpaths.host_root(conf)
-        if root is not None and not (root / "pyproject.toml").is_file():
+        if root is not None and not hostpaths.is_project_root(Path(root)):
             raise UserMessageError(
-                f"copier must run from a Python project root: no pyproject.toml in {root}; "
-                "cd into your project's root and run `copier copy --trust <template> .autoresearch` there"
+                f"copier must run from the root of a Python project: no Python code found in {root}; "
+                "cd into the folder holding your training code and run "
+                "`copier copy --trust <template> .autoresearch` there"
             )
         _check_data(conf, root)
         if root is None:  # a scratch render of copier update: nothing of the host to probe
             return ""
         if hostpaths.operation() == "update":
             _update_guard(root, hostpaths.destination(conf), str(hostpaths.conf_value(conf, "answers_file", "")))
-        if str(root) not in cls.probes:
+        if str(root) not in hostpaths.PROBES:
             found, tried = probe_modules(root)
             if not found:
                 raise UserMessageError(
                     f"torch is not importable by this project's Python (tried: {'; '.join(tried) or 'nothing'}); "
                     "install it (e.g. `uv sync` or `pip install torch`) or create .venv, then run copier again"
                 )
-            cls.probes[str(root)] = found
+            hostpaths.PROBES[str(root)] = found
             cls._soft_warnings(root, found)
         return ""
 
     @staticmethod
     def _soft_warnings(root: Path, found: dict) -> None:
-        netrc = Path.home() / ".netrc"
-        if found.get("wandb") and not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="replace")):
-            print(
-                "note: wandb is installed but `wandb login` is not configured (~/.netrc has no api.wandb.ai); "
-                "runs will log offline only. Does not block setup.",
-                file=sys.stderr,
-            )
         git_file = root / ".git"
         if git_file.is_file() and not (root / ".venv").exists():
             for sibling in root.parent.iterdir():

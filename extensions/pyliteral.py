@@ -13,10 +13,16 @@ from jinja2.ext import Extension
 NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
+def as_number(text: str) -> int | float | None:
+    """The number a number-looking string spells (`3e-4` -> 0.0003, `12` -> 12), else None."""
+    if not NUMBER_RE.match(text):
+        return None
+    return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
+
+
 def _coerce(value):
-    if isinstance(value, str) and NUMBER_RE.match(value.strip()):
-        text = value.strip()
-        return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
+    if isinstance(value, str) and as_number(value.strip()) is not None:
+        return as_number(value.strip())
     if isinstance(value, dict):
         return {k: _coerce(v) for k, v in value.items()}
     if isinstance(value, list):

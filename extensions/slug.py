@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import hostpaths
 from jinja2.ext import Extension
 
 STOPWORDS = {"a", "an", "the", "of", "for", "to", "and", "or", "in", "on", "with", "by", "at", "from", "into", "is"}
@@ -22,8 +23,21 @@ def kebab(text: str) -> str:
     return out or (words[0][:MAX_KEBAB] if words else "experiment")
 
 
-def ar_slug(text: str) -> str:
-    return f"{dt.date.today():%y%m%d}-{kebab(str(text or ''))}"
+def ar_slug(text: str, conf=None) -> str:
+    """Today's YYMMDD-kebab, made free (`-2`, `-3`, ...) when that folder already exists."""
+    slug = f"{dt.date.today():%y%m%d}-{kebab(str(text or ''))}"
+    if conf is None:
+        return slug
+    dst = hostpaths.destination(conf)
+    if hostpaths.is_scratch(dst) or hostpaths.operation() == "update":
+        return slug
+    free, n = slug, 2
+    while (dst / free).exists():
+        suffix = f"-{n}"
+        head, kebab_part = slug.split("-", 1)
+        free = f"{head}-{kebab_part[: MAX_KEBAB - len(suffix)].rstrip('-')}{suffix}"
+        n += 1
+    return free
 
 
 class SlugDefault(Extension):

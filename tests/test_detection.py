@@ -21,7 +21,7 @@ from conftest import COPIER, HOSTS, REPO, git, make_host
 
 sys.path.insert(0, str(REPO / "extensions"))
 import answer_rules  # noqa: E402
-from detect import KEYS, Detected  # noqa: E402
+from defaults import KEYS, Detected  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -86,6 +86,51 @@ TRUTH = {
         primary_metric="val_loss",
         produced="checkpoints/tinyproj.pt",
     ),
+    # The script shapes (tests/test_shapes.py runs them): read from each host's code and README.
+    "script_host": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="main",
+        cli_style="space",
+        metric_backend="log",
+        checkpoint_glob="checkpoints/*.pt",
+        primary_metric="val_loss",
+        produced="checkpoints/model.pt",
+    ),
+    "wordlm_host": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="main",
+        cli_style="space",
+        checkpoint_glob="model.pt",
+        primary_metric="valid loss",
+        produced="model.pt",
+    ),
+    "gptconf_host": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="train",
+        cli_style="equals",
+        checkpoint_glob="out*/*.pt",
+        primary_metric="val loss",
+        produced="out-small/ckpt.pt",
+    ),
+    "constants_host": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="train",
+        cli_style="constants",
+        checkpoint_glob="ckpt/*.pt",
+        primary_metric="val_bpb",
+        seconds=34,
+        produced="ckpt/model.pt",
+    ),
+    "launcher_host": dict(
+        entry_pattern="argparse-cli",
+        entry_main_module="pkg.run",
+        resume_flag_name="resume",
+        checkpoint_glob="checkpoints/*.pt",
+        primary_metric="eval_loss",
+        runner="torchrun --nproc-per-node 2",
+        distributed_framework="ddp",
+        produced="checkpoints/last.pt",
+    ),
 }
 ATTRS = (
     "entry_pattern",
@@ -97,6 +142,9 @@ ATTRS = (
     "primary_metric",
     "wandb_project",
     "distributed_framework",
+    "cli_style",
+    "runner",
+    "seconds",
 )
 
 
@@ -453,3 +501,116 @@ def test_copier_defaults_in_tinyproj_render_and_advance(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((expr / "runs" / run.stdout.split()[0] / "result.json").read_text())
     assert result["verdict"] == "advance" and result["primary"]["name"] == "val_loss"
+
+
+# ---------------------------------------------------------------- script shapes, knobs, one rule each
+
+
+def test_knobs_list_name_default_help_for_each_kind_of_host(tmp_path):
+    knobs = {
+        name: Detected(clean_copy(name, tmp_path / name)).knobs
+        for name in ("script_host", "gptconf_host", "constants_host", "hydra_host", "function_host")
+    }
+    assert {"name": "lr", "default": 0.01, "help": "learning rate"} in knobs["script_host"]  # argparse
+    assert {"name": "learning_rate", "default": 0.01, "help": ""} in knobs["gptconf_host"]  # configurator globals
+    assert [k["name"] for k in knobs["constants_host"]][:3] == ["DEPTH", "WIDTH", "MATRIX_LR"]  # module constants
+    assert {"name": "trainer.steps", "default": 60, "help": ""} in knobs["hydra_host"]  # Hydra config keys
+    assert {"name": "lr", "default": 0.01, "help": ""} in knobs["function_host"]  # typed main() parameters
+    for found in knobs.values():
+        assert all(set(k) == {"name", "default", "help"} for k in found)
+
+
+def test_correcting_the_entry_module_rederives_its_answers(tmp_path):
+    root = write(
+        tmp_path / "two",
+        {
+            "train.py": (
+                "import argparse\nimport torch\np = argparse.ArgumentParser()\n"
+                "p.add_argument('--lr', type=float, default=0.1)\n"
+                "p.add_argument('--resume', default=None)\nargs = p.parse_args()\n"
+                "print(f'val_loss={0.5}')\ntorch.save({}, 'checkpoints/a.pt')\n"
+            ),
+            "tools/finetune_cls.py": (
+                "import argparse\nimport os\nimport torch\n\n\ndef main():\n"
+                "    p = argparse.ArgumentParser()\n    p.add_argument('--out', default='ft')\n"
+                "    p.add_argument('--warmup_steps', type=int, default=10)\n    args = p.parse_args()\n"
+                "    print('eval_acc: %.3f' % 0.9)\n    torch.save({}, os.path.join(args.out, 'best.pt'))\n\n\n"
+                "if __name__ == '__main__':\n    main()\n"
+            ),
+        },
+    )
+    d = Detected(root)
+    assert (d.entry_main_module, d.primary_metric, d.checkpoint_glob, d.resume_flag_name) == (
+        "train",
+        "val_loss",
+        "checkpoints/*.pt",
+        "resume",
+    )
+    other = d.for_module("tools.finetune_cls")
+    assert (other.entry_main_module, other.primary_metric, other.checkpoint_glob, other.resume_flag_name) == (
+        "tools.finetune_cls",
+        "eval_acc",
+        "ft/*.pt",
+        "",
+    )
+    assert [k["name"] for k in other.knobs] == ["out", "warmup_steps"]
+    assert d.for_module("") is d and d.for_module("train") is d
+
+
+def test_commands_from_readme_makefile_and_scripts_with_their_launcher(tmp_path):
+    root = write(
+        tmp_path / "cmds",
+        {
+            "pkg/__init__.py": "",
+            "pkg/launch_job.py": "import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr')\np.parse_args()\n",
+            "Makefile": "train:\n\taccelerate launch --num_processes 2 -m pkg.launch_job --lr 0.1\n",
+        },
+    )
+    d = Detected(root)
+    assert d.entry_main_module == "pkg.launch_job" and d.runner == "accelerate launch --num_processes 2"
+    assert yaml.safe_load(d.cli_args_for("argparse-cli")) == {"lr": 0.1}
+    (root / "Makefile").unlink()
+    (root / "scripts").mkdir()
+    (root / "scripts/run.sh").write_text("#!/bin/sh\npython -m pkg.launch_job --lr 0.2\n")
+    d = Detected(root)
+    assert d.entry_main_module == "pkg.launch_job" and d.runner == "python"
+    assert yaml.safe_load(d.cli_args_for("argparse-cli")) == {"lr": 0.2}
+
+
+def test_no_entry_point_says_so_plainly(tmp_path):
+    root = write(tmp_path / "lib", {"util.py": "def helper():\n    return 1\n"})
+    d = Detected(root)
+    assert d.entry_pattern == "custom"
+    assert "entry point  none found: answer entry_main_module" in d.summary()
+
+
+def test_copier_choices_match_the_runners_rules():
+    """copier.yml's choices and the interview's rules name exactly what the runner accepts."""
+    from arunner.config import CONSTRAINT_RE, LAUNCHERS, PYTHON_RE
+    from arunner.metrics import BACKENDS
+    from detection import commands
+
+    questions = yaml.safe_load((REPO / "copier.yml").read_text())
+    assert set(questions["metric_backend"]["choices"]) == set(BACKENDS)
+    assert set(questions["cli_style"]["choices"].values()) == set(answer_rules.CLI_STYLES)
+    assert set(questions["entry_pattern"]["choices"].values()) == set(answer_rules.PATTERNS)
+    assert answer_rules.CONSTRAINT_RE is CONSTRAINT_RE and commands.LAUNCHERS is LAUNCHERS
+    assert commands.PYTHON_RE is PYTHON_RE
+    # metric_extract_code: the runner's wrapping (dedented), so indented code is fine in both
+    assert answer_rules.check("metric_extract_code", "    x = 1\n    return {'a': x}") == ""
+    assert "not valid Python" in answer_rules.check("metric_extract_code", "return {")
+
+
+def test_default_log_rule_reads_table_cells_and_spaced_values(tmp_path):
+    from arunner.metrics.logregex import build_patterns, scan_log
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        "| end of epoch   1 | time:  0.05s | valid loss  6.45 | valid ppl   631.37\n"
+        "step 250: train loss 1.9000, val loss 2.0100\n"
+        "val_bpb:          0.997900\n"
+    )
+    patterns, literals, _ = build_patterns("", ["valid loss", "val loss", "val_bpb", "valid ppl", "loss"])
+    values, _ = scan_log(log, patterns, "valid loss", literals)
+    # a bare name matches any cell ending in it: `loss` reads the last `... loss <v>` (val loss here)
+    assert values == {"valid loss": 6.45, "val loss": 2.01, "val_bpb": 0.9979, "valid ppl": 631.37, "loss": 2.01}

@@ -11,6 +11,8 @@ bounded, and host code is only ever parsed, never imported or run.
 
 from __future__ import annotations
 
+import ast
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,14 @@ from typing import Any, Callable
 from . import arguments, checkpoints, commands, entrypoints, goals, launch, pathglob, trackers
 from .sources import Project
 from .walk import walk
+
+DEFAULT_SECONDS = 300  # per-run budget when the host caps nothing itself
+# A host that caps its own training time (TIME_BUDGET = 300) still needs start-up
+# (imports, data) and a final evaluation inside the runner's budget: the cap plus
+# this margin, at least BUDGET_MARGIN_MIN_S, never below the cap.
+BUDGET_MARGIN = 0.2
+BUDGET_MARGIN_MIN_S = 30
+BUDGET_NAMES = ("budget", "time_limit", "max_time", "max_seconds", "max_runtime", "time_cap")
 
 
 @dataclass
@@ -36,33 +46,48 @@ class Findings:
     mutation_scope: list = field(default_factory=list)
     runner: str = "python"
     wandb_project: str = ""
+    cli_style: str = entrypoints.STYLE_SPACE  # how train.py passes CLI_OVERRIDES: space, equals, constants
+    seconds: int = DEFAULT_SECONDS
+    knobs: list = field(default_factory=list)  # [{"name", "default", "help"}]: what CLI_OVERRIDES may set
+    knobs_open: bool = True  # the entry accepts more than the knobs listed (or what it accepts is unknown)
+    where: dict = field(default_factory=dict)  # entry / metric / checkpoint / runner / budget -> "what, where"
     confidence: dict = field(default_factory=dict)  # answer key -> high / medium / low
     notes: list = field(default_factory=list)  # one line each, for the person confirming the defaults
     candidates: dict = field(default_factory=dict)  # answer key -> alternatives, best first
     stats: dict = field(default_factory=dict)  # names listed, files parsed, bytes read, seconds
 
 
-def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
-    """Everything detection can say about the project at `root`; `direction(metric)` -> min/max."""
+def analyse(root: Path, direction: Callable[[str], str], entry_module: str = "") -> Findings:
+    """Everything detection can say about the project at `root`; `direction(metric)` -> min/max.
+
+    `entry_module`, when given, is the entry point (the person's answer): the answers that
+    depend on it (metric, checkpoint, arguments, resume, runner) are derived from it.
+    """
     t0 = time.perf_counter()
     project = Project(Path(root), walk(Path(root)))
     out = Findings()
     cmds = commands.from_docs(project)
     wandb = trackers.read_wandb(project)
 
-    entry = entrypoints.find(project, cmds, wandb.program)
+    entry = entrypoints.find(project, cmds, wandb.program, forced=entry_module)
     out.entry_pattern, out.entry_main_module = entry.pattern, entry.dotted
     out.confidence["entry_pattern"] = out.confidence["entry_main_module"] = entry.confidence
     out.candidates["entry_main_module"] = entry.candidates
     out.notes += entry.notes
 
+    out.cli_style = entry.cli_style
+    if entry.facts is not None:
+        src = entry.command.source if entry.command else entry.source
+        out.where["entry"] = f"{entry.facts.rel}:{entry.facts.line} ({entry.facts.why}; found by {src})"
     opts = arguments.options(project, entry)
+    out.knobs = arguments.knobs(opts)
+    out.knobs_open = opts.open or not opts.values or entry.pattern in ("hydra", "custom")
     out.resume_flag_name = arguments.resume_flag(opts)
     out.cli_args, source = arguments.baseline(entry, opts, out.resume_flag_name, wandb.config, wandb.argv)
     out.confidence["cli_args"] = {
         "wandb config.yaml": "high",
         "wandb-metadata.json": "high",
-        "CLAUDE.md": "high",
+        "docs": "high",
         "defaults": "medium",
     }.get(source, "low")
     out.confidence["resume_flag_name"] = "medium" if out.resume_flag_name else "low"
@@ -89,14 +114,20 @@ def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
 
     payload_roots = {p.split("/")[0] for dirs in project.tree.payload.values() for p in dirs} - {"wandb"}
     ckpt = checkpoints.detect(modules, scopes, option, project.tree.ckpts, payload_roots)
-    out.checkpoint_glob = ckpt.glob
+    out.checkpoint_glob = _config_variants(ckpt.glob, entry)
     out.confidence["checkpoint_glob"] = ckpt.confidence
+    if ckpt.glob:
+        out.where["checkpoint"] = ckpt.source
+    if out.primary_metric in tracked.where:
+        out.where["metric"] = f"printed at {tracked.where[out.primary_metric]}"
 
     command = entry.command or next((c for c in cmds if c.trainy), None)
     launched = launch.detect(modules, command, project.tree.configs)
     out.runner, out.distributed_framework = launched.runner, launched.framework
     out.confidence["runner"] = launched.runner_confidence
     out.confidence["distributed_framework"] = launched.framework_confidence
+    out.where["runner"] = launched.source
+    out.seconds, out.where["budget"] = _budget(modules, opts)
 
     out.candidates["goal"] = goals.goal_candidates(project, out.primary_metric, direction)
     out.goal = out.candidates["goal"][0]
@@ -111,6 +142,39 @@ def analyse(root: Path, direction: Callable[[str], str]) -> Findings:
         "seconds": round(time.perf_counter() - t0, 4),
     }
     return out
+
+
+def _budget(modules: list, opts) -> tuple[int, str]:
+    """(seconds, why): the host's own time cap plus a margin, else DEFAULT_SECONDS."""
+    found = []
+    for dotted, tree in modules:
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                found.append((f"{dotted}.{node.targets[0].id}", node.targets[0].id, node.value))
+    found = [(w, n, v.value) for w, n, v in found if isinstance(v, ast.Constant)]
+    found += [(f"--{n}", n, v) for n, v in opts.values.items()]
+    for where, name, value in found:
+        low = name.lower()
+        if (
+            any(word in low for word in BUDGET_NAMES)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
+            if value > 0:
+                cap = math.ceil(value)
+                total = cap + max(BUDGET_MARGIN_MIN_S, math.ceil(cap * BUDGET_MARGIN))
+                return total, f"{total} s = the host's cap {where} = {value} s + margin for start-up and evaluation"
+    return DEFAULT_SECONDS, f"{DEFAULT_SECONDS} s (the host caps no time itself)"
+
+
+def _config_variants(glob: str, entry) -> str:
+    """`out/*.pt` -> `out*/*.pt` when a configurator's config files may rename `out` (out-small, ...)."""
+    if not glob or entry.cli_style != entrypoints.STYLE_EQUALS or entry.facts is None:
+        return glob
+    first, _, rest = glob.partition("/")
+    if rest and first in {v for v in entry.facts.constants.values() if isinstance(v, str)}:
+        return f"{first}*/{rest}"
+    return glob
 
 
 def _as_mapping(args: Any) -> dict:

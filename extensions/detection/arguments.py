@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from .commands import parse_args
-from .entrypoints import Entry
+from .commands import CONFIG_FILE_SUFFIXES, parse_args
+from .entrypoints import STYLE_CONSTANTS, STYLE_EQUALS, Entry
 from .sources import Project
 
 MISSING = object()  # an option whose default is not a literal
@@ -125,6 +125,7 @@ class Options:
     values: dict = field(default_factory=dict)  # option name -> default (MISSING when not a literal)
     open: bool = False  # accepts names we could not list (transformers' TrainingArguments, **kwargs)
     groups: dict = field(default_factory=dict)  # hydra config group -> chosen option
+    help: dict = field(default_factory=dict)  # option name -> its help text, when the host gives one
 
     def default(self, name: str) -> Any:
         value = self.values.get(name, self.values.get(name.replace("_", "-"), None))
@@ -158,6 +159,9 @@ def _argparse(tree: ast.Module, out: Options) -> None:
         action = _literal(kw.get("action"))
         default = {"store_true": False, "store_false": True}.get(action, _literal(kw.get("default")))
         out.values[long[0][2:]] = None if default is MISSING and "default" not in kw else default
+        text = _literal(kw.get("help"))
+        if isinstance(text, str):
+            out.help[long[0][2:]] = " ".join(text.split())
 
 
 def _dataclass_fields(cls: ast.ClassDef, out: Options) -> None:
@@ -247,6 +251,12 @@ def options(project: Project, entry: Entry) -> Options:
     if entry.pattern == "hydra":
         _hydra(project, entry, out)
         return out
+    if entry.cli_style == STYLE_EQUALS:  # configurator: the globals it may override
+        out.values = {k: v for k, v in f.constants.items() if not k.startswith("_")}
+        return out
+    if entry.cli_style == STYLE_CONSTANTS:
+        out.values = {k: v for k, v in f.constants.items() if k.isupper()}
+        return out
     if f.kinds & {"hfparser", "simple_parsing"}:
         _dataclasses(project, entry, out)
     _argparse(f.tree, out)
@@ -266,6 +276,18 @@ def options(project: Project, entry: Entry) -> Options:
             if arg.arg != "self":
                 out.values.setdefault(arg.arg, default)
         out.open = out.open or args.kwarg is not None
+    return out
+
+
+def knobs(opts: Options) -> list[dict]:
+    """What the agent may set through CLI_OVERRIDES: [{"name", "default", "help"}] in the host's order.
+
+    A default that is not a literal is None; help is "" when the host gives none.
+    """
+    out = []
+    for name, default in opts.values.items():
+        value = None if default is MISSING else default
+        out.append({"name": name, "default": value, "help": opts.help.get(name, "")})
     return out
 
 
@@ -291,7 +313,8 @@ def _rank(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (HYPER.index(leaf[n]) if leaf[n] in HYPER else len(HYPER), names.index(n)))
 
 
-def _hydra_item(key: str, value: Any) -> str:
+def hydra_item(key: str, value: Any) -> str:
+    """One Hydra override `key=value`: booleans and None in YAML spelling, odd strings quoted."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif value is None:
@@ -313,7 +336,7 @@ def _keep(args: dict, opts: Options, resume: str) -> dict:
         k: v
         for k, v in args.items()
         if isinstance(k, str)
-        and opts.accepts(k)
+        and (opts.accepts(k) or (v is True and k.endswith(CONFIG_FILE_SUFFIXES)))
         and k != resume
         and not _is_resume(k)
         and v is not None
@@ -334,7 +357,7 @@ def _from_wandb(config: dict, pattern: str, opts: Options, resume: str) -> dict 
     }
     if pattern == "hydra":
         names = _rank([k for k in flat if k in opts.values and not _is_resume(k)])
-        return [_hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
+        return [hydra_item(k, flat[k]) for k in names[:MAX_ARGS]]
     kept = _keep(flat, opts, resume)
     if not opts.values:  # what the entry accepts is unknown: only the usual hyperparameter names
         kept = {k: v for k, v in kept.items() if k.replace("-", "_") in HYPER}
@@ -356,7 +379,7 @@ def _from_defaults(pattern: str, opts: Options, resume: str) -> dict | list:
     names = _rank([n for n, v in opts.values.items() if n != resume and distinctive(n, v)])
     if pattern == "hydra":
         picks = [f"{g}={c}" for g, c in opts.groups.items()]
-        return picks + [_hydra_item(n, opts.values[n]) for n in names[: MAX_ARGS - len(picks)]]
+        return picks + [hydra_item(n, opts.values[n]) for n in names[: MAX_ARGS - len(picks)]]
     return {n: opts.values[n] for n in names[:MAX_DEFAULT_ARGS]}
 
 
@@ -367,7 +390,7 @@ def baseline(entry: Entry, opts: Options, resume: str, wandb_config: dict, wandb
         if args:
             return args, "wandb config.yaml"
     command_args = entry.command.args if entry.command else {}
-    for source, parsed in (("wandb-metadata.json", parse_args(wandb_argv)), ("CLAUDE.md", command_args)):
+    for source, parsed in (("wandb-metadata.json", parse_args(wandb_argv)), ("docs", command_args)):
         args = parsed if isinstance(parsed, list) else _keep(parsed, opts, resume)
         if args and isinstance(args, list) == (entry.pattern == "hydra"):
             return args, source

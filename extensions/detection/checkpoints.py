@@ -53,7 +53,7 @@ def _kwarg(call: ast.Call, name: str) -> ast.AST | None:
 def from_code(modules: list, scopes, option) -> list[tuple[str, str]]:
     """(glob, what it came from) for each save convention found, most explicit first."""
     saves, conventions = [], []
-    for _dotted, tree in modules:
+    for dotted, tree in modules:
         roots = import_roots(tree)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
@@ -63,11 +63,16 @@ def from_code(modules: list, scopes, option) -> list[tuple[str, str]]:
             if short in FILE_SAVES and (short != "save" or func == "torch.save"):
                 path = pathglob.resolve(_path_arg(node, FILE_SAVES[short]), scopes(node))
                 if usable(path):
-                    saves.append((pathglob.file_glob(path), func))
+                    saves.append((pathglob.file_glob(path), f"{func} at {dotted}:{node.lineno}"))
             elif short in FOLDER_SAVES and not func.startswith(("torch.", "np.")):
                 path = pathglob.resolve(_path_arg(node, FOLDER_SAVES[short]), scopes(node))
                 if usable(path):
-                    saves.append((pathglob.file_glob(path) if "checkpoint-" in path else path, short))
+                    saves.append(
+                        (
+                            pathglob.file_glob(path) if "checkpoint-" in path else path,
+                            f"{short} at {dotted}:{node.lineno}",
+                        )
+                    )
             elif short == "ModelCheckpoint":
                 folder = pathglob.resolve(_kwarg(node, "dirpath"), scopes(node))
                 if usable(folder):

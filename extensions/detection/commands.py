@@ -1,6 +1,7 @@
-"""Training commands written in CLAUDE.md, split into launcher, target module and arguments.
+"""Training commands written in the docs, split into launcher, target module and arguments.
 
-A command is a line of a fenced code block such as
+Commands are read from CLAUDE.md, README*, docs/*.md (fenced blocks), Makefile
+recipes and *.sh scripts. A command is a line such as
 `torchrun --nproc-per-node 2 -m pkg.train --lr 3e-4` or
 `python -c "from pkg.train import main; main(lr=0.01)"`. The launcher prefix
 (`torchrun --nproc-per-node 2`) feeds the runner default, the target feeds
@@ -14,12 +15,14 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from arunner.config import LAUNCHERS, PYTHON_RE
+
 from .sources import Project, scalar
 
 FENCE_RE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 HEADING_RE = re.compile(r"^#+\s*(.+)$", re.M)
-PYTHON_RE = re.compile(r"^python(3(\.\d+)?)?$")
-LAUNCHERS = ("torchrun", "accelerate", "deepspeed")
+CONFIG_FILE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".toml")  # positional config files kept as {path: True}
+MAX_DOCS = 10
 LAUNCHER_MODULES = ("torch.distributed.run", "torch.distributed.launch")
 
 
@@ -30,6 +33,7 @@ class Command:
     prefix: list[str] = field(default_factory=list)  # launcher words, e.g. ["torchrun", "--nproc-per-node", "2"]
     module: str = ""  # dotted target module
     args: dict | list = field(default_factory=dict)  # {name: value} or hydra ["k=v", ...]
+    source: str = ""  # the file it was written in
 
     @property
     def trainy(self) -> bool:
@@ -45,8 +49,11 @@ def parse_args(words: list[str]) -> dict | list:
     while i < len(words):
         word = words[i]
         i += 1
+        if not word.startswith("-") and word.endswith(CONFIG_FILE_SUFFIXES):
+            out[word] = True  # a positional config file (`train.py config/small.py`): train.py passes it as is
+            continue
         if not word.startswith("--") or len(word) == 2:
-            continue  # a positional: cli_args cannot express it
+            continue  # another positional: cli_args cannot express it
         name, eq, value = word[2:].partition("=")
         if eq:
             out[name] = scalar(value)
@@ -83,7 +90,7 @@ def _from_code(code: str) -> tuple[str, dict]:
     return "", {}
 
 
-def split(line: str, heading: str, project: Project) -> Command | None:
+def split(line: str, heading: str, project: Project, source: str = "") -> Command | None:
     """One shell line as a Command, or None when it runs no Python target."""
     try:
         words = shlex.split(line)
@@ -93,9 +100,9 @@ def split(line: str, heading: str, project: Project) -> Command | None:
         words.pop(0)  # CUDA_VISIBLE_DEVICES=0 and friends
     if not words:
         return None
-    cmd = Command(line=line, heading=heading)
+    cmd = Command(line=line, heading=heading, source=source)
     first = words[0].rsplit("/", 1)[-1]
-    launcher = first in LAUNCHERS or first == "uv" or PYTHON_RE.match(first)
+    launcher = first in LAUNCHERS or first == "uv" or PYTHON_RE.fullmatch(first)
     if not launcher:
         return None
     i = 0
@@ -118,26 +125,41 @@ def split(line: str, heading: str, project: Project) -> Command | None:
         i += 1
     else:  # no -m, -c or .py target on the line
         return None
-    if cmd.prefix and cmd.prefix[0] == "uv" and not any(PYTHON_RE.match(w) for w in cmd.prefix):
+    if cmd.prefix and cmd.prefix[0] == "uv" and not any(PYTHON_RE.fullmatch(w) for w in cmd.prefix):
         cmd.prefix.append("python")  # `uv run train.py` runs the file with uv's python
     cmd.args = parse_args(rest)
     return cmd if cmd.module else None
 
 
+def _doc_rank(rel: str) -> tuple:
+    """CLAUDE.md first, then README, docs/, scripts; shallow before deep."""
+    name = rel.rsplit("/", 1)[-1].lower()
+    kind = 0 if name == "claude.md" else 1 if name.startswith("readme") else 2 if name.endswith(".md") else 3
+    return (rel.count("/"), kind, rel)
+
+
+def _blocks(rel: str, text: str):
+    """(heading, code) pairs: fenced blocks of a Markdown file, the whole text of a script or Makefile."""
+    if not rel.lower().endswith((".md", ".rst", ".txt")):
+        yield rel.rsplit("/", 1)[-1], text
+        return
+    for block in FENCE_RE.finditer(text):
+        headings = HEADING_RE.findall(text[: block.start()])
+        yield (headings[-1] if headings else ""), block.group(1)
+
+
 def from_docs(project: Project) -> list[Command]:
-    """Every Python command in the fenced blocks of the project's CLAUDE.md files, root first."""
+    """Every Python command in the project's docs (fenced blocks), Makefile and shell scripts, root first."""
     found: list[Command] = []
-    docs = sorted(project.tree.docs, key=lambda rel: (rel.count("/"), rel))
-    for rel in docs[:5]:
+    docs = sorted(project.tree.docs, key=_doc_rank)
+    for rel in docs[:MAX_DOCS]:
         text = project.read(rel, limit=256 * 1024) or ""
-        for block in FENCE_RE.finditer(text):
-            headings = HEADING_RE.findall(text[: block.start()])
-            heading = headings[-1] if headings else ""
-            body = block.group(1).replace("\\\n", " ")
+        for heading, code in _blocks(rel, text):
+            body = code.replace("\\\n", " ")
             for line in body.splitlines():
                 line = line.strip().removeprefix("$ ").strip()
                 if line and not line.startswith("#"):
-                    cmd = split(line, heading, project)
+                    cmd = split(line, heading, project, rel)
                     if cmd:
                         found.append(cmd)
     # training commands first, in document order otherwise

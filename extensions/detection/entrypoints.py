@@ -1,13 +1,18 @@
 """The training entry point: candidate modules, the one most likely, and its pattern.
 
-Candidates come from CLAUDE.md's training command, wandb-metadata.json's code
-path, [project.scripts], and file names (`train.py`, `scripts/train*.py`,
-`tools/train*.py`, `src/**/train*.py`, `**/train*.py`). Each is read with ast
-and classified: `@hydra.main` -> hydra; LightningCLI / fire / click / typer ->
-custom; argparse / HfArgumentParser / simple_parsing -> argparse-cli; an
-importable `main(...)` whose parameters all have defaults -> function; a
-hand-rolled sys.argv loop -> custom. Score = where it was named + how clear
-its pattern is.
+Candidates come from the docs' training commands (CLAUDE.md, README, docs/,
+Makefile, *.sh), wandb-metadata.json's code path, [project.scripts], and every
+module of the project, `train*` names first (`train.py`, `scripts/train*.py`,
+`src/**/train*.py`, ...), then `main.py` / `run.py`-style names, then the rest.
+Each is read with ast and classified: `@hydra.main` -> hydra; LightningCLI /
+fire / click / typer -> custom; argparse / HfArgumentParser / simple_parsing
+(in main() or at module level) -> argparse-cli; a GPT-style configurator
+(`exec(open('configurator.py').read())` over module globals) -> argparse-cli
+with `--k=v` arguments; a script that trains at module level from constants
+and parses no command line -> argparse-cli whose overrides replace those
+constants; an importable `main(...)` whose parameters all have defaults ->
+function; a hand-rolled sys.argv loop -> custom. Score = where it was named +
+how clear its pattern is.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ CUSTOM_NOTES = {
     "sysargv": "reads sys.argv by hand (fire-style): wire the call in train.py's run_host() (pattern custom)",
 }
 MAX_CANDIDATES = 40
+ENTRY_NAMES = ("main", "run", "cli", "launch", "finetune", "pretrain", "fit")  # script names after train*
+# How each kind of script reads CLI_OVERRIDES (the cli_style answer).
+STYLE_SPACE, STYLE_EQUALS, STYLE_CONSTANTS = "space", "equals", "constants"
 
 
 @dataclass
@@ -41,6 +49,11 @@ class Facts:
     main_typed: bool = False  # main(...) callable with keywords only, annotated
     parser_only_in_main_block: bool = False
     hydra: dict = field(default_factory=dict)  # config_path / config_name of @hydra.main
+    configurator: ast.AST | None = None  # the `exec(open('configurator.py').read())` statement
+    constants: dict = field(default_factory=dict)  # module-level NAME -> literal value, in file order
+    trains_at_top: bool = False  # calls .backward() / .step() outside any function
+    line: int = 0  # the line that makes it an entry point
+    why: str = ""  # what that line is
 
 
 @dataclass
@@ -50,7 +63,8 @@ class Entry:
     confidence: str = "low"
     source: str = ""
     facts: Facts | None = None
-    command: Command | None = None  # the CLAUDE.md command that runs it
+    command: Command | None = None  # the docs' command that runs it
+    cli_style: str = STYLE_SPACE  # space (--k v), equals (--k=v) or constants
     nearby: list = field(default_factory=list)  # (dotted, ast) of the project modules it imports
     notes: list = field(default_factory=list)
     candidates: list = field(default_factory=list)  # (dotted, pattern, score), best first
@@ -143,11 +157,43 @@ def facts(dotted: str, rel: str, tree: ast.Module) -> Facts:
                     f.kinds.add("_command_decorator")
         elif isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.argv" and isinstance(node.ctx, ast.Load):
             f.kinds.add("sysargv")
+    _top_level(f)
     if {"_imports_click", "_command_decorator"} <= f.kinds:
         f.kinds.add("click")
     f.kinds -= {"_imports_click", "_command_decorator"}
     f.parser_only_in_main_block = bool(parser_calls) and all(id(c) in main_block_nodes for c in parser_calls)
     return f
+
+
+def _literal(node: ast.AST):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError):
+        return _NOT_LITERAL
+
+
+_NOT_LITERAL = object()
+
+
+def _top_level(f: Facts) -> None:
+    """Module-level facts: literal globals, a configurator exec, training outside functions."""
+    for node in f.tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = _literal(node.value)
+            if value is not _NOT_LITERAL and isinstance(value, (int, float, str, bool)):
+                f.constants.setdefault(node.targets[0].id, value)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            text = ast.unparse(node.value)
+            if text.startswith("exec(") and "configurator" in text:
+                f.configurator = node
+                break  # globals after the configurator are derived, not knobs
+    for node in f.tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr == "backward":
+                f.trains_at_top = True
+                return
 
 
 def classify(f: Facts) -> tuple[str, int, str]:
@@ -161,6 +207,11 @@ def classify(f: Facts) -> tuple[str, int, str]:
         if f.parser_only_in_main_block and f.main_typed:
             return "function", 2, "the CLI is parsed only under __main__, so main(**kwargs) is the entry"
         return "argparse-cli", 3, ""
+    if f.configurator is not None:
+        return "argparse-cli", 3, "a configurator script: CLI_OVERRIDES become --key=value arguments"
+    upper = [n for n in f.constants if n.isupper()]
+    if f.trains_at_top and upper and "sysargv" not in f.kinds:
+        return "argparse-cli", 2, "no command line: CLI_OVERRIDES keys replace its module-level constants"
     if f.main_typed:
         return "function", 2, ""
     if "sysargv" in f.kinds and f.main_block:
@@ -170,12 +221,39 @@ def classify(f: Facts) -> tuple[str, int, str]:
     return "", 0, ""
 
 
-def _named_candidates(project: Project) -> list[tuple[str, int, str]]:
-    out = []
-    for rel in project.tree.py_files:
-        name = rel.rsplit("/", 1)[-1]
-        if not name.startswith("train"):
-            continue
+def style(f: Facts) -> str:
+    """How the entry reads CLI_OVERRIDES: --k v, --k=v (configurator) or module constants."""
+    if f.kinds & {"argparse", "hfparser", "simple_parsing"}:
+        return STYLE_SPACE
+    if f.configurator is not None:
+        return STYLE_EQUALS
+    return STYLE_CONSTANTS if f.trains_at_top and any(n.isupper() for n in f.constants) else STYLE_SPACE
+
+
+def _where(f: Facts, pattern: str) -> tuple[int, str]:
+    """(line, why) of what makes the module an entry point, for the detection summary."""
+    for node in ast.walk(f.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "hydra" in f.kinds and node.decorator_list:
+            return node.lineno, "@hydra.main"
+        if isinstance(node, ast.Call) and pattern == "argparse-cli":
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in PARSERS:
+                return node.lineno, f"{name}()"
+    if f.configurator is not None:
+        return f.configurator.lineno, "exec(configurator.py) over module globals"
+    if pattern == "function" and f.main_func is not None:
+        return f.main_func.lineno, "def main(...) with defaults"
+    if f.constants and f.trains_at_top:
+        first = next(n for n in f.tree.body if isinstance(n, ast.Assign))
+        return first.lineno, "module-level constants, trains at import"
+    return 1, pattern
+
+
+def _name_score(rel: str) -> int:
+    """How much a file's name and place say "entry point" (0 = only its content can)."""
+    name = rel.rsplit("/", 1)[-1]
+    stem = name[:-3]
+    if name.startswith("train"):
         if rel == "train.py":
             score = 20
         elif rel.startswith(("scripts/", "tools/")):
@@ -183,11 +261,20 @@ def _named_candidates(project: Project) -> list[tuple[str, int, str]]:
         else:
             score = 12 if rel.startswith("src/") else 10
         score += 5 if name == "train.py" else 0
-        out.append((rel, score - max(0, rel.count("/") - 2), "file name"))
-    return out
+        return score - max(0, rel.count("/") - 2)
+    if stem in ENTRY_NAMES or stem.startswith(ENTRY_NAMES):
+        return max(1, 8 - rel.count("/"))
+    return 0
 
 
-def find(project: Project, commands: list[Command], wandb_program: str) -> Entry:
+def _named_candidates(project: Project) -> list[tuple[str, int, str]]:
+    """Every module, best names first: content decides the rest (train_utils.py classifies as nothing)."""
+    out = [(rel, _name_score(rel), "file name") for rel in project.tree.py_files]
+    return sorted(out, key=lambda c: (-c[1], c[0].count("/"), c[0]))
+
+
+def find(project: Project, commands: list[Command], wandb_program: str, forced: str = "") -> Entry:
+    """The most likely entry point; `forced` (a dotted module the person chose) wins over every guess."""
     scored: dict[str, tuple[int, str, Command | None]] = {}
 
     def add(dotted: str, score: int, source: str, cmd: Command | None = None) -> None:
@@ -195,13 +282,15 @@ def find(project: Project, commands: list[Command], wandb_program: str) -> Entry
         if rel and (rel not in scored or scored[rel][0] < score):
             scored[rel] = (score, source, cmd)
 
+    if forced:
+        add(forced, 1000, "your answer", next((c for c in commands if c.module == forced), None))
     for cmd in commands:
-        add(cmd.module, 50 if cmd.trainy else 30, "CLAUDE.md", cmd)
+        add(cmd.module, 50 if cmd.trainy else 30, cmd.source or "docs", cmd)
     if wandb_program:
         add(project.dotted(wandb_program) or "", 40, "wandb-metadata.json")
     for module, func in project.scripts():
         add(module, 30 if "train" in f"{module}{func}" else 20, "[project.scripts]")
-    for rel, score, source in _named_candidates(project):
+    for rel, score, source in _named_candidates(project)[:MAX_CANDIDATES]:
         if rel not in scored:
             scored[rel] = (score, source, None)
 
@@ -225,6 +314,8 @@ def find(project: Project, commands: list[Command], wandb_program: str) -> Entry
         return entry
     _, f, entry.pattern, strength, note, entry.source, cmd = best
     entry.dotted, entry.facts = f.dotted, f
+    entry.cli_style = style(f) if entry.pattern == "argparse-cli" else STYLE_SPACE
+    f.line, f.why = _where(f, entry.pattern)
     entry.command = cmd or next((c for c in commands if project.module_file(c.module) == f.rel), None)
     if note:
         entry.notes.append(note)

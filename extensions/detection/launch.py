@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import ast
 import shlex
+import shutil
 from dataclasses import dataclass
 
-from .commands import PYTHON_RE, Command
+from arunner.config import PYTHON_RE
+
+from .commands import Command
 
 FRAMEWORKS = ("lightning", "deepspeed", "accelerate", "fsdp", "ddp")
 LAUNCHER_FRAMEWORK = {
@@ -33,6 +36,7 @@ class Launch:
     runner_confidence: str = "low"
     framework: str = "auto"
     framework_confidence: str = "low"
+    source: str = "default"  # where the runner came from, for the detection summary
 
 
 def frameworks_used(modules: list) -> set:
@@ -70,7 +74,12 @@ def detect(modules: list, command: Command | None, configs: list[str]) -> Launch
     out = Launch()
     used = frameworks_used(modules)
     prefix = command.prefix if command else []
-    if prefix and len(prefix) == 1 and PYTHON_RE.match(prefix[0].rsplit("/", 1)[-1]):
+    if command is not None:
+        out.source = f"{command.source or 'docs'}: {command.line}"
+    if prefix and prefix[0] == "uv" and shutil.which("uv") is None:
+        prefix = ["python"]  # `uv run` without uv installed here: ar.py's interpreter is the project's
+        out.source += "; uv is not installed here, so ar.py's python"
+    if prefix and len(prefix) == 1 and PYTHON_RE.fullmatch(prefix[0].rsplit("/", 1)[-1]):
         out.runner, out.runner_confidence = "python", "high"  # ar.py's own interpreter: the project's
     elif prefix:
         out.runner, out.runner_confidence = shlex.join(prefix), "high"

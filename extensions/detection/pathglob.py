@@ -16,7 +16,7 @@ import re
 from typing import Any, Callable
 
 HYDRA_RUN_DIR = "outputs/*/*"  # Hydra's default run dir: outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}
-WRAPPERS = {"Path", "PurePath", "str", "fspath", "abspath", "realpath", "to_absolute_path", "expanduser"}
+WRAPPERS = {"Path", "PurePath", "str", "fspath", "abspath", "realpath", "to_absolute_path", "expanduser", "open"}
 MAX_DEPTH = 8
 MAX_STEPS = 200  # resolve() calls per expression: names with many assignments must not explode
 
@@ -42,14 +42,31 @@ def _bindings(node: ast.AST, top: bool):
         for arg, default in zip(args.kwonlyargs, args.kw_defaults):
             if default is not None:
                 yield arg.arg, default
-    nodes = node.body if top else ast.walk(node)
+    nodes = _module_level(node) if top else ast.walk(node)
     for sub in nodes:
-        if isinstance(sub, ast.Assign):
+        if isinstance(sub, ast.With):  # `with open(path, "wb") as f: torch.save(model, f)`
+            for item in sub.items:
+                if isinstance(item.optional_vars, ast.Name):
+                    yield item.optional_vars.id, item.context_expr
+        elif isinstance(sub, ast.Assign):
             for target in sub.targets:
                 if isinstance(target, ast.Name):
                     yield target.id, sub.value
         elif isinstance(sub, (ast.AnnAssign, ast.NamedExpr)) and isinstance(sub.target, ast.Name) and sub.value:
             yield sub.target.id, sub.value
+
+
+def _module_level(module: ast.AST):
+    """The module's statements, nested ones included (if / for / with bodies), but not function bodies."""
+    stack = list(reversed(module.body))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        for child in reversed(list(ast.iter_child_nodes(node))):
+            if isinstance(child, ast.stmt):
+                stack.append(child)
 
 
 def _join(parts: list[str]) -> str | None:
@@ -134,6 +151,8 @@ def file_glob(path: str) -> str:
         if part.startswith("checkpoint-"):
             return "/".join(parts[:i] + ["checkpoint-*"])
     name = parts[-1]
+    if len(parts) == 1:
+        return path  # a file in the project root: its own name (a leading * would match too much)
     if "." in name.lstrip("*"):
         parts[-1] = "*" + name[name.rindex(".") :]
     return "/".join(parts)

@@ -10,25 +10,24 @@ from __future__ import annotations
 
 import ast
 import keyword
-import os
-import re
 from pathlib import Path
+
+from answer_rules import module_file
+from pyliteral import as_number
 
 from .walk import Tree
 
 MAX_PARSED = 200
 MAX_FILE_BYTES = 512 * 1024
 MAX_TOTAL_BYTES = 16 * 1024 * 1024
-NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def scalar(text: str):
     """A command-line word as the value it stands for: int, float, bool, None or the string."""
     low = text.lower()
-    if re.fullmatch(r"[-+]?\d+", text):
-        return int(text)
-    if NUMBER_RE.match(text):
-        return float(text)
+    number = as_number(text)
+    if number is not None:
+        return number
     if low in ("true", "false"):
         return low == "true"
     if low in ("none", "null"):
@@ -89,16 +88,9 @@ class Project:
 
     # ------------------------------------------------------------ modules
     def module_file(self, dotted: str) -> str | None:
-        """The file (relative path) of a dotted module of this project, as answer_rules resolves it."""
-        if not dotted:
-            return None
-        parts = dotted.split(".")
-        for base in ("", "src/"):
-            stem = base + "/".join(parts)
-            for rel in (stem + ".py", stem + "/__init__.py"):
-                if os.path.isfile(self.root / rel):
-                    return rel
-        return None
+        """The file (relative path) of a dotted module of this project, as the interview resolves it."""
+        path = module_file(self.root, dotted) if dotted else None
+        return path.relative_to(self.root).as_posix() if path is not None else None
 
     @staticmethod
     def dotted(rel: str) -> str | None:

@@ -57,8 +57,13 @@ METRIC_WORDS = {
     "iou",
     "dice",
 }
-ANCHOR_RE = re.compile(r"([A-Za-z_][\w./-]*)['\"]?\s*[=:]\s*$")
-INLINE_ANCHOR_RE = re.compile(r"([A-Za-z_][\w./-]*)\s*[=:]\s*(?:%|\{)")
+# A printed name just before its value: `val_loss=`, `val_bpb:   `, `valid loss ` (f-string pieces),
+# and inside format strings `val_loss=%.4f`, `valid loss {:5.2f}`, `eval_loss %.6f`. The word before
+# the name is captured too: an eval/train word there makes a two-word name (`valid loss`, `val loss`).
+_NAME = r"(?:([A-Za-z_]\w*)\s)?\s*([A-Za-z_][\w./-]*)"
+ANCHOR_RE = re.compile(_NAME + r"['\"]?(?:\s*[=:]\s*|\s+)$")
+INLINE_ANCHOR_RE = re.compile(_NAME + r"(?:\s*[=:]\s*|\s+)(?:%[-+ 0#]*[\d.]*[dfeEgGsr]|\{[^{}]*\})")
+NAME_PREFIXES = {"eval", "val", "valid", "validation", "dev", "test", "train", "training"}
 LOG_CALLS = {"log", "add_scalar", "log_metric", "log_metrics", "log_dict", "add_scalars"}
 EVENTS = "events.out.tfevents.*"
 MAX_RUNS = 3
@@ -85,6 +90,7 @@ class Trackers:
     wandb_project: str = ""
     confidence: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    where: dict = field(default_factory=dict)  # metric name -> "module:line" it is printed or logged at
 
 
 def read_wandb(project: Project) -> Wandb:
@@ -160,20 +166,31 @@ def _is_metric(name: str) -> bool:
     return bool(words & METRIC_WORDS) or any(w.endswith(("loss", "acc", "accuracy")) for w in words)
 
 
-def code_signals(modules: list) -> tuple[set, list, dict]:
-    """(tracker kinds used, metric names in order seen, tracker call nodes) over (dotted, ast) modules."""
+def code_signals(modules: list, where: dict | None = None) -> tuple[set, list, dict]:
+    """(tracker kinds used, metric names in order seen, tracker call nodes) over (dotted, ast) modules.
+
+    `where`, when given, gets metric name -> "module:line" of the first place it is printed or logged.
+    """
     kinds, names, calls = set(), [], {}
-    for _dotted, tree in modules:
+    for dotted, tree in modules:
+        seen, line = len(names), 0
         lightning = bool(import_roots(tree) & {"lightning", "pytorch_lightning"})
-        for node in ast.walk(tree):
+        for node in [*ast.walk(tree), None]:
+            if where is not None and len(names) > seen:  # names the previous node added
+                for name in names[seen:]:
+                    where.setdefault(name, f"{dotted}:{line}")
+                seen = len(names)
+            if node is None:
+                break
+            line = getattr(node, "lineno", line)
             if isinstance(node, ast.JoinedStr):
                 for piece, nxt in zip(node.values, node.values[1:]):
                     if isinstance(piece, ast.Constant) and isinstance(nxt, ast.FormattedValue):
                         m = ANCHOR_RE.search(str(piece.value))
                         if m:
-                            names.append(m.group(1))
+                            names.append(_printed_name(*m.groups()))
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 200:
-                names += INLINE_ANCHOR_RE.findall(node.value)  # "val_loss=%.4f", "val_loss: {:.3f}"
+                names += [_printed_name(*g) for g in INLINE_ANCHOR_RE.findall(node.value)]
             elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("summary"):
                 if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
                     names.append(node.slice.value)
@@ -202,6 +219,11 @@ def code_signals(modules: list) -> tuple[set, list, dict]:
             elif func.startswith("mlflow."):
                 kinds.add("mlflow")
     return kinds, [n for n in dict.fromkeys(names) if _is_metric(n)], calls
+
+
+def _printed_name(before: str | None, name: str) -> str:
+    """`valid` + `loss` -> "valid loss" (the log shows both words); `epoch` + `val_loss` -> "val_loss"."""
+    return f"{before} {name}" if before and before.lower() in NAME_PREFIXES else name
 
 
 def import_roots(tree: ast.Module) -> set:
@@ -245,7 +267,7 @@ def code_events_glob(calls: dict, scope_for) -> str:
 
 def detect(project: Project, modules: list, wandb: Wandb, scope_for) -> Trackers:
     out = Trackers()
-    kinds, anchors, calls = code_signals(modules)
+    kinds, anchors, calls = code_signals(modules, out.where)
     events = project.tree.events
     if wandb.runs and ("wandb" in kinds or not events or "tensorboard" not in kinds):
         out.backend, why = "wandb", "high"

@@ -50,7 +50,9 @@ class Tree:
     events: list[str] = field(default_factory=list)  # TensorBoard event files
     ckpts: list[str] = field(default_factory=list)  # checkpoint files and checkpoint-* folders
     configs: list[str] = field(default_factory=list)  # accelerate / deepspeed config files
-    docs: list[str] = field(default_factory=list)  # CLAUDE.md files
+    docs: list[str] = field(
+        default_factory=list
+    )  # where commands are written: CLAUDE.md, README, docs/, Makefile, *.sh
     seen: int = 0  # names listed
     truncated: bool = False
 
@@ -60,6 +62,16 @@ def _is_config(rel: str, name: str) -> bool:
     if not lower.endswith((".yaml", ".yml", ".json")):
         return False
     return "accelerate" in lower or lower.startswith(("ds_config", "deepspeed")) or "/accelerate/" in f"/{rel.lower()}"
+
+
+def _is_doc(rel: str, name: str) -> bool:
+    """A file that may spell out the training command (CLAUDE.md, README*, docs/*.md, Makefile, *.sh)."""
+    lower = name.lower()
+    if name == "CLAUDE.md" or name == "Makefile" or lower.endswith(".sh"):
+        return True
+    if lower.startswith("readme") and lower.endswith((".md", ".rst", ".txt")):
+        return True
+    return lower.endswith(".md") and rel.startswith("docs/")
 
 
 def _glance(tree: Tree, top: str) -> None:
@@ -118,7 +130,7 @@ def walk(root: Path) -> Tree:
                     queue.append((sub, depth + 1))
             elif name.endswith(".py"):
                 tree.py_files.append(sub)
-            elif name == "CLAUDE.md":
+            elif _is_doc(sub, name):
                 tree.docs.append(sub)
             elif name.startswith(EVENTS_PREFIX):
                 tree.events.append(sub)

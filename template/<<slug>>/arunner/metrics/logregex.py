@@ -19,10 +19,11 @@ from ..fsutil import read_tail
 # `{name}` is replaced by re.escape(metric name). The name must not continue a
 # longer name on either side (`eval/loss` does not match `my_eval/loss=` nor
 # `eval/loss_ema=`); a quote may close it (`'eval_loss': 0.5`, HF Trainer's dict
-# prints); `:` or `=` separates it from the value; numpy/torch reprs of the
-# value (`np.float64(0.5)`, `tensor(0.5)`) are unwrapped.
+# prints); `:`, `=` or spaces on the same line separate it from the value
+# (`valid loss  6.45` in a `| ... |` table row); numpy/torch reprs of the value
+# (`np.float64(0.5)`, `tensor(0.5)`) are unwrapped.
 DEFAULT_LOG_REGEX = (
-    r"(?<![\w./-]){name}['\"]?\s*[:=]\s*(?:np\.float(?:16|32|64)\(|tensor\()?"
+    r"(?<![\w./-]){name}['\"]?(?:\s*[:=]\s*|[ \t]+)(?:np\.float(?:16|32|64)\(|tensor\()?"
     r"([-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?)))(?![\w.])"
 )
 NAME_PLACEHOLDER = "{name}"

@@ -8,24 +8,12 @@ dotted module that defines them, or "" (prepare.py then stays a thin wrapper).
 from __future__ import annotations
 
 import ast
-import sys
-from pathlib import Path
 
+import answer_rules
+import hostpaths
 from jinja2.ext import Extension
 
-sys.path.insert(0, str(Path(__file__).parent))
-import hostpaths  # noqa: E402
-
 BUILDERS = {"build_train_loader", "build_val_loader"}
-
-
-def _module_file(root: Path, dotted: str) -> Path | None:
-    for base in (root, root / "src"):
-        stem = base.joinpath(*dotted.split("."))
-        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def _defines_builders(tree: ast.Module) -> bool:
@@ -37,7 +25,7 @@ def ar_data_builders(conf, module: str) -> str:
     root = hostpaths.host_root(conf)
     if root is None or not module:
         return ""
-    path = _module_file(root, module)
+    path = answer_rules.module_file(root, module)
     if path is None:
         return ""
     try:
@@ -54,7 +42,7 @@ def ar_data_builders(conf, module: str) -> str:
             name = node.names[0].name
         else:
             continue
-        imported = _module_file(root, name)
+        imported = answer_rules.module_file(root, name)
         if imported is None:
             continue
         try:

@@ -1,0 +1,235 @@
+"""The interview's defaults from static analysis of the host (the logic behind `ar_detected`).
+
+The analysis lives in the `detection` package beside this file and returns a
+`detection.Findings`; this module only turns it into ready-to-use answers.
+Read-only and bounded: never imports or runs host code. Results are cached on
+the class per host root (Copier renders several times per command). In a
+scratch render (copier update's temporary copies) there is no host to read:
+the literal defaults below stand. Every detected default is checked with the
+interview's own rules; one that would not pass falls back to its literal
+default, so `copier copy --defaults` never fails on a detection guess.
+
+The first computation per host prints a short summary of what was found (and
+where) on stderr, so it shows before the first question and with --defaults.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import answer_rules
+import hostpaths
+import yaml
+from direction import ar_direction
+from jinja2 import pass_context
+
+import detection
+from detection.arguments import hydra_item
+from detection.commands import CONFIG_FILE_SUFFIXES
+from detection.sources import scalar
+
+# The answer a key gets when detection finds nothing (or there is no host to read).
+LITERAL = {
+    "entry_pattern": "argparse-cli",
+    "entry_main_module": "",
+    "cli_args": {},
+    "cli_style": "space",
+    "resume_flag_name": "",
+    "distributed_framework": "auto",
+    "goal": "lower the validation loss",
+    "metric_backend": "auto",
+    "tb_events_glob": "runs/**/events.out.tfevents.*",
+    "checkpoint_glob": "",
+    "primary_metric": "eval/loss",
+    "mutation_scope": "[]",
+    "runner": "python",
+    "wandb_project": "",
+    "seconds": detection.DEFAULT_SECONDS,
+}
+KEYS = tuple(LITERAL)
+ANSWER_KEYS = (  # shown by --pretend, in interview order
+    "entry_pattern",
+    "entry_main_module",
+    "cli_style",
+    "cli_args",
+    "resume_flag_name",
+    "distributed_framework",
+    "goal",
+    "metric_backend",
+    "tb_events_glob",
+    "log_metric_regex",
+    "metric_extract_code",
+    "checkpoint_glob",
+    "primary_metric",
+    "primary_direction",
+    "hard_constraints",
+    "mutation_scope",
+    "seconds",
+    "runner",
+    "wandb_project",
+    "topic",
+    "slug",
+)
+# Per host root (and corrected entry module): Copier renders several times per command. Kept in
+# this plain module, imported by name, because Copier loads each extension file under its own name.
+CACHE: dict = {}
+EMPTY_IS_AN_ANSWER = ("resume_flag_name", "checkpoint_glob", "wandb_project")  # "" found = "" answered
+
+
+class Detected:
+    """What detection found; every attribute is a ready-to-use interview default."""
+
+    log_metric_regex = ""  # empty = the runner's built-in rule (name=value, name: value, name value)
+
+    def __init__(self, root: Path | None):
+        self.root = root
+        for key, value in LITERAL.items():
+            setattr(self, key, value)
+        self.found = detection.Findings()
+        self.notes: list[str] = []
+        if root is not None:
+            self._detect(Path(root))
+
+    # The Findings fields the interview shows or tests read, under one name each.
+    confidence = property(lambda self: self.found.confidence)
+    candidates = property(lambda self: self.found.candidates)
+    stats = property(lambda self: self.found.stats)
+    knobs = property(lambda self: self.found.knobs)
+    where = property(lambda self: self.found.where)
+
+    def _detect(self, root: Path) -> None:
+        try:
+            self.found = detection.analyse(root, ar_direction)
+        except Exception as exc:  # noqa: BLE001 - a detection bug must never block the setup
+            self.notes.append(f"detection failed ({type(exc).__name__}: {exc}); literal defaults used")
+            return
+        self.notes = list(self.found.notes)
+        for key in KEYS:
+            value = getattr(self.found, key)
+            if key == "mutation_scope":
+                value = yaml.safe_dump(value, default_flow_style=True).strip()
+            if value in ("", None) and key not in EMPTY_IS_AN_ANSWER:
+                continue  # nothing found: keep the literal default
+            setattr(self, key, value)
+        self._keep_valid(root if hostpaths.is_project_root(root) else None)
+
+    def _keep_valid(self, root: Path | None) -> None:
+        """Put back the literal default of any detected value the interview would refuse."""
+        for key in KEYS:
+            if key == "entry_main_module" and self.entry_pattern == "custom":
+                continue  # not asked for the custom pattern (and may be empty)
+            raw = self.cli_args_for(self.entry_pattern) if key == "cli_args" else getattr(self, key)
+            try:
+                value = answer_rules.parse_value(key, raw)
+                reason = answer_rules.check(key, value, root=root, entry_pattern=self.entry_pattern)
+            except ValueError as exc:
+                reason = str(exc)
+            if reason:
+                self.notes.append(f"detected {key}={raw!r} dropped: {reason}")
+                if key == "entry_main_module":
+                    self.entry_pattern, self.entry_main_module = "custom", ""  # custom asks for no module
+                else:
+                    setattr(self, key, LITERAL[key])
+
+    def cli_args_for(self, pattern: str) -> str:
+        """cli_args as YAML for `pattern`: key=value strings for hydra, a mapping otherwise.
+
+        Custom gets {}: the question is not asked for it, and an unconfirmed guess
+        must not land in train.py unseen.
+        """
+        args = self.cli_args if pattern != "custom" else {}
+        if pattern == "hydra" and isinstance(args, dict):
+            args = [hydra_item(k, v) for k, v in args.items()]
+        if pattern != "hydra" and isinstance(args, list):
+            args = {k.lstrip("+~"): scalar(v) for k, v in (a.split("=", 1) for a in args if "=" in a)}
+        return yaml.safe_dump(args, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
+
+    def for_module(self, module: str) -> Detected:
+        """The detection for another entry module (the person corrected it): its dependent answers."""
+        if not module or module == self.entry_main_module or self.root is None:
+            return self
+        key = (str(self.root), module)
+        if key not in CACHE:
+            other = Detected.__new__(Detected)
+            other.root = self.root
+            for name, value in LITERAL.items():
+                setattr(other, name, value)
+            other.notes = []
+            try:
+                other.found = detection.analyse(Path(self.root), ar_direction, entry_module=module)
+            except Exception as exc:  # noqa: BLE001 - as in _detect
+                other.found = detection.Findings()
+                other.notes.append(f"detection failed ({type(exc).__name__}: {exc}); literal defaults used")
+            else:
+                other.notes = list(other.found.notes)
+                for name in KEYS:
+                    value = getattr(other.found, name)
+                    if name == "mutation_scope":
+                        value = yaml.safe_dump(value, default_flow_style=True).strip()
+                    if value not in ("", None) or name in EMPTY_IS_AN_ANSWER:
+                        setattr(other, name, value)
+                root = Path(self.root)
+                other._keep_valid(root if hostpaths.is_project_root(root) else None)
+            CACHE[key] = other
+        return CACHE[key]
+
+    def summary(self) -> str:
+        """A few lines for the person confirming the defaults: what was found and where."""
+        where = self.where
+        lines = ["detected (static analysis, nothing run; every answer below can be changed):"]
+        if self.entry_pattern == "custom" or not self.entry_main_module:
+            lines.append(
+                "  entry point  none found: answer entry_main_module (a module of this project), "
+                "or pick custom and wire run_host() in train.py"
+            )
+        else:
+            style = {"space": ", --k v", "equals": ", --k=v", "constants": ", module constants"}.get(self.cli_style, "")
+            shape = self.entry_pattern + (style if self.entry_pattern == "argparse-cli" else "")
+            lines.append(f"  entry point  {self.entry_main_module} [{shape}] {where.get('entry', '')}")
+        metric_from = where.get("metric", "")
+        lines.append(
+            f"  metric       {self.primary_metric} ({ar_direction(self.primary_metric)}) "
+            f"via {self.metric_backend}{', ' + metric_from if metric_from else ''}"
+        )
+        ckpt = f"{self.checkpoint_glob} ({where['checkpoint']})" if self.checkpoint_glob else "none found"
+        lines.append(f"  checkpoint   {ckpt}")
+        lines.append(f"  runner       {self.runner} ({where.get('runner', 'default')})")
+        lines.append(f"  budget       {where.get('budget', f'{self.seconds} s')}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@pass_context
+def ar_show_answers(context, conf) -> str:
+    """With --pretend, print the answers the copy would use (nothing is written then)."""
+    if not hostpaths.conf_value(conf, "pretend", False):
+        return ""
+    answers = {k: v for k, v in context.get_all().items() if k in ANSWER_KEYS}
+    print("answers it would use (--pretend: nothing written):", file=sys.stderr)
+    for key, value in answers.items():
+        shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=1 << 16)
+        print(f"  {key}: {str(shown).strip()}", file=sys.stderr)
+    return ""
+
+
+def unknown_overrides(conf, module: str, style: str, args) -> list[str]:
+    """CLI_OVERRIDES keys the entry point does not accept (empty when what it accepts is not fully known)."""
+    if not isinstance(args, dict) or not args:
+        return []
+    found = detected(conf, module).found
+    names = {k["name"] for k in found.knobs}
+    if not names or found.knobs_open:
+        return []
+    return [k for k in args if k not in names and not (args[k] is True and str(k).endswith(CONFIG_FILE_SUFFIXES))]
+
+
+def detected(conf, module: str = "") -> Detected:
+    """The detection for this host; `module`, when the person changed the entry, re-derived for it."""
+    root = hostpaths.host_root(conf)
+    key = str(root)
+    if key not in CACHE:
+        CACHE[key] = Detected(root)
+        if root is not None:
+            print(CACHE[key].summary(), file=sys.stderr)
+    return CACHE[key].for_module(module)
