@@ -21,10 +21,20 @@ from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
 # order copier.yml lists them and this one is first, so every later extension
 # can import its siblings (answer_rules, detection, ...) and the vendored
 # runner (arunner: the single source of the rules both halves share).
+# `copier update` renders the old and the new template version in one process, each from
+# its own clone: modules a previous clone imported under these names are dropped, and this
+# clone's folders go first, or the new extensions would run against the old ones' siblings.
 _HERE = Path(__file__).resolve().parent
-for _path in (_HERE.parent / "template" / "<<slug>>", _HERE):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+_OWN = (_HERE.parent / "template" / "<<slug>>", _HERE)
+_NAMES = {p.stem for p in _HERE.glob("*.py")} | {"detection", "arunner"}
+for _name, _module in list(sys.modules.items()):
+    _file = getattr(_module, "__file__", None) or ""
+    if _name.partition(".")[0] in _NAMES and _file and not _file.startswith(str(_HERE.parent) + "/"):
+        del sys.modules[_name]
+for _path in _OWN:
+    while str(_path) in sys.path:
+        sys.path.remove(str(_path))
+    sys.path.insert(0, str(_path))
 import answer_rules  # noqa: E402
 import defaults  # noqa: E402
 import hostpaths  # noqa: E402
