@@ -46,6 +46,7 @@ __all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "repair",
 LOCK = ".ar-lock"
 SUMMARY_LINE_CAP = 320  # characters of the second summary line at most
 SUMMARY_BYTES = 400  # all of `run`'s stdout (an agent reads it every iteration)
+SUMMARY_EXCEPTION_CAP = 90  # characters of a crash's `Type: message` in the summary (result.json has more)
 
 
 class ExperimentLock:
@@ -189,10 +190,11 @@ def summary_lines(cfg: Config, result: dict) -> list[str]:
             parts = ["no best run yet: train.py left as it is"]
         if result["status"] in ("crash", "timeout", "unclean"):
             exception = exception_line(cfg.expr_dir / "runs" / result["run_id"] / "run.log")
+            hint = [messages.crash_hint(cfg, result)]  # before the rest: it must survive the cut
             if exception and result["status"] == "crash":
-                parts.insert(0, f"crash: {exception}")
+                hint.insert(0, f"crash: {one_line(exception, SUMMARY_EXCEPTION_CAP, '...')}")
                 note = " | ".join(n for n in note.split(" | ") if n != exception)  # said once
-            parts.append(messages.crash_hint(cfg, result))
+            parts = hint + parts
     if note:
         parts.append(f"note: {note}")
     stop = [f"STOP: terminated_by={result['terminated_by']}"] if result["should_terminate"] else []
