@@ -110,6 +110,6 @@ def crash_hint(cfg: Config, result: dict) -> str:
     run_id = result["run_id"]
     snapshot = shown_path(cfg, cfg.expr_dir / "runs" / run_id / "train.py")
     return (
-        f"your edit is kept at {snapshot} (train.py line numbers in the traceback refer to it); "
+        f"edit kept at {snapshot} (the traceback's train.py line numbers refer to it); "
         f"see: {ar_command(cfg, 'tail', '--run', run_id)}"
     )
