@@ -2,8 +2,9 @@
 
 Copies examples/tinyproj to a scratch git repository, runs `copier copy` with
 --data answers (what the skill does), then plays the agent for a few real
-iterations: the baseline, a better learning rate, a crashing edit. Ends with
-`ar.py status`.
+iterations: the baseline, a better learning rate, a crashing edit (and its
+folded traceback). Ends with `ar.py status --compact`. Commands are printed as
+an agent types them from the project root.
 
 usage: python examples/run_example.py [WORKDIR]
 """
@@ -23,8 +24,8 @@ SLUG = "261125-tinyproj-lr"
 
 
 def sh(cmd: list[str], cwd: Path, echo: bool = True) -> str:
-    if echo:
-        print(f"$ {' '.join(cmd)}", flush=True)
+    if echo:  # as typed from the project root: `python` is this interpreter
+        print(f"$ {' '.join(['python', *cmd[1:]] if cmd[0] == sys.executable else cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=cwd, text=True, capture_output=True)
     out = (proc.stdout + proc.stderr).strip()
     if echo and out:
@@ -90,8 +91,8 @@ def main() -> None:
         work,
     )
     expr = work / ".autoresearch" / SLUG
-    ar = [sys.executable, str(expr / "ar.py")]
-    sh([*ar, "session", "--max-runs", "20", "--plateau", "8"], work)
+    ar = [sys.executable, str(expr.relative_to(work) / "ar.py")]
+    sh([*ar, "session", "--max-runs", "20", "--plateau", "8", "--seconds", "30"], work)
     sh([*ar, "run"], work)
     edit(expr / "train.py", "'lr': 0.003,", "'lr': 0.02,", "raise lr to 0.02")
     sh([*ar, "run"], work)
@@ -102,7 +103,8 @@ def main() -> None:
         "try a broken patch",
     )
     sh([*ar, "run"], work)
-    sh([*ar, "status"], work)
+    sh([*ar, "tail", "--run", "r0003"], work)
+    sh([*ar, "status", "--compact"], work)
     print(f"# experiment folder: {expr}")
 
 

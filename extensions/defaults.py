@@ -96,6 +96,7 @@ class Detected:
     candidates = property(lambda self: self.found.candidates)
     stats = property(lambda self: self.found.stats)
     knobs = property(lambda self: self.found.knobs)
+    knobs_open = property(lambda self: self.found.knobs_open)
     where = property(lambda self: self.found.where)
 
     def _detect(self, root: Path) -> None:

@@ -82,9 +82,8 @@ TRUTH = {
         entry_main_module="tinyproj.train",
         resume_flag_name="resume",
         metric_backend="log",
-        checkpoint_glob="checkpoints/*.pt",
+        checkpoint_glob="",  # it saves into $AR_RUN_DIR under the runner: captured there, no glob
         primary_metric="val_loss",
-        produced="checkpoints/tinyproj.pt",
     ),
     # The script shapes (tests/test_shapes.py runs them): read from each host's code and README.
     "script_host": dict(

@@ -39,7 +39,8 @@ def test_tail_shows_the_traceback_region(minimal_expr: Experiment):
     result = minimal_expr.run()
     assert (result["status"], result["verdict"]) == ("crash", "crash")
     lines = minimal_expr.ar("tail", "--run", result["run_id"]).stdout.splitlines()
-    assert lines[0].startswith("Traceback") and lines[-1] == "ValueError: bad idea"
+    assert ".autoresearch/261125-minimal/runs/r0001/train.py" in lines[0]  # where the crashed edit lives
+    assert lines[1].startswith("Traceback") and lines[-1] == "ValueError: bad idea"
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,9 @@ def test_report_lists_every_run_and_the_best(minimal_expr: Experiment):
     minimal_expr.edit("'lr': 0.1,", "'lr': 0.07,")
     minimal_expr.edit('RUN_NOTE = "baseline"', 'RUN_NOTE = "closer lr"')
     minimal_expr.run()
-    report = minimal_expr.ar("report", "--plot").stdout
+    said = minimal_expr.ar("report", "--plot").stdout
+    assert "wrote .autoresearch/261125-minimal/report.md" in said and "progress.png" in said
+    report = (minimal_expr.dir / "report.md").read_text()
     assert "Best: **0.02** at r0002" in report
     assert "| r0001 | ok | advance |" in report and "closer lr" in report
     assert (minimal_expr.dir / "progress.png").stat().st_size > 1000

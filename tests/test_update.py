@@ -89,6 +89,8 @@ def test_update_keeps_edits_history_and_lineage(tmp_path, template_v1):
     assert "'lr': 0.06," in merged and 'RUN_NOTE = "lr 0.06"' in merged  # the agent's edits survive
     assert "end FROZEN (v2)" in merged  # and the frozen block is the new one
     assert "<<<<<<<" not in merged
+    program = (expr.dir / "program.md").read_text()  # the knob list (read from the host) survives the update
+    assert "- `sleep` = `0.0`" in program and "<<<<<<<" not in program and "None could be read" not in program
     assert (expr.dir / "results.tsv").read_text() == ledger_before
     assert expr.best()["run_id"] == "r0003"
     assert "parent_expr: 261120-parent" in (expr.dir / ".copier-answers.yml").read_text()

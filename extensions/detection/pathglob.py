@@ -18,6 +18,7 @@ from typing import Any, Callable
 HYDRA_RUN_DIR = "outputs/*/*"  # Hydra's default run dir: outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}
 WRAPPERS = {"Path", "PurePath", "str", "fspath", "abspath", "realpath", "to_absolute_path", "expanduser", "open"}
 MAX_DEPTH = 8
+RUNNER_DIR_VARS = ("AR_RUN_DIR", "AR_EXPR_DIR")  # env vars the runner sets to its own folders
 MAX_STEPS = 200  # resolve() calls per expression: names with many assignments must not explode
 
 
@@ -118,6 +119,8 @@ def resolve(node: ast.AST, scope: Scope, depth: int = 0) -> str | None:
         return _join([left, right]) if left is not None and right is not None else None
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
         for value in node.values:  # `args.out or os.environ.get(...) or "checkpoints"`: first known wins
+            if any(name in ast.unparse(value) for name in RUNNER_DIR_VARS):
+                return None  # under the runner this is its run folder: the runner captures it, no glob
             found = resolve(value, scope, depth + 1)
             if found is not None:
                 return found

@@ -5,6 +5,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
   fsutil       atomic writes, checked reads, file tails, removal
+  logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
   config       the experiment's rendered config and the session settings
   verdict      status x verdict table, constraints, termination
@@ -15,6 +16,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   checkpoints  discovery and capture (O(1) moves), pruning and its tally
   best         the best run: atomic promotion, read, crash repair
   ledger       results.tsv and result.json
+  messages     what the agent is told: project-root paths, budget and counts, the stop refusal
   snapshots    train.py per run, and the restore after a non-advance
   steps        the steps of one run: allocate, launch, measure, judge, commit
   iteration    one `run` from those steps, the lock, repair of interrupted runs

@@ -137,7 +137,7 @@ def read_best(expr_dir: Path) -> dict | None:
     else:
         raise UserError(
             f"{link} points at a missing {LINK_TARGET}: a promotion was interrupted; "
-            "run `ar.py run` once, it repairs this before anything else"
+            f"run `python {Path(*expr_dir.resolve().parts[-2:])}/ar.py run` once, it repairs this before anything else"
         )
     if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
         raise UserError(f"best-run record {link} has no run_id; {fix}")

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="one iteration: train, measure, keep or revert")
     run.add_argument("--seconds", type=_positive_int, help="time budget for this run (default: session, then answers)")
+    run.add_argument("--force", action="store_true", help="run even though the session has ended (after STOP)")
 
     status = sub.add_parser("status", help="where the experiment stands")
     status.add_argument("--compact", action="store_true", help="at most 10 lines")
@@ -90,6 +91,10 @@ def cmd_run(cfg: Config, args) -> Output:
     from . import iteration
 
     session = Session.load(cfg.expr_dir)
+    if not args.force:
+        from .messages import refuse_after_stop
+
+        refuse_after_stop(cfg, session)  # after STOP: one line, nothing allocated
     live = sys.stdout.isatty() and sys.stderr.isatty()
     result = iteration.run_once(cfg, session, args.seconds, live)
     return iteration.summary_lines(cfg, result), 0

@@ -72,9 +72,12 @@ class Session:
     @classmethod
     def load(cls, expr_dir: Path) -> Session:
         path = Path(expr_dir) / SESSION_FILE
-        data = read_json(path, "session file", "fix it or delete it and run `ar.py session` again", default={})
+        again = (
+            f"run `python {Path(*Path(expr_dir).resolve().parts[-2:])}/ar.py session` again"  # from the project root
+        )
+        data = read_json(path, "session file", f"fix it or delete it and {again}", default={})
         if not isinstance(data, dict):
-            raise UserError(f"session file {path} must hold a JSON object; delete it and run `ar.py session` again")
+            raise UserError(f"session file {path} must hold a JSON object; delete it and {again}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -83,9 +86,7 @@ class Session:
             s = cls(**data)
             s.validate()
         except (TypeError, ValueError) as exc:
-            raise UserError(
-                f"session file {path} is invalid ({exc}); delete it and run `ar.py session` again"
-            ) from None
+            raise UserError(f"session file {path} is invalid ({exc}); delete it and {again}") from None
         return s
 
     def validate(self) -> None:

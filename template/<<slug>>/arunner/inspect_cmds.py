@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -11,15 +10,16 @@ from . import ledger, verdict
 from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import read_tail
+from .fsutil import atomic_write_text, read_json
+from .logtail import fold_frames, last_traceback, log_lines
+from .messages import head_line, shown_path
 from .runs import parse_run_id, run_dir_of, run_numbers
 from .snapshots import restore_target
-from .steps import SENTINEL
+from .steps import SENTINEL, run_budget
 
 COMPACT_LINES = 10  # status --compact prints at most this many lines
 STATUS_NOTE_CAP = 80  # characters of a note in the status table
 REPORT_NOTE_CAP = 60  # characters of a note in the report table
-TAIL_BYTES = 256 * 1024  # `tail` reads no more than this of the log's end
 TAIL_LINE_CAP = 300  # characters per printed log line
 
 
@@ -34,7 +34,13 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
     best = best_state.read_best(cfg.expr_dir)
     session = Session.load(cfg.expr_dir)
     counts = Counter(r["verdict"] for r in rows)
-    lines = [f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {len(rows)} runs"]
+    lines = [
+        f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {len(rows)} runs, "
+        f"budget {run_budget(cfg, session, None)}s per run"
+    ]
+    last = _last_result(cfg, rows)
+    if last:
+        lines.append("last: " + head_line(last, session, rows))
     if best:
         lines.append(f"best {_fmt(best['primary']['value'])} at {best['run_id']}")
     else:
@@ -65,7 +71,9 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
             f"kept: the best and the latest {session.keep_checkpoints}"
         )
     if (cfg.expr_dir / SENTINEL).exists():
-        lines.append(f"BLOCKED: {SENTINEL} exists (processes survived a kill); see the file")
+        lines.append(
+            f"BLOCKED: {shown_path(cfg, cfg.expr_dir / SENTINEL)} exists (processes survived a kill); see the file"
+        )
     if args.compact:
         return lines[:COMPACT_LINES], 0
     lines.append("")
@@ -75,6 +83,18 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
             f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:STATUS_NOTE_CAP]}"
         )
     return lines, 0
+
+
+def _last_result(cfg: Config, rows: list[dict]) -> dict | None:
+    """The last ledger row's result.json (None when there is none or it cannot be read)."""
+    if not rows:
+        return None
+    path = run_dir_of(cfg.expr_dir, rows[-1]["run_id"]) / "result.json"
+    try:
+        result = read_json(path, "run result", "delete that run's row or folder", default=None)
+    except UserError:
+        return None
+    return result if isinstance(result, dict) and "primary" in result else None
 
 
 def _run_dir(cfg: Config, run_id: str) -> Path:
@@ -88,20 +108,23 @@ def _run_dir(cfg: Config, run_id: str) -> Path:
     return path
 
 
-TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):")
-
-
 def tail(cfg: Config, args) -> tuple[list[str], int]:
-    """From the last traceback to the end of the log (or the last N lines), read from the file's tail only."""
-    log = _run_dir(cfg, args.run) / "run.log"
+    """The last traceback of the log (frames inside installed packages and the stdlib folded),
+    else its last N lines; read from the file's tail only."""
+    run_dir = _run_dir(cfg, args.run)
+    log = run_dir / "run.log"
     if not log.exists():
-        return [f"{args.run}: no run.log"], 0
-    text = read_tail(log, TAIL_BYTES).decode("utf-8", errors="replace")
-    lines = text.replace("\r", "\n").splitlines()
-    starts = [i for i, line in enumerate(lines) if TRACEBACK_RE.match(line)]
-    region = lines[starts[-1] :] if starts else lines
-    region = region[-args.lines :]
-    return [line[:TAIL_LINE_CAP] for line in region] or [f"{args.run}: run.log is empty"], 0
+        return [f"{args.run}: no run.log ({shown_path(cfg, log)})"], 0
+    lines = log_lines(log)
+    region = fold_frames(last_traceback(lines))
+    head = []
+    if region:
+        head = [
+            f"# {args.run}'s train.py is {shown_path(cfg, run_dir / 'train.py')}: "
+            "the line numbers of train.py below refer to it"
+        ]
+    region = (region or lines)[-args.lines :]
+    return head + [line[:TAIL_LINE_CAP] for line in region] or [f"{args.run}: run.log is empty"], 0
 
 
 def report(cfg: Config, args) -> tuple[list[str], int]:
@@ -127,9 +150,16 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
         out.append(
             f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
         )
+    said = []
     if args.plot:
         out += ["", plot(cfg, rows)]
-    return out, 0
+        if (cfg.expr_dir / "progress.png").exists():
+            said.append(f"wrote {shown_path(cfg, cfg.expr_dir / 'progress.png')}")
+        else:
+            said.append(out[-1])
+    path = cfg.expr_dir / "report.md"
+    atomic_write_text(path, "\n".join(out) + "\n")
+    return [f"wrote {shown_path(cfg, path)} ({len(rows)} runs)", *said], 0
 
 
 def plot(cfg: Config, rows: list[dict]) -> str:

@@ -16,13 +16,14 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import ledger, watchdog
+from . import ledger, messages, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
+from .logtail import exception_line
 from .record import primary_field, result_record
 from .runs import run_dir_of, run_numbers
-from .snapshots import read_run_note, restore_train_py
+from .snapshots import BASELINE, read_run_note, restore_target, restore_train_py
 from .steps import (
     FAULT_POINTS,
     MARKER_KEY,
@@ -43,7 +44,9 @@ from .text import one_line
 __all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "repair", "run_once", "summary_lines"]
 
 LOCK = ".ar-lock"
-SUMMARY_LINE_CAP = 240  # characters of the second summary line (all of stdout stays under 400 bytes)
+SUMMARY_LINE_CAP = 320  # characters of the second summary line at most
+SUMMARY_BYTES = 400  # all of `run`'s stdout (an agent reads it every iteration)
+SUMMARY_EXCEPTION_CAP = 90  # characters of a crash's `Type: message` in the summary (result.json has more)
 
 
 class ExperimentLock:
@@ -143,6 +146,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
 
         # -- snapshot: runs/rNNNN/ gets this train.py and started.json
         source = (expr / "train.py").read_bytes()
+        remark = _snapshot_remark(expr, source, best)
         run = allocate(cfg, source, read_run_note(source.decode("utf-8", errors="replace")))
 
         # -- train under the watchdog, within the budget
@@ -153,33 +157,49 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
 
         # -- judge against the best as it was when the run started
         result = judge(cfg, session, run, launched, measured, best)
+        if remark:  # said, never silent: a baseline run, or the best re-run unchanged
+            result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
         commit(cfg, session, run, result, best)
         return result
 
 
+def _snapshot_remark(expr: Path, source: bytes, best: dict | None) -> str:
+    """See messages.snapshot_remark: compared with the best snapshot and the rendered baseline."""
+    try:
+        best_source = restore_target(expr, best) if best else None
+    except UserError:
+        best_source = None  # a missing snapshot is the restore's error to report, not this remark's
+    baseline = expr / BASELINE
+    return messages.snapshot_remark(source, baseline.read_bytes() if baseline.exists() else None, best, best_source)
+
+
 def summary_lines(cfg: Config, result: dict) -> list[str]:
-    """At most 3 short lines for the agent (under 400 bytes in all)."""
-    p = result["primary"]
-    value = p["value"]
-    shown = (
-        f"{p['name']}={value:.6g}" if isinstance(value, float) else f"{p['name']}={value if value is not None else '-'}"
-    )
-    head = f"{result['run_id']} {result['status']}/{result['verdict']} {shown} ({result['wall_seconds']:.1f}s)"
+    """At most 3 short lines for the agent (SUMMARY_BYTES in all); paths and commands run from the project root."""
+    rows = ledger.read(cfg.expr_dir / "results.tsv")
+    head = messages.head_line(result, Session.load(cfg.expr_dir), rows)
+    note = result.get("note") or ""
     if result["verdict"] == "advance":
         prev = result.get("previous_best_run_id")
-        second = f"new best (previous {prev or 'none'}); train.py kept"
+        parts = [f"new best (previous {prev or 'none'}); train.py kept"]
     else:
         if result.get("previous_best_run_id"):
-            second = "train.py restored to the best snapshot"
+            parts = ["train.py restored to the best snapshot"]
         else:
-            second = "no best run yet: train.py left as it is"
+            parts = ["no best run yet: train.py left as it is"]
         if result["status"] in ("crash", "timeout", "unclean"):
-            second += f"; see: ar.py tail --run {result['run_id']}"
-    if result.get("note"):
-        second += f"; note: {result['note']}"
-    lines = [head, one_line(second, SUMMARY_LINE_CAP)]
-    if result["should_terminate"]:
-        lines.append(f"STOP: terminated_by={result['terminated_by']}")
-    return lines
+            exception = exception_line(cfg.expr_dir / "runs" / result["run_id"] / "run.log")
+            hint = [messages.crash_hint(cfg, result)]  # before the rest: it must survive the cut
+            if exception and result["status"] == "crash":
+                hint.insert(0, f"crash: {one_line(exception, SUMMARY_EXCEPTION_CAP, '...')}")
+                note = " | ".join(n for n in note.split(" | ") if n != exception)  # said once
+            parts = hint + parts
+    if note:
+        parts.append(f"note: {note}")
+    stop = [f"STOP: terminated_by={result['terminated_by']}"] if result["should_terminate"] else []
+    room = SUMMARY_BYTES - len(head.encode()) - sum(len(s) + 1 for s in stop) - 2
+    second = one_line("; ".join(parts), min(SUMMARY_LINE_CAP, room), "...")
+    while len(second.encode()) > room:  # non-ASCII notes: cut by bytes
+        second = second[:-4] + "..."
+    return [head, second, *stop]

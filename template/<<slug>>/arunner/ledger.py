@@ -116,7 +116,7 @@ def read(path: Path) -> list[dict]:
                 continue
             raise UserError(
                 f"{path}: line {number} has {len(cells)} columns, expected {len(COLUMNS)}; "
-                "fix or delete that line (runs/<id>/result.json keeps every run's full record)"
+                f"fix or delete that line ({path.parent / 'runs'}/<id>/result.json keeps every run's full record)"
             )
         row = dict(zip(COLUMNS, cells))
         try:

@@ -32,6 +32,7 @@ from .config import LAUNCHERS, PYTHON_RE, Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
 from .launch import LaunchResult, run_training
+from .logtail import exception_line
 from .record import best_record, primary_field, result_record
 from .runs import next_run_id, run_dir_of, run_numbers
 from .snapshots import has_conflict_markers, restore_train_py
@@ -224,7 +225,7 @@ def launch_run(
     `train_py` is the file launched (default: the experiment's train.py); `extra_env`
     is added to the training's environment (e.g. the devices of a slot).
     """
-    return run_training(
+    launched = run_training(
         build_command(cfg, train_py),
         cfg.project_root,
         {**training_env(cfg, run, budget_s), **(extra_env or {})},
@@ -234,6 +235,8 @@ def launch_run(
         run.marker,
         live,
     )
+    launched.budget_s = budget_s  # result.json records it; the run's first line shows it
+    return launched
 
 
 # ----------------------------------------------------------------------------- 3. measure
@@ -316,7 +319,10 @@ def judge(
     notes = [run.note, decision.reason, measured.extraction_note]
     if launched.leaked:
         notes.append(f"swept {len(launched.leaked)} process(es) the training left running")
-    if measured.status in ("crash", "timeout", "unclean") and launched.last_line:
+    exception = exception_line(run.run_dir / "run.log") if measured.status == "crash" else ""
+    if exception:  # `Type: message` from the traceback, not whatever the log printed last
+        notes.append(exception)
+    elif measured.status in ("crash", "timeout", "unclean") and launched.last_line:
         notes.append(f"last log line: {launched.last_line}")
     recent, total = history if history is not None else ledger.since_last_advance(cfg.expr_dir / "results.tsv")
     this_row = {"status": decision.status, "verdict": decision.verdict}
@@ -331,6 +337,7 @@ def judge(
         run.run_id,
         started_at=run.started_at,
         wall_seconds=launched.wall_s,
+        budget_seconds=launched.budget_s if launched.budget_s is not None else run_budget(cfg, session, None),
         status=decision.status,
         verdict=decision.verdict,
         metrics=compact_metrics(measured.metrics, measured.wanted),

@@ -1,0 +1,115 @@
+"""What the runner tells the agent, worded so it can act on it without guessing: paths and
+commands runnable from the project root as printed, the budget and the counts toward
+termination, the refusal after a stop, and what a run's train.py was (baseline, unchanged).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import ledger, verdict
+from .config import Config, Session
+from .errors import UserError
+
+SEP = " · "  # between the parts of a run's first line
+
+
+def shown_path(cfg: Config, path: Path) -> str:
+    """`path` as the agent types it from the project root (relative when inside it)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(cfg.project_root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def ar_command(cfg: Config, *args: str) -> str:
+    """`python .autoresearch/<slug>/ar.py <args>`, runnable from the project root."""
+    return " ".join(["python", f"{shown_path(cfg, cfg.expr_dir)}/ar.py", *args])
+
+
+def _fmt_seconds(value) -> str:
+    return f"{value:g}s" if isinstance(value, (int, float)) else ""
+
+
+def plateau_count(rows: list[dict]) -> int:
+    """ok runs since the last advance (what `session --plateau N` counts)."""
+    count = 0
+    for row in reversed(rows):
+        if row["verdict"] == "advance":
+            break
+        if row["status"] == "ok":
+            count += 1
+    return count
+
+
+def counts(session: Session, rows: list[dict]) -> str:
+    """` · run 4/10 · plateau 2/4`: the run count (against max_runs) and the plateau count, when set."""
+    parts = [f"run {len(rows)}" + (f"/{session.max_runs}" if session.max_runs and not session.unlimited else "")]
+    if session.plateau and not session.unlimited:
+        parts.append(f"plateau {plateau_count(rows)}/{session.plateau}")
+    return "".join(SEP + p for p in parts)
+
+
+def head_line(result: dict, session: Session, rows: list[dict]) -> str:
+    """`r0004 ok/revert val_loss=0.85 (19.0s of 20s) · run 4/10 · plateau 2/4`.
+
+    `rows` is the ledger with this run's row included.
+    """
+    p = result["primary"]
+    value = p["value"]
+    shown = f"{value:.6g}" if isinstance(value, float) else (value if value is not None else "-")
+    budget = _fmt_seconds(result.get("budget_seconds"))
+    wall = f"{result['wall_seconds']:.1f}s" + (f" of {budget}" if budget else "")
+    return f"{result['run_id']} {result['status']}/{result['verdict']} {p['name']}={shown} ({wall})" + counts(
+        session, rows
+    )
+
+
+def stop_in_force(cfg: Config, session: Session) -> str | None:
+    """The termination condition that already holds before another run (None: runs may go on)."""
+    path = cfg.expr_dir / "results.tsv"
+    rows = ledger.read(path)
+    if not rows and not session.stopped:
+        return None
+    recent, _ = ledger.since_last_advance(path)
+    last = rows[-1] if rows else None
+    value = last["primary_value"] if last and last["valid"] == "true" else None
+    return verdict.termination(session, recent, len(rows), value, cfg.primary_direction)
+
+
+def refuse_after_stop(cfg: Config, session: Session) -> None:
+    """`run` after STOP: one line, nothing changed, until the session changes or --force."""
+    stop = stop_in_force(cfg, session)
+    if stop is None:
+        return
+    change = {
+        "manual": ar_command(cfg, "session", "--resume"),
+        "max_runs": ar_command(cfg, "session", "--max-runs", "N"),
+        "plateau": ar_command(cfg, "session", "--plateau", "N"),
+        "primary_threshold": ar_command(cfg, "session", "--threshold", "X"),
+    }.get(stop, ar_command(cfg, "session", "--unlimited"))
+    raise UserError(
+        f"run refused: the session has ended (STOP: terminated_by={stop}); "
+        f"write the report ({ar_command(cfg, 'report')}) and end, "
+        f"or a person changes the session ({change}) or passes --force"
+    )
+
+
+def snapshot_remark(source: bytes, baseline: bytes | None, best: dict | None, best_source: bytes | None) -> str:
+    """What this run's train.py is, when it is no new idea: the rendered baseline, or the best unchanged."""
+    if best and best_source is not None and source == best_source:
+        return f"train.py is unchanged from the best ({best['run_id']}): this re-runs it"
+    if baseline is not None and source == baseline:
+        return "baseline: train.py as rendered"
+    return ""
+
+
+def crash_hint(cfg: Config, result: dict) -> str:
+    """Where a crashed edit lives and how to see its traceback, as commands from the project root."""
+    run_id = result["run_id"]
+    snapshot = shown_path(cfg, cfg.expr_dir / "runs" / run_id / "train.py")
+    return (
+        f"edit kept at {snapshot} (the traceback's train.py line numbers refer to it); "
+        f"see: {ar_command(cfg, 'tail', '--run', run_id)}"
+    )
