@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import best as best_state
-from . import ledger, verdict
+from . import integrity, ledger, verdict
 from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
@@ -41,6 +41,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         lines.append("best: none yet")
     lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
     lines.append(session.describe())
+    lines.append(integrity.describe(cfg, session))
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
         stop = verdict.termination(
