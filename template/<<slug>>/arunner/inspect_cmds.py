@@ -119,14 +119,18 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
         out.append(f"Best: **{_fmt(best['primary']['value'])}** at {best['run_id']}")
     if cfg.parent_expr:
         out.append(f"Lineage: chained from `{cfg.parent_expr}` (checkpoint `{cfg.parent_ckpt}`)")
-    out += ["", "| run | status | verdict | primary | best so far | note |", "|---|---|---|---|---|---|"]
+    holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])  # for a person, never `run`
+    hidden = sorted({name for values in holdout.values() for name in values})
+    head = "".join(f" {name} (holdout) |" for name in hidden)
+    out += ["", f"| run | status | verdict | primary |{head} best so far | note |", "|---" * (6 + len(hidden)) + "|"]
     running = None
     for r in rows:
         v = r["primary_value"]
         if r["verdict"] == "advance" and v is not None:
             running = v
+        cells = "".join(f" {_fmt(holdout.get(r['run_id'], {}).get(name))} |" for name in hidden)
         out.append(
-            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
+            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} |{cells} {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
         )
     if args.plot:
         out += ["", plot(cfg, rows)]

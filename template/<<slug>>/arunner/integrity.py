@@ -165,3 +165,20 @@ def protect_command(cfg: Config, args) -> tuple[list[str], int]:
     if changed:
         return [protect.changed_message(changed, expr)], 1
     return [f"{count} protected files, none changed"], 0
+
+
+def holdout_by_run(expr_dir: Path, run_ids: list[str]) -> dict:
+    """{run id: holdout metrics} from each run's result.json (for `report`; `run` never prints them)."""
+    from .fsutil import read_json
+    from .runs import run_dir_of
+
+    out = {}
+    for run_id in run_ids:
+        path = run_dir_of(expr_dir, run_id) / "result.json"
+        try:
+            data = read_json(path, "run result", "delete it", default=None) if path.exists() else None
+        except UserError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("holdout"), dict):
+            out[run_id] = data["holdout"]
+    return out
