@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import git
+from conftest import git, make_host, render
 
 BASE = {
     "entry_pattern": "argparse-cli",
@@ -63,7 +63,7 @@ def test_honest_improvement_advances_with_the_evaluator_agreeing_and_holdout_hid
     assert first["reported"] == pytest.approx(first["primary"]["value"], rel=1e-3)  # printed to 6 digits
     assert set(first["holdout"]) == {"test_loss"} and "test_loss" not in first["metrics"]
     assert first["evaluation"]["wall_s"] > 0 and (expr.dir / "runs" / "r0001" / "eval.log").exists()
-    expr.edit('"steps": 60', '"steps": 200')
+    expr.edit("'steps': 60", "'steps': 200")
     second = expr.run()
     assert second["verdict"] == "advance", second["note"]
     assert second["primary"]["value"] < first["primary"]["value"]
@@ -90,13 +90,15 @@ def test_patched_evaluation_function_advances_only_without_the_evaluator(expr, m
 
 
 def test_train_py_printing_the_metric_is_refused_before_training(expr):
+    assert expr.run()["verdict"] == "advance"
     patch_sandbox(expr, 'print("val_loss=0.0")\n')
     result = expr.run()
     assert result["status"] == "invalid" and result["verdict"] == "revert"
     assert "refused before training" in result["note"] and 'print("val_loss=0.0")' in result["note"]
     assert "prints the primary metric val_loss itself" in result["note"]
     assert not (expr.dir / "runs" / result["run_id"] / "run.log").exists()  # it never trained
-    assert 'print("val_loss=0.0")' not in expr.train_py.read_text()
+    assert 'print("val_loss=0.0")' not in expr.train_py.read_text()  # restored to the best
+    assert expr.best()["run_id"] == "r0001"
 
 
 def test_rewritten_evaluation_module_is_invalid_and_blocks_until_restored_or_accepted(expr):
@@ -138,3 +140,21 @@ def test_bad_integrity_value_is_one_line(expr):
     bad = expr.ar("session", "--integrity", "strict", check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "--integrity 'strict' must be one of off, files, evaluator" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("evaluate_code", "return {'val_loss': (1.0}", "is not a valid Python function body"),
+        ("protected_globs", "[/etc/passwd]", "entry '/etc/passwd' must stay inside the project root"),
+        ("protected_globs", "data/*.txt", "must be a list of globs relative to the project root"),
+        ("holdout_metrics", "{a: 1}", "must be a list of metric names"),
+    ],
+)
+def test_bad_integrity_answers_are_one_line(tmp_path, key, value, says):
+    host = make_host("eval_host", tmp_path / "eval_host")
+    proc = render(host, {**BASE, key: value}, expect_ok=False)
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("bad answer")]
+    assert proc.returncode != 0 and len(line) == 1, proc.stderr[-1500:]
+    assert line[0].startswith(f"bad answer {key}=") and says in line[0]
+    assert "Traceback" not in proc.stderr and not (host / ".autoresearch" / BASE["slug"]).exists()
