@@ -157,6 +157,17 @@ def plot(cfg: Config, rows: list[dict]) -> str:
     ax.set_xlabel("run")
     ax.set_ylabel(cfg.primary_metric)
     ax.legend()
+    holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])
+    names = sorted({name for values in holdout.values() for name in values})
+    if names:  # on its own axis: a holdout metric need not share the primary's scale
+        twin = ax.twinx()
+        for name in names:
+            values = [(i + 1, holdout.get(r["run_id"], {}).get(name)) for i, r in enumerate(rows)]
+            pts = [(x, v) for x, v in values if isinstance(v, (int, float))]  # a non-finite value is kept as text
+            if pts:
+                twin.plot(*zip(*pts), marker="^", linestyle=":", color="tab:purple", label=f"{name} (holdout)")
+        twin.set_ylabel(", ".join(names) + " (holdout)")
+        twin.legend(loc="upper center")
     path = cfg.expr_dir / "progress.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return f"![progress]({path.name})"
