@@ -101,6 +101,7 @@ def after_training(cfg: Config, session: Session, run, measured) -> dict:
         run.run_dir,
         timeout_s=evaluate.EVAL_TIMEOUT_S,
         holdout=list(cfg.holdout_metrics or []) or None,
+        marker=run.marker,  # a runner killed mid-evaluation: the next run's repair sweeps it by this
     )
     extra["evaluation"] = {"wall_s": result.wall_s, "evaluate_s": result.evaluate_s, "log": result.log_path}
     if not result.ok:
