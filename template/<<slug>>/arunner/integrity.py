@@ -183,3 +183,19 @@ def holdout_by_run(expr_dir: Path, run_ids: list[str]) -> dict:
         if isinstance(data, dict) and isinstance(data.get("holdout"), dict):
             out[run_id] = data["holdout"]
     return out
+
+
+def accept_upgrade(cfg: Config) -> list[str]:
+    """After `ar.py upgrade`: record the protected files as the new release left them; a line naming them."""
+    if protect.load(cfg.expr_dir) is None:
+        return []
+    accepted = protect.accept(cfg.expr_dir, cfg.project_root, _globs_now(cfg))
+    return [f"protected files re-recorded after the upgrade: {', '.join(accepted)}"] if accepted else []
+
+
+def _globs_now(cfg: Config) -> list[str]:
+    """protected_globs as the upgrade rendered them into experiment.json (cfg was read before it)."""
+    try:
+        return list(Config.load(cfg.expr_dir).protected_globs or [])
+    except UserError:
+        return list(cfg.protected_globs or [])
