@@ -8,9 +8,10 @@ improvement still advances; the holdout metric is stored, never printed by `run`
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
-from conftest import git, make_host, render
+from conftest import git, make_host, pid_alive, render
 
 BASE = {
     "entry_pattern": "argparse-cli",
@@ -160,3 +161,32 @@ def test_bad_integrity_answers_are_one_line(tmp_path, key, value, says):
     assert proc.returncode != 0 and len(line) == 1, proc.stderr[-1500:]
     assert line[0].startswith(f"bad answer {key}=") and says in line[0]
     assert "Traceback" not in proc.stderr and not (host / ".autoresearch" / BASE["slug"]).exists()
+
+
+# Sleeps (and says its pid) only while the project holds a file named `slow`.
+SLOW_BODY = """import os, time
+if os.path.exists("slow"):
+    with open("eval.pid", "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(120)
+return {"val_loss": 1.0}
+"""
+
+
+def test_runner_killed_during_evaluation_is_repaired_and_the_evaluator_swept(rendered_once, tmp_path):
+    expr = rendered_once("eval_host", {**BASE, "evaluate_code": SLOW_BODY}, tmp_path / "eval_host")
+    (expr.host / "slow").write_text("")
+    runner = expr.start_run(wait_for="eval.log")
+    pid_file = expr.host / "eval.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    evaluator = int(pid_file.read_text())
+    runner.kill()  # SIGKILL mid-evaluation: no decision.json yet
+    runner.wait()
+    assert pid_alive(evaluator) and not (expr.dir / "runs" / "r0001" / "decision.json").exists()
+    (expr.host / "slow").unlink()
+    expr.run()  # repairs r0001 first
+    first = json.loads((expr.dir / "runs" / "r0001" / "result.json").read_text())
+    assert first["status"] == "crash" and "killed before recording" in first["note"]
+    assert not pid_alive(evaluator)  # swept by the run's marker
