@@ -126,10 +126,12 @@ def test_rewritten_evaluation_module_is_invalid_and_blocks_until_restored_or_acc
 
 
 def test_files_mode_without_an_evaluator_and_the_proposed_default(rendered_once, tmp_path):
-    expr = rendered_once("eval_host", BASE, tmp_path / "eval_host")
+    expr = rendered_once("eval_host", {**BASE, "protected_globs": "[pyproject.toml]"}, tmp_path / "eval_host")
     prepare = (expr.dir / "prepare.py").read_text()
     assert "def evaluate(checkpoint_path):" in prepare and "evaluate_model" in prepare  # proposed by detection
-    assert json.loads((expr.dir / "experiment.json").read_text())["protected_globs"] == []
+    assert json.loads((expr.dir / "experiment.json").read_text())["protected_globs"] == ["pyproject.toml"]
+    program = (expr.dir / "program.md").read_text()
+    assert "## Integrity" in program and "never" in program and "`pyproject.toml`" in program
     text = prepare.split("def evaluate(checkpoint_path):")[0] + "\nFOO = 1\n"
     (expr.dir / "prepare.py").write_text(text)  # no evaluate() any more, before the first run
     assert "integrity: files" in expr.ar("status").stdout
@@ -137,6 +139,10 @@ def test_files_mode_without_an_evaluator_and_the_proposed_default(rendered_once,
     assert bad.returncode == 2 and "needs evaluate(checkpoint_path) in prepare.py" in bad.stderr
     result = expr.run()
     assert result["verdict"] == "advance" and result["evaluation"] is None and result["reported"] is None
+    with open(expr.host / "pyproject.toml", "a") as fh:  # a user glob is protected like the evaluation code
+        fh.write("# edited\n")
+    blocked = expr.ar("run", check=False)
+    assert blocked.returncode == 2 and "protected files changed: pyproject.toml" in blocked.stderr
 
 
 def test_bad_integrity_value_is_one_line(expr):
