@@ -3,7 +3,8 @@
 overhead = wall of `python ar.py run` minus wall of the bare training command
 (`python train.py` of the same experiment, same cwd), measured interleaved.
 
-usage: python bench/bench_overhead.py [--repeats 15]
+usage: python bench/bench_overhead.py [--repeats 15] [--integrity off|files]
+(the integrity checks' own cost: the difference between a run with --integrity off and files)
 """
 
 from __future__ import annotations
@@ -93,11 +94,15 @@ def measure(host: Path, repeats: int) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--integrity", choices=("off", "files"), help="integrity mode of the runs (default: files)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         fresh = setup(Path(tmp) / "fresh")
         big = setup(Path(tmp) / "big")
         fill_history(big / ".autoresearch" / SLUG, 10_000)
+        for host in (fresh, big) if args.integrity else ():
+            expr = host / ".autoresearch" / SLUG
+            subprocess.run([sys.executable, str(expr / "ar.py"), "session", "--integrity", args.integrity], check=True)
         print(
             f"{'ledger':>14} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}  (medians, {args.repeats} interleaved)"
         )

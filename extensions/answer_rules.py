@@ -25,7 +25,7 @@ PATTERNS = ("argparse-cli", "hydra", "function", "custom")
 CLI_STYLES = ("space", "equals", "constants")
 FRAMEWORKS = ("accelerate", "deepspeed", "fsdp", "ddp", "lightning", "none", "auto")
 DIRECTIONS = ("min", "max")
-YAML_KEYS = ("cli_args", "hard_constraints", "mutation_scope")
+YAML_KEYS = ("cli_args", "hard_constraints", "mutation_scope", "protected_globs", "holdout_metrics")
 INT_KEYS = ("seconds",)
 SLUG_RE = re.compile(r"^(\d{6})-([a-z0-9]+(?:-[a-z0-9]+)*)$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -133,6 +133,35 @@ def _extract_code(value: Any, **_: Any) -> str:
     return ""
 
 
+def _evaluate_code(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""  # no independent evaluation: prepare.py says how to add it
+    if not isinstance(value, str):
+        return "must be a Python function body that returns dict[str, float]"
+    body = "".join("    " + line if line.strip() else line for line in value.splitlines(keepends=True))
+    try:
+        compile(f"def evaluate(checkpoint_path):\n{body}\n", "evaluate_code", "exec")
+    except SyntaxError as exc:
+        return f"is not a valid Python function body ({exc.msg}, line {max(1, (exc.lineno or 2) - 1)})"
+    return ""
+
+
+def _globs(value: Any, **_: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        return "must be a list of globs relative to the project root, e.g. [data/splits/*.txt]"
+    return next((f"entry {v!r} {r}" for v in value for r in [_relative_glob(v)] if r), "")
+
+
+def _names(value: Any, **_: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and "\n" not in v for v in value):
+        return "must be a list of metric names, e.g. [test_loss]"
+    return ""
+
+
 def _constraints(value: Any, **_: Any) -> str:
     if value is None:
         return ""
@@ -206,6 +235,9 @@ RULES: dict[str, Callable[..., str]] = {
     "primary_direction": _choice(DIRECTIONS),
     "hard_constraints": _constraints,
     "mutation_scope": _scope,
+    "evaluate_code": _evaluate_code,
+    "protected_globs": _globs,
+    "holdout_metrics": _names,
     "seconds": _seconds,
     "runner": _nonempty("launcher command such as python"),
     "wandb_project": _free_text,

@@ -27,6 +27,7 @@ from jinja2 import pass_context
 import detection
 from detection.arguments import hydra_item
 from detection.commands import CONFIG_FILE_SUFFIXES
+from detection.evaluation import propose_evaluate
 from detection.sources import scalar
 
 # The answer a key gets when detection finds nothing (or there is no host to read).
@@ -65,6 +66,9 @@ ANSWER_KEYS = (  # shown by --pretend, in interview order
     "primary_direction",
     "hard_constraints",
     "mutation_scope",
+    "evaluate_code",
+    "protected_globs",
+    "holdout_metrics",
     "seconds",
     "runner",
     "wandb_project",
@@ -133,6 +137,21 @@ class Detected:
                 else:
                     setattr(self, key, LITERAL[key])
 
+    @property
+    def evaluator(self) -> tuple:
+        """(proposed body of prepare.py's evaluate() or None, why): read from the host, computed once."""
+        if "_evaluator" not in self.__dict__:
+            if self.root is None or not self.entry_main_module:
+                self._evaluator = (None, "no entry module to follow")
+            else:
+                try:
+                    self._evaluator = propose_evaluate(Path(self.root), self.entry_main_module)
+                except Exception as exc:  # noqa: BLE001 - a detection bug must never block the setup
+                    self._evaluator = (None, f"proposal failed ({type(exc).__name__}: {exc})")
+        return self._evaluator
+
+    evaluate_code = property(lambda self: self.evaluator[0] or "")
+
     def cli_args_for(self, pattern: str) -> str:
         """cli_args as YAML for `pattern`: key=value strings for hydra, a mapping otherwise.
 
@@ -197,6 +216,13 @@ class Detected:
         lines.append(f"  checkpoint   {ckpt}")
         lines.append(f"  runner       {self.runner} ({where.get('runner', 'default')})")
         lines.append(f"  budget       {where.get('budget', f'{self.seconds} s')}")
+        code, why = self.evaluator
+        lines.append(
+            f"  evaluator    proposed: {why}"
+            if code
+            else f"  evaluator    none proposed ({why}); runs are judged on what training prints unless you "
+            "write evaluate_code"
+        )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -18,6 +18,9 @@ One module per job (none imports a module listed below it, except lazily for spe
   ledger       results.tsv and result.json
   messages     what the agent is told: project-root paths, budget and counts, the stop refusal
   snapshots    train.py per run, and the restore after a non-advance
+  protect      the protected-file manifest and the static guard on train.py
+  evaluate     the independent evaluator process (prepare.py's evaluate)
+  integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
   steps        the steps of one run: allocate, launch, measure, judge, commit
   iteration    one `run` from those steps, the lock, repair of interrupted runs
   inspect_cmds status, tail, report

@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--chain-mode", choices=("off", "suggest", "auto"))
     session.add_argument("--stop", action="store_true", help="tell the loop to stop (terminated_by=manual)")
     session.add_argument("--resume", action="store_true", help="undo --stop")
+    session.add_argument(
+        "--integrity",
+        metavar="MODE",
+        help="off, files or evaluator (default: evaluator when prepare.py defines evaluate(), else files)",
+    )
+
+    protect = sub.add_parser("protect", help="the files the agent must not change")
+    protect.add_argument("--accept", action="store_true", help="accept their current content as the new reference")
 
     chain = sub.add_parser("chain", help="start a child experiment from this one's best")
     chain.add_argument("--new-slug", required=True)
@@ -126,6 +134,11 @@ def cmd_session(cfg: Config, args) -> Output:
         session.stopped = True
     if args.resume:
         session.stopped = False
+    if args.integrity is not None:
+        from . import integrity
+
+        integrity.check_choice(cfg, args.integrity)
+        session.integrity = args.integrity
     session.save(cfg.expr_dir)
     return [session.describe()], 0
 
@@ -145,6 +158,7 @@ COMMANDS: dict[str, Callable[[Config, object], Output]] = {
     "status": _later("inspect_cmds", "status"),
     "tail": _later("inspect_cmds", "tail"),
     "report": _later("inspect_cmds", "report"),
+    "protect": _later("integrity", "protect_command"),
     "chain": _later("copier_cmds", "chain"),
     "upgrade": _later("copier_cmds", "upgrade"),
 }

@@ -67,6 +67,7 @@ class Session:
     grace_s: float | None = None
     keep_checkpoints: int = 1  # besides the best: how many of the latest runs keep theirs
     chain_mode: str = "off"
+    integrity: str | None = None  # off / files / evaluator; None: evaluator when prepare.py has evaluate(), else files
     stopped: bool = False  # `session --stop`: terminated_by=manual
 
     @classmethod
@@ -100,6 +101,8 @@ class Session:
             raise ValueError(f"grace_s must be a number >= 0, got {self.grace_s!r}")
         if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be an integer >= 0, got {self.keep_checkpoints!r}")
+        if self.integrity not in (None, "off", "files", "evaluator"):
+            raise ValueError(f"integrity must be off, files or evaluator, got {self.integrity!r}")
 
     def save(self, expr_dir: Path) -> None:
         atomic_write_json(Path(expr_dir) / SESSION_FILE, self.__dict__)
@@ -153,6 +156,9 @@ class Config:
     parent_expr: str = ""
     parent_ckpt: str = ""
     template_version: str = ""
+    evaluate_code: str = ""  # body of prepare.py's evaluate() (rendered there; kept here for reference)
+    protected_globs: list[str] = field(default_factory=list)  # extra files the agent must not change
+    holdout_metrics: list[str] = field(default_factory=list)  # evaluate() metrics never shown to the agent
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod
@@ -164,7 +170,14 @@ class Config:
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
         known = set(cls.__dataclass_fields__) - {"expr_dir", "project_root", "constraints"}
-        optional = {"parent_expr", "parent_ckpt", "template_version"}  # answers added after the first release
+        optional = {
+            "parent_expr",
+            "parent_ckpt",
+            "template_version",
+            "evaluate_code",
+            "protected_globs",
+            "holdout_metrics",
+        }  # answers added after the first release
         missing = sorted(k for k in known - optional if k not in data)
         if missing:
             raise UserError(f"{path} lacks {missing}; {fix}")

@@ -159,10 +159,14 @@ def upgrade(cfg: Config, args) -> tuple[list[str], int]:
     if proc.returncode != 0:
         raise UserError(f"upgrade: copier update failed: {_last_line(proc)}")
     after = json.loads((cfg.expr_dir / "experiment.json").read_text()).get("template_version", "")
+    from .integrity import accept_upgrade
+
+    accepted = accept_upgrade(cfg)  # the new release's runner files are the new reference; says which
     found = conflicts(cfg.expr_dir)
     if found:
         return [
             f"upgraded {cfg.slug} ({before} -> {after}) WITH CONFLICTS in {', '.join(found)}: "
-            "resolve the <<<<<<< markers (ar.py run refuses until then), then commit"
+            "resolve the <<<<<<< markers (ar.py run refuses until then), then commit",
+            *accepted,
         ], 1
-    return [f"upgraded {cfg.slug} ({before} -> {after}); review `git diff {rel}` and commit"], 0
+    return [f"upgraded {cfg.slug} ({before} -> {after}); review `git diff {rel}` and commit", *accepted], 0

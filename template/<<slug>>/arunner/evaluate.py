@@ -121,9 +121,13 @@ def run_evaluator(
     timeout_s: float = EVAL_TIMEOUT_S,
     holdout: Optional[list[str]] = None,
     python: str = sys.executable,
+    marker: Optional[tuple[str, str]] = None,
 ) -> Evaluation:
     """Evaluate `checkpoint` with prepare.py's evaluate() in a fresh process; never raises for a
-    failure of the evaluation itself (crash, timeout, bad return value): that is `ok=False`."""
+    failure of the evaluation itself (crash, timeout, bad return value): that is `ok=False`.
+
+    `marker` is the environment marker its processes carry (default: a fresh one); the
+    run's own marker lets the repair after a killed runner sweep a surviving evaluator."""
     expr_dir, run_dir = Path(expr_dir).resolve(), Path(run_dir)
     log_path, out_path = run_dir / LOG_NAME, run_dir / OUT_NAME
     out_path.unlink(missing_ok=True)
@@ -137,7 +141,7 @@ def run_evaluator(
         log_path,
         timeout_s,
         EVAL_GRACE_S,
-        (MARKER_KEY, uuid.uuid4().hex),
+        marker or (MARKER_KEY, uuid.uuid4().hex),
         live=False,
     )
     wall = round(time.monotonic() - t0, 3)

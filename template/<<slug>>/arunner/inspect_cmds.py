@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import best as best_state
-from . import ledger, verdict
+from . import integrity, ledger, verdict
 from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
@@ -47,6 +47,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         lines.append("best: none yet")
     lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
     lines.append(session.describe())
+    lines.append(integrity.describe(cfg, session))
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
         stop = verdict.termination(
@@ -141,14 +142,18 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
         out.append(f"Best: **{_fmt(best['primary']['value'])}** at {best['run_id']}")
     if cfg.parent_expr:
         out.append(f"Lineage: chained from `{cfg.parent_expr}` (checkpoint `{cfg.parent_ckpt}`)")
-    out += ["", "| run | status | verdict | primary | best so far | note |", "|---|---|---|---|---|---|"]
+    holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])  # for a person, never `run`
+    hidden = sorted({name for values in holdout.values() for name in values})
+    head = "".join(f" {name} (holdout) |" for name in hidden)
+    out += ["", f"| run | status | verdict | primary |{head} best so far | note |", "|---" * (6 + len(hidden)) + "|"]
     running = None
     for r in rows:
         v = r["primary_value"]
         if r["verdict"] == "advance" and v is not None:
             running = v
+        cells = "".join(f" {_fmt(holdout.get(r['run_id'], {}).get(name))} |" for name in hidden)
         out.append(
-            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} | {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
+            f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} |{cells} {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
         )
     said = []
     if args.plot:
@@ -182,6 +187,17 @@ def plot(cfg: Config, rows: list[dict]) -> str:
     ax.set_xlabel("run")
     ax.set_ylabel(cfg.primary_metric)
     ax.legend()
+    holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])
+    names = sorted({name for values in holdout.values() for name in values})
+    if names:  # on its own axis: a holdout metric need not share the primary's scale
+        twin = ax.twinx()
+        for name in names:
+            values = [(i + 1, holdout.get(r["run_id"], {}).get(name)) for i, r in enumerate(rows)]
+            pts = [(x, v) for x, v in values if isinstance(v, (int, float))]  # a non-finite value is kept as text
+            if pts:
+                twin.plot(*zip(*pts), marker="^", linestyle=":", color="tab:purple", label=f"{name} (holdout)")
+        twin.set_ylabel(", ".join(names) + " (holdout)")
+        twin.legend(loc="upper center")
     path = cfg.expr_dir / "progress.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return f"![progress]({path.name})"

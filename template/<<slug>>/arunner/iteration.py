@@ -3,7 +3,8 @@
 Order of a run (each state change is atomic; a SIGKILL between any two steps
 is repaired by the next `run`):
   lock -> repair debris -> allocate rNNNN -> snapshot train.py + started.json
-  -> launch under the watchdog -> extract metrics -> capture checkpoint
+  -> integrity guard on train.py -> launch under the watchdog -> extract metrics -> capture checkpoint
+  -> protected files checked, independent evaluator (integrity.py)
   -> decision.json -> promote (advance) or restore train.py (anything else)
   -> results.tsv row -> result.json (the run is now recorded) -> prune.
 The steps themselves are in steps.py.
@@ -16,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import ledger, messages, watchdog
+from . import integrity, ledger, messages, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -143,20 +144,29 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         best = best_state.read_best(expr)
         if not run_numbers(expr):
             self_test_data(cfg)
+        integrity.before_run(cfg, session)  # protected files changed: blocked, nothing touched
 
         # -- snapshot: runs/rNNNN/ gets this train.py and started.json
         source = (expr / "train.py").read_bytes()
         remark = _snapshot_remark(expr, source, best)
         run = allocate(cfg, source, read_run_note(source.decode("utf-8", errors="replace")))
 
+        # -- the static guard: a train.py that reports the metric itself or rebinds the judge never trains
+        offence = integrity.guard(cfg, session, source)
+        if offence:
+            result = integrity.refused(cfg, session, run, best, offence)
+            commit(cfg, session, run, result, best)
+            return result
+
         # -- train under the watchdog, within the budget
         launched = launch_run(cfg, session, run, run_budget(cfg, session, seconds), live)
 
         # -- measure: metrics of this run only, and its checkpoint moved into the run folder
         measured = measure(cfg, run, launched)
+        checked = integrity.after_training(cfg, session, run, measured)  # files again; the evaluator decides
 
         # -- judge against the best as it was when the run started
-        result = judge(cfg, session, run, launched, measured, best)
+        result = {**judge(cfg, session, run, launched, measured, best), **checked}
         if remark:  # said, never silent: a baseline run, or the best re-run unchanged
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 

@@ -25,6 +25,9 @@ RESULT_FIELDS = (
     "should_terminate",
     "terminated_by",
     "exit_code",
+    "reported",  # integrity: the primary training printed, when an evaluator decided
+    "evaluation",  # integrity: the evaluator's {wall_s, evaluate_s, log}, not charged to the budget
+    "holdout",  # integrity: metrics kept from the agent (never printed by `run`)
 )
 
 
@@ -54,6 +57,9 @@ def result_record(
     checkpoint: dict | None = None,
     exit_code: int | None = None,
     terminated_by: str | None = None,
+    reported: float | None = None,
+    evaluation: dict | None = None,
+    holdout: dict | None = None,
 ) -> dict:
     """One run's result, every field of RESULT_FIELDS set."""
     record = {
@@ -75,6 +81,9 @@ def result_record(
         "should_terminate": terminated_by is not None,
         "terminated_by": terminated_by,
         "exit_code": exit_code,
+        "reported": reported,
+        "evaluation": evaluation,
+        "holdout": holdout,
     }
     assert tuple(record) == RESULT_FIELDS
     return record
