@@ -1,4 +1,4 @@
-"""Command line of ar.py: run, status, tail, report, session, chain, upgrade.
+"""Command line of ar.py: run, propose, status, tail, report, session, chain, upgrade.
 
 Every user error ends as one line on stderr and exit code 2; run outcomes
 (crash, timeout, ...) are results, not errors, and exit 0.
@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--chain-mode", choices=("off", "suggest", "auto"))
     session.add_argument("--stop", action="store_true", help="tell the loop to stop (terminated_by=manual)")
     session.add_argument("--resume", action="store_true", help="undo --stop")
+    session.add_argument(
+        "--devices", metavar="IDS", help="devices a wave leases, e.g. 0,1,2,3 (auto: the visible GPUs)"
+    )
+    session.add_argument("--devices-per-run", type=_positive_int, metavar="N", help="devices per candidate")
+    session.add_argument("--launcher", choices=("local", "slurm"), help="where candidates run")
+    session.add_argument("--slurm-args", metavar="OPTS", help='sbatch options, e.g. "--partition=gpu --gres=gpu:1"')
+
+    propose = sub.add_parser("propose", help="queue train.py as a wave candidate, put train.py back to the best")
+    propose.add_argument("--list", action="store_true", help="show the queued candidates")
+    propose.add_argument("--discard", metavar="ID", help="drop a queued candidate, e.g. c0003")
 
     chain = sub.add_parser("chain", help="start a child experiment from this one's best")
     chain.add_argument("--new-slug", required=True)
@@ -87,12 +97,11 @@ Output = tuple[list[str], int]
 
 
 def cmd_run(cfg: Config, args) -> Output:
-    from . import iteration
+    from . import waves_run
 
     session = Session.load(cfg.expr_dir)
     live = sys.stdout.isatty() and sys.stderr.isatty()
-    result = iteration.run_once(cfg, session, args.seconds, live)
-    return iteration.summary_lines(cfg, result), 0
+    return waves_run.run(cfg, session, args.seconds, live), 0  # a single run unless waves are in use
 
 
 def cmd_session(cfg: Config, args) -> Output:
@@ -121,6 +130,9 @@ def cmd_session(cfg: Config, args) -> Output:
         session.stopped = True
     if args.resume:
         session.stopped = False
+    from . import waves_run
+
+    waves_run.apply_session(cfg, session, args)
     session.save(cfg.expr_dir)
     return [session.describe()], 0
 
@@ -137,6 +149,7 @@ def _later(module: str, name: str) -> Callable[[Config, object], Output]:
 COMMANDS: dict[str, Callable[[Config, object], Output]] = {
     "run": cmd_run,
     "session": cmd_session,
+    "propose": _later("waves_run", "propose"),
     "status": _later("inspect_cmds", "status"),
     "tail": _later("inspect_cmds", "tail"),
     "report": _later("inspect_cmds", "report"),

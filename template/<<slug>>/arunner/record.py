@@ -24,6 +24,8 @@ RESULT_FIELDS = (
     "should_terminate",
     "terminated_by",
     "exit_code",
+    "wave",  # the wave id (w + its first run's number) when the run was one candidate of a wave, else null
+    "slurm",  # {"job_id", "state"} when the run was a Slurm job, else null
 )
 
 
@@ -52,6 +54,8 @@ def result_record(
     checkpoint: dict | None = None,
     exit_code: int | None = None,
     terminated_by: str | None = None,
+    wave: str | None = None,
+    slurm: dict | None = None,
 ) -> dict:
     """One run's result, every field of RESULT_FIELDS set."""
     record = {
@@ -72,6 +76,8 @@ def result_record(
         "should_terminate": terminated_by is not None,
         "terminated_by": terminated_by,
         "exit_code": exit_code,
+        "wave": wave,
+        "slurm": slurm,
     }
     assert tuple(record) == RESULT_FIELDS
     return record
