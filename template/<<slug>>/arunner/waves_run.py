@@ -6,7 +6,8 @@ repaired by the next `run`, as for a single run):
   -> .ar-wave.json -> per candidate: queue/cNNNN moved into runs/rNNNN/candidate,
   then train.py + started.json -> every candidate launched on a free slot (the rest
   wait) -> measure and judge each against the best as it was when the wave started
-  -> the best of those that beat it advances, the others are reverted -> commit each
+  -> the best of those that beat it advances, the others are reverted -> every
+  decision.json (repair then finishes each candidate as decided) -> commit each
   in run order (rows stay in run order, so repair's rule holds) -> train.py set to
   the best once -> .ar-wave.json removed.
 A wave of one with no queue, the local launcher and no devices set is not run here:
@@ -26,6 +27,7 @@ from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, read_json, remove
 from .launch import LaunchResult
+from .record import best_record
 from .runs import format_run_id, run_dir_of, run_numbers
 from .snapshots import read_run_note, restore_target, restore_train_py
 from .steps import (
@@ -262,6 +264,10 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             judged.append((r, result))
         winner = _pick_winner(cfg, [res for _, res in judged])
         _settle(cfg, session, [res for _, res in judged], winner, wave_id, history)
+        lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
+        for r, result in judged:  # every decision on disk before any commit: repair finishes each as decided
+            record = best_record(r.run_id, result["primary"], lineage)
+            atomic_write_json(r.run_dir / "decision.json", {**result, **record})
         fault_point("wave.judged")
 
         # -- commit in run order; each later candidate is recorded against the best so far
