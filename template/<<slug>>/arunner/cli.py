@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     session.add_argument("--devices-per-run", type=_positive_int, metavar="N", help="devices per candidate")
     session.add_argument("--launcher", choices=("local", "slurm"), help="where candidates run")
-    session.add_argument("--slurm-args", metavar="OPTS", help='sbatch options, e.g. "--partition=gpu --gres=gpu:1"')
+    session.add_argument(
+        "--slurm-args", metavar="OPTS", help='sbatch options: --slurm-args="--partition=gpu --gres=gpu:1"'
+    )
 
     propose = sub.add_parser("propose", help="queue train.py as a wave candidate, put train.py back to the best")
     propose.add_argument("--list", action="store_true", help="show the queued candidates")

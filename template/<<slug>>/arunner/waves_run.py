@@ -46,7 +46,7 @@ from .steps import (
 from .text import one_line
 
 WAVE_FILE = ".ar-wave.json"  # exists while a wave is in flight: names it for `status` and repair
-JOB_FILE = "slurm_job"  # in runs/rNNNN/: the Slurm job id, written right after sbatch
+JOB_FILE = ".slurm_job"  # in runs/rNNNN/: the Slurm job id, written right after sbatch (a dot file: never a checkpoint)
 SHOWN_CANDIDATES = 8  # lines of `run` output, one per candidate; the rest are counted
 CANDIDATE_LINE_CAP = 76  # characters of one candidate line (8 lines + summary stay under 800 bytes)
 SUMMARY_CAP = 130  # characters of the summary line
