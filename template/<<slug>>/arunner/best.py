@@ -36,6 +36,7 @@ LINK = "best.json"
 BEST = "best_ckpt"
 STAGING = "best_ckpt.staging"
 TRASH = "best_ckpt.trash"
+OLD_PREFIX = ".ckpt-old-"  # previous bests waiting for drop_old (deleting 1 GiB of written data takes ~0.2 s)
 META = "meta.json"
 LINK_TARGET = f"{BEST}/{META}"
 CKPT_FIELDS = ("source", "stored", "name", "kind", "bytes", "method")
@@ -192,8 +193,17 @@ def _commit(expr_dir: Path) -> None:
         os.rename(staging, best)
         fsync_dir(expr_dir)
         fault_point("promote.swapped")
-    remove(trash)
+    os.rename(trash, expr_dir / f"{OLD_PREFIX}{os.getpid()}-{time.time_ns()}")  # O(1); deleted by drop_old
     fault_point("promote.done")
+
+
+def drop_old(expr_dir: Path) -> int:
+    """Delete the previous bests promote() set aside; called once the result is recorded and printed."""
+    count = 0
+    for path in Path(expr_dir).glob(OLD_PREFIX + "*"):
+        remove(path)
+        count += 1
+    return count
 
 
 def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
@@ -301,4 +311,5 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
             promote(expr_dir, run_dir_of(expr_dir, pending_id), redo_record or _pending_record(pending, current))
             notes.append(f"redid the promotion of {pending_id}")
 
+    drop_old(expr_dir)  # a runner killed before it got to them
     return notes + sweep_debris(expr_dir)

@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
         lines, code = COMMANDS[args.command](cfg, args)
         for line in lines:
             print(line)
+        if args.command == "run":  # off the critical path: the result is recorded and printed
+            sys.stdout.flush()
+            from .best import drop_old
+
+            drop_old(expr_dir)
         return code
     except UserError as exc:
         print(f"ar.py: {exc}", file=sys.stderr)
