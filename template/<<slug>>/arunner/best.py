@@ -176,7 +176,7 @@ def _checkpoint_fields(run_dir: Path, name: str | None) -> dict:
 
 
 def _commit(expr_dir: Path) -> None:
-    """Put the complete staging folder in place of best_ckpt/, then delete the old best."""
+    """Put the complete staging folder in place of best_ckpt/, then set the old best aside for drop_old."""
     best, staging, trash = expr_dir / BEST, expr_dir / STAGING, expr_dir / TRASH
     if not os.path.lexists(best):
         os.rename(staging, best)  # first best: a plain rename is already atomic
@@ -193,7 +193,8 @@ def _commit(expr_dir: Path) -> None:
         os.rename(staging, best)
         fsync_dir(expr_dir)
         fault_point("promote.swapped")
-    os.rename(trash, expr_dir / f"{OLD_PREFIX}{os.getpid()}-{time.time_ns()}")  # O(1); deleted by drop_old
+    if os.path.lexists(trash):  # O(1) here; drop_old deletes it once the result is recorded and printed
+        os.rename(trash, expr_dir / f"{OLD_PREFIX}{os.getpid()}-{time.time_ns()}")
     fault_point("promote.done")
 
 
