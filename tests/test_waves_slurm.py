@@ -88,8 +88,9 @@ def test_wave_of_three_jobs_and_ctrl_c(sexpr):
 
 
 def test_invisible_folder_is_refused_in_one_line(rendered_once, tmp_path, slurm_cluster):  # noqa: F811
+    # the job runs as nobody, who cannot enter the test folder (mode 700): as a node without the filesystem
     expr = rendered_once("minimal", SLURM_ANSWERS, tmp_path / "host")
-    proc = expr.ar("session", "--launcher", "slurm", "--slurm-args=--chdir=/nonexistent-ar-dir", check=False)
+    proc = expr.ar("session", "--launcher", "slurm", "--slurm-args=--uid=65534", check=False)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "cannot see" in proc.stderr, proc.stderr
     session = expr.dir / ".ar-session.json"
     assert not session.exists() or json.loads(session.read_text()).get("launcher") != "slurm"  # not saved
