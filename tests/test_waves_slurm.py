@@ -1,13 +1,15 @@
 """The same experiment through `ar.py run` with `session --launcher slurm`, on a real local Slurm.
 
 Baseline, better, crash, timeout (the job itself is gone afterwards), a wave of
-three jobs, and Ctrl+C (its jobs cancelled), each checked in result.json
+three jobs, Ctrl+C (its jobs cancelled), and a node failure (the candidate queued
+again, not a crash), each checked in result.json
 (job id, final Slurm state) and results.tsv.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -94,3 +96,37 @@ def test_invisible_folder_is_refused_in_one_line(rendered_once, tmp_path, slurm_
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "cannot see" in proc.stderr, proc.stderr
     session = expr.dir / ".ar-session.json"
     assert not session.exists() or json.loads(session.read_text()).get("launcher") != "slurm"  # not saved
+
+
+def test_node_failure_requeues_the_candidate(sexpr):
+    from arunner import watchdog
+
+    sexpr.run()
+    sexpr.train_py.write_text(source(sexpr, 0.07, sleep=60))
+    sexpr.ar("propose")
+    runner = subprocess.Popen(
+        [sys.executable, str(sexpr.dir / "ar.py"), "run"], cwd=sexpr.host, stdout=subprocess.PIPE, text=True
+    )
+    job_file, log = sexpr.dir / "runs" / "r0002" / waves_run.JOB_FILE, sexpr.dir / "runs" / "r0002" / "run.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (job_file.exists() and log.exists()):
+        time.sleep(0.1)
+    node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=ar-test"], check=True)
+    try:
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        subprocess.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=True)
+        token = json.loads((sexpr.dir / "runs" / "r0002" / "started.json").read_text())["token"]
+        for pid in watchdog.find_marked(("AR_RUN_TOKEN", token)):  # the job's processes, if the node kept them
+            os.kill(pid, signal.SIGKILL)
+    res = json.loads((sexpr.dir / "runs" / "r0002" / "result.json").read_text())
+    assert res["status"] == "interrupted" and res["slurm"]["state"] == "NODE_FAIL", res
+    assert "not a crash" in res["note"] and "queued again as c0002" in res["note"]
+    assert "queued again: c0002" in out and [c.name for c in (sexpr.dir / "queue").glob("c*")] == ["c0002"]
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and "idle" not in subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout
+    ):
+        time.sleep(0.2)
