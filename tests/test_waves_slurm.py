@@ -116,7 +116,7 @@ def test_node_failure_requeues_the_candidate(sexpr):
     try:
         out, _ = runner.communicate(timeout=120)
     finally:
-        subprocess.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=True)
+        subprocess.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"])  # refused if it is back already
         token = json.loads((sexpr.dir / "runs" / "r0002" / "started.json").read_text())["token"]
         for pid in watchdog.find_marked(("AR_RUN_TOKEN", token)):  # the job's processes, if the node kept them
             os.kill(pid, signal.SIGKILL)
