@@ -383,7 +383,10 @@ def status_lines(cfg: Config, session: Session) -> list[str]:
     """Slots (and who holds each device), the wave in flight, the queue: three lines at most."""
     queued = candidates.list_queued(cfg.expr_dir)
     if session.launcher == "slurm":
-        lines = [one_line(f"slots: slurm (one job per candidate; sbatch {session.slurm_args or 'defaults'})", 160)]
+        opts = session.slurm_args or "default options"
+        lines = [
+            one_line(f"slots: slurm, one job per queued candidate (sbatch {opts}); the cluster queues the rest", 160)
+        ]
     else:
         pool = _slots(cfg, session, len(queued))
         if not pool[0].devices:
