@@ -2,7 +2,8 @@
 
 1. 8 fake candidates of 2 s on 8 slots: wave wall time (target: <= 2 s + 0.5 s).
 2. 16 fake candidates of 2 s on 8 slots: wave wall time, and its ratio to (1) (target: about 2).
-3. Local Slurm (started here, as tests/slurm_cluster.py does; needs root): per job,
+3. The real `ar.py run` of a wave of 8 candidates (the minimal host sleeping 2 s) on 8 slots.
+4. Local Slurm (started here, as tests/slurm_cluster.py does; needs root): per job,
    submit-to-start (sbatch called -> the job's process starts) and end-to-recorded
    (the job's process ends -> run_job returns its result), for a job that sleeps 0.5 s.
 
@@ -86,6 +87,37 @@ def bench_slurm(jobs: int) -> None:
         )
 
 
+def time_ar_wave(count: int, seconds: float, slot_count: int, repeats: int) -> list[float]:
+    """The real `ar.py propose` x count then `ar.py run` on a rendered minimal experiment: the run's wall time."""
+    import shutil
+    import subprocess
+
+    from conftest import answers, make_host, render
+
+    walls = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ[slots.LOCK_DIR_ENV] = str(Path(tmp) / "locks")
+        host = make_host("minimal", Path(tmp) / "proj")
+        render(host, answers(cli_args=f"{{lr: 0.1, sleep: {seconds}}}", slug="261202-bench"))
+        expr = host / ".autoresearch" / "261202-bench"
+        base = (expr / "train.py").read_text()
+
+        def ar(*args):
+            subprocess.run([PY, str(expr / "ar.py"), *args], cwd=host, check=True, capture_output=True)
+
+        ar("session", "--devices", ",".join(str(i) for i in range(slot_count)))
+        for r in range(repeats):
+            for i in range(count):
+                lr = 0.2 + 0.01 * (r * count + i)  # worse each time: one promotion, in the first wave only
+                (expr / "train.py").write_text(base.replace("'lr': 0.1,", f"'lr': {lr:.3f},"))
+                ar("propose")
+            t0 = time.monotonic()
+            ar("run")
+            walls.append(time.monotonic() - t0)
+        shutil.rmtree(host / ".autoresearch", ignore_errors=True)
+    return walls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -97,6 +129,8 @@ def main() -> None:
     m8, m16 = statistics.median(eight), statistics.median(sixteen)
     print(f"wave 8 x 2 s on 8 slots: median {m8:.2f} s (target <= 2.5 s) {'ok' if m8 <= 2.5 else 'OVER'}")
     print(f"wave 16 x 2 s on 8 slots: median {m16:.2f} s = {m16 / m8:.2f} x the 8-wave (target about 2)")
+    real = time_ar_wave(8, 2.0, 8, args.repeats)
+    print(f"ar.py run, wave of 8 x 2 s on 8 slots (rendered experiment): median {statistics.median(real):.2f} s")
     if not args.no_slurm:
         bench_slurm(args.jobs)
 

@@ -23,6 +23,11 @@ One module per job (none imports a module listed below it, except lazily for spe
   integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
   steps        the steps of one run: allocate, launch, measure, judge, commit
   iteration    one `run` from those steps, the lock, repair of interrupted runs
+  slots        device slots leased machine-wide (flock per device)
+  candidates   the queue of proposed train.py versions
+  wave         several candidates at once, one per free slot
+  slurm        the slurm launcher: one candidate as one batch job
+  waves_run    `run` over the queue (one wave, judged together), `propose`
   inspect_cmds status, tail, report
   copier_cmds  chain and upgrade (drive Copier)
   cli          the command line and its command table

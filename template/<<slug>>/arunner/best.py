@@ -36,6 +36,7 @@ LINK = "best.json"
 BEST = "best_ckpt"
 STAGING = "best_ckpt.staging"
 TRASH = "best_ckpt.trash"
+OLD_PREFIX = ".ckpt-old-"  # previous bests waiting for drop_old (deleting 1 GiB of written data takes ~0.2 s)
 META = "meta.json"
 LINK_TARGET = f"{BEST}/{META}"
 CKPT_FIELDS = ("source", "stored", "name", "kind", "bytes", "method")
@@ -175,7 +176,7 @@ def _checkpoint_fields(run_dir: Path, name: str | None) -> dict:
 
 
 def _commit(expr_dir: Path) -> None:
-    """Put the complete staging folder in place of best_ckpt/, then delete the old best."""
+    """Put the complete staging folder in place of best_ckpt/, then set the old best aside for drop_old."""
     best, staging, trash = expr_dir / BEST, expr_dir / STAGING, expr_dir / TRASH
     if not os.path.lexists(best):
         os.rename(staging, best)  # first best: a plain rename is already atomic
@@ -192,8 +193,18 @@ def _commit(expr_dir: Path) -> None:
         os.rename(staging, best)
         fsync_dir(expr_dir)
         fault_point("promote.swapped")
-    remove(trash)
+    if os.path.lexists(trash):  # O(1) here; drop_old deletes it once the result is recorded and printed
+        os.rename(trash, expr_dir / f"{OLD_PREFIX}{os.getpid()}-{time.time_ns()}")
     fault_point("promote.done")
+
+
+def drop_old(expr_dir: Path) -> int:
+    """Delete the previous bests promote() set aside; called once the result is recorded and printed."""
+    count = 0
+    for path in Path(expr_dir).glob(OLD_PREFIX + "*"):
+        remove(path)
+        count += 1
+    return count
 
 
 def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
@@ -301,4 +312,5 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
             promote(expr_dir, run_dir_of(expr_dir, pending_id), redo_record or _pending_record(pending, current))
             notes.append(f"redid the promotion of {pending_id}")
 
+    drop_old(expr_dir)  # a runner killed before it got to them
     return notes + sweep_debris(expr_dir)

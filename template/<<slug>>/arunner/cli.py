@@ -1,4 +1,4 @@
-"""Command line of ar.py: run, status, tail, report, session, chain, upgrade.
+"""Command line of ar.py: run, propose, status, tail, report, session, chain, upgrade.
 
 Every user error ends as one line on stderr and exit code 2; run outcomes
 (crash, timeout, ...) are results, not errors, and exit 0.
@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="off, files or evaluator (default: evaluator when prepare.py defines evaluate(), else files)",
     )
 
+    session.add_argument(
+        "--devices", metavar="IDS", help="devices a wave leases, e.g. 0,1,2,3 (auto: the visible GPUs)"
+    )
+    session.add_argument("--devices-per-run", type=_positive_int, metavar="N", help="devices per candidate")
+    session.add_argument("--launcher", choices=("local", "slurm"), help="where candidates run")
+    session.add_argument(
+        "--slurm-args", metavar="OPTS", help='sbatch options: --slurm-args="--partition=gpu --gres=gpu:1"'
+    )
+
+    propose = sub.add_parser("propose", help="queue train.py as a wave candidate, put train.py back to the best")
+    propose.add_argument("--list", action="store_true", help="show the queued candidates")
+    propose.add_argument("--discard", metavar="ID", help="drop a queued candidate, e.g. c0003")
+
     protect = sub.add_parser("protect", help="the files the agent must not change")
     protect.add_argument("--accept", action="store_true", help="accept their current content as the new reference")
 
@@ -96,7 +109,7 @@ Output = tuple[list[str], int]
 
 
 def cmd_run(cfg: Config, args) -> Output:
-    from . import iteration
+    from . import waves_run
 
     session = Session.load(cfg.expr_dir)
     if not args.force:
@@ -104,8 +117,7 @@ def cmd_run(cfg: Config, args) -> Output:
 
         refuse_after_stop(cfg, session)  # after STOP: one line, nothing allocated
     live = sys.stdout.isatty() and sys.stderr.isatty()
-    result = iteration.run_once(cfg, session, args.seconds, live)
-    return iteration.summary_lines(cfg, result), 0
+    return waves_run.run(cfg, session, args.seconds, live), 0  # a single run unless waves are in use
 
 
 def cmd_session(cfg: Config, args) -> Output:
@@ -139,6 +151,9 @@ def cmd_session(cfg: Config, args) -> Output:
 
         integrity.check_choice(cfg, args.integrity)
         session.integrity = args.integrity
+    from . import waves_run
+
+    waves_run.apply_session(cfg, session, args)
     session.save(cfg.expr_dir)
     return [session.describe()], 0
 
@@ -155,6 +170,7 @@ def _later(module: str, name: str) -> Callable[[Config, object], Output]:
 COMMANDS: dict[str, Callable[[Config, object], Output]] = {
     "run": cmd_run,
     "session": cmd_session,
+    "propose": _later("waves_run", "propose"),
     "status": _later("inspect_cmds", "status"),
     "tail": _later("inspect_cmds", "tail"),
     "report": _later("inspect_cmds", "report"),
@@ -172,6 +188,11 @@ def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
         lines, code = COMMANDS[args.command](cfg, args)
         for line in lines:
             print(line)
+        if args.command == "run":  # off the critical path: the result is recorded and printed
+            sys.stdout.flush()
+            from .best import drop_old
+
+            drop_old(expr_dir)
         return code
     except UserError as exc:
         print(f"ar.py: {exc}", file=sys.stderr)

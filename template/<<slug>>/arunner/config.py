@@ -69,6 +69,10 @@ class Session:
     chain_mode: str = "off"
     integrity: str | None = None  # off / files / evaluator; None: evaluator when prepare.py has evaluate(), else files
     stopped: bool = False  # `session --stop`: terminated_by=manual
+    devices: list[str] | None = None  # device ids a wave leases (None: the visible GPUs, detected)
+    devices_per_run: int = 1  # devices per candidate (torchrun --nproc-per-node N wants N)
+    launcher: str = "local"  # local (this machine) or slurm (one batch job per candidate)
+    slurm_args: str = ""  # sbatch options of every job, e.g. --partition=gpu --gres=gpu:1
 
     @classmethod
     def load(cls, expr_dir: Path) -> Session:
@@ -99,6 +103,10 @@ class Session:
             raise ValueError(f"threshold must be a number, got {self.threshold!r}")
         if self.grace_s is not None and (not isinstance(self.grace_s, (int, float)) or self.grace_s < 0):
             raise ValueError(f"grace_s must be a number >= 0, got {self.grace_s!r}")
+        if self.launcher not in ("local", "slurm"):
+            raise ValueError(f"launcher must be local or slurm, got {self.launcher!r}")
+        if not isinstance(self.devices_per_run, int) or self.devices_per_run < 1:
+            raise ValueError(f"devices_per_run must be an integer >= 1, got {self.devices_per_run!r}")
         if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be an integer >= 0, got {self.keep_checkpoints!r}")
         if self.integrity not in (None, "off", "files", "evaluator"):
@@ -121,6 +129,12 @@ class Session:
             ]
             stop = ", ".join(p for p in parts if p) or "no limit set"
         extra = f"; seconds={self.seconds}" if self.seconds else ""
+        if self.devices is not None or self.devices_per_run != 1:
+            extra += (
+                f"; devices={','.join(self.devices) if self.devices is not None else 'auto'}x{self.devices_per_run}"
+            )
+        if self.launcher != "local":
+            extra += f"; launcher={self.launcher}" + (f" {self.slurm_args}" if self.slurm_args else "")
         return f"session: {stop}{extra}; keep_checkpoints={self.keep_checkpoints}; chain_mode={self.chain_mode}"
 
 

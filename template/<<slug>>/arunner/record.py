@@ -28,6 +28,8 @@ RESULT_FIELDS = (
     "reported",  # integrity: the primary training printed, when an evaluator decided
     "evaluation",  # integrity: the evaluator's {wall_s, evaluate_s, log}, not charged to the budget
     "holdout",  # integrity: metrics kept from the agent (never printed by `run`)
+    "wave",  # the wave id (w + its first run's number) when the run was one candidate of a wave, else null
+    "slurm",  # {"job_id", "state"} when the run was a Slurm job, else null
 )
 
 
@@ -60,6 +62,8 @@ def result_record(
     reported: float | None = None,
     evaluation: dict | None = None,
     holdout: dict | None = None,
+    wave: str | None = None,
+    slurm: dict | None = None,
 ) -> dict:
     """One run's result, every field of RESULT_FIELDS set."""
     record = {
@@ -84,6 +88,8 @@ def result_record(
         "reported": reported,
         "evaluation": evaluation,
         "holdout": holdout,
+        "wave": wave,
+        "slurm": slurm,
     }
     assert tuple(record) == RESULT_FIELDS
     return record

@@ -41,6 +41,9 @@ class Outcome:
     slot: Optional[Slot] = None  # None: it never started (Ctrl+C came first); it stays queued
     result: Optional[launch.LaunchResult] = None
     error: Optional[BaseException] = field(default=None, repr=False)  # the launcher raised (a bug or UserError)
+    # Set by the worker when it is done. Not Thread.is_alive(): a join() cut short by Ctrl+C can
+    # mark a running thread as stopped (CPython 3.11), and its candidate would never be cancelled.
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 class Launcher(Protocol):
@@ -97,9 +100,9 @@ def run_wave(
             )
             started.append((outcome, thread, lease))
             thread.start()
-        for _, thread, _ in started:
-            while thread.is_alive():
-                thread.join(JOIN_TICK_S)
+        for outcome, _, _ in started:
+            while not outcome.done.wait(JOIN_TICK_S):
+                pass
     except KeyboardInterrupt:
         pool.stop()
         _stop_all(started, launcher)
@@ -131,6 +134,7 @@ def _worker(outcome: Outcome, lease: Lease, launcher: Launcher) -> None:
         outcome.error = exc
     finally:
         lease.release()
+        outcome.done.set()
 
 
 def _stop_all(started: list[tuple[Outcome, threading.Thread, Lease]], launcher: Launcher) -> None:
@@ -140,19 +144,19 @@ def _stop_all(started: list[tuple[Outcome, threading.Thread, Lease]], launcher: 
             lease.release()
             outcome.slot = None
     started = [item for item in started if item[0].slot is not None]
-    running = {o.candidate.name for o, t, _ in started if t.is_alive()}
+    running = {o.candidate.name for o, _, _ in started if not o.done.is_set()}
     try:
-        while any(t.is_alive() for _, t, _ in started):
-            for o, t, _ in started:
-                if t.is_alive():
+        while any(not o.done.is_set() for o, _, _ in started):
+            for o, _, _ in started:
+                if not o.done.is_set():
                     launcher.cancel(o.candidate)  # again each tick: one may have been between lease and start
-            for _, t, _ in started:
-                t.join(JOIN_TICK_S)
+            for o, _, _ in started:
+                o.done.wait(JOIN_TICK_S)
     except KeyboardInterrupt:
         for o, _, _ in started:
             launcher.cancel(o.candidate, force=True)
-        for _, t, _ in started:
-            t.join(JOIN_TICK_S)
+        for o, _, _ in started:
+            o.done.wait(JOIN_TICK_S)
         raise
     finally:
         _mark_interrupted([o for o, _, _ in started], running)
