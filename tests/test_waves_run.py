@@ -261,3 +261,22 @@ def test_status_shows_slots_and_holders(wexpr, lock_dir):
     finally:
         held.release()
     assert "slots: 1 ([0,1] free)" in wexpr.ar("status").stdout
+
+
+def test_wave_refuses_a_candidate_that_prints_the_metric_and_runs_the_rest(wexpr):
+    assert wexpr.run()["verdict"] == "advance"
+    wexpr.ar("session", "--devices", "0,1")
+    honest = propose(wexpr, 0.07)
+    wexpr.train_py.write_text(
+        candidate_source(wexpr.base, 0.06).replace(RECORDER, RECORDER + 'print("eval/loss=0.0")\n')
+    )
+    cheat = wexpr.ar("propose").stdout.split()[1]
+    wave_out(wexpr)
+    recorded = results(wexpr)
+    by_candidate = {recorded[r]["note"].split(":")[0]: recorded[r] for r in ("r0002", "r0003")}
+    assert by_candidate[honest]["verdict"] == "advance"
+    refused = by_candidate[cheat]
+    assert (refused["status"], refused["verdict"]) == ("invalid", "revert")
+    assert "refused before training" in refused["note"] and "eval/loss" in refused["note"]
+    assert not (wexpr.dir / "runs" / refused["run_id"] / "run.log").exists()  # it never trained
+    check_invariants(wexpr)
