@@ -69,7 +69,8 @@ def test_honest_improvement_advances_with_the_evaluator_agreeing_and_holdout_hid
     assert second["verdict"] == "advance", second["note"]
     assert second["primary"]["value"] < first["primary"]["value"]
     assert second["reported"] == pytest.approx(second["primary"]["value"], rel=1e-3)
-    report = expr.ar("report").stdout
+    assert "report.md" in expr.ar("report").stdout
+    report = (expr.dir / "report.md").read_text()
     assert "test_loss (holdout)" in report and f"{second['holdout']['test_loss']:.6g}" in report
     expr.ar("report", "--plot")
     assert (expr.dir / "progress.png").stat().st_size > 0  # holdout drawn against the primary
