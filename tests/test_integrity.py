@@ -303,3 +303,8 @@ def test_no_proposal_says_what_is_missing():
     code, why = propose_evaluate(hosts / "argparse_host", "hfargs_lm.train")
     assert code is None and "could not be rebuilt" in why
     assert propose_evaluate(hosts / "minimal", "nope.train")[0] is None
+
+
+def test_no_evaluator_proposed_from_a_script_that_trains_when_imported():
+    code, why = propose_evaluate(REPO / "tests" / "hosts" / "wordlm_host", "main")
+    assert code is None and "runs training when imported" in why

@@ -171,13 +171,34 @@ def _rebuild(arg: ast.AST, assigned: dict, owners: dict) -> Optional[tuple[str, 
     return None
 
 
+def runs_at_import(tree: ast.Module) -> bool:
+    """Whether importing the module does work beyond definitions: a top-level loop, call or
+    `with`, or a parse_args() (module-level scripts: importing them trains)."""
+    for node in tree.body:
+        if isinstance(node, (ast.For, ast.While, ast.With, ast.AsyncFor, ast.AsyncWith)):
+            return True
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            return True
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and "parse_args" in ast.unparse(node):
+            return True
+    return False
+
+
 def find_scorer(modules: list[Module]) -> tuple[Optional[Scorer], str]:
     """The host's evaluation function and how to call it on a loaded model (the first call site
     whose other arguments can be rebuilt wins)."""
     owners = {name: mod.dotted for mod in modules for name in [*mod.functions, *mod.classes]}
-    candidates = [(mod, fn) for mod in modules for name, fn in mod.functions.items() if EVAL_NAME_RE.search(name)]
-    if not candidates:
+    found = [(mod, fn) for mod in modules for name, fn in mod.functions.items() if EVAL_NAME_RE.search(name)]
+    if not found:
         return None, "no evaluation function found (a project function named evaluate*, eval*, validate*)"
+    # Importing a script that parses its CLI or trains at module level would train inside the evaluator.
+    candidates = [(mod, fn) for mod, fn in found if not runs_at_import(mod.tree)]
+    if not candidates:
+        mod, fn = found[0]
+        return None, (
+            f"{mod.dotted}.{fn.name} lives in {mod.rel}, which runs training when imported: "
+            "move it into a module of its own, or write evaluate() by hand"
+        )
     for caller, call in _calls(modules):
         name = call.func.id if isinstance(call.func, ast.Name) else ""
         match = next(((m, f) for m, f in candidates if f.name == name), None)
