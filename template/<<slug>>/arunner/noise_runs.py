@@ -1,0 +1,292 @@
+"""The runs the noise rule asks for: repeats of the first baseline, and the confirmation of a
+candidate in the confirm zone; plus their state, .ar-noise.json.
+
+State (.ar-noise.json, rewritten atomically after each re-run is recorded):
+  groups        {first run id: {run id: primary value}}: every train.py measured more than once
+                (the first group is the baseline and its repeats)
+  spread        noise.Spread of those groups, or null before two values exist
+  repeats_done  the baseline repeats are over (true also when they stopped early)
+
+A re-run's ledger note starts with `repeat of rNNNN` or `confirms rNNNN` (verdict.RERUN_PREFIXES),
+so termination's plateau does not count it and repair can link it after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+from . import best as best_state
+from . import integrity, ledger, noise, seeds, verdict
+from .config import Config, Session
+from .fsutil import atomic_write_json, fault_point, read_json
+from .runs import run_dir_of
+
+NOISE_FILE = ".ar-noise.json"
+REPEATS_ENV = "AR_REPEATS"  # the default of `session --repeats` when set (the test suite sets 1: one place)
+SEED_KEY_ENV = "AR_SEED_KEY"  # the host's seed option, set by train.py like any override (re-runs only)
+FAULT_POINTS = ("rerun.started", "confirm.recorded")
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def repeats(session: Session) -> int:
+    """Runs of the first baseline: `session --repeats`, else AR_REPEATS, else noise.DEFAULT_REPEATS; 1 when strict."""
+    if session.strict:
+        return 1
+    if session.repeats is not None:
+        return session.repeats
+    try:
+        return max(1, int(os.environ.get(REPEATS_ENV, "")))
+    except ValueError:
+        return noise.DEFAULT_REPEATS
+
+
+def margin_k(session: Session) -> float:
+    return session.margin if session.margin is not None else noise.DEFAULT_K
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def load(expr: Path) -> dict:
+    data = read_json(Path(expr) / NOISE_FILE, "noise record", "delete it (the spread is measured again)", default={})
+    data = data if isinstance(data, dict) else {}
+    data.setdefault("groups", {})
+    data.setdefault("spread", None)
+    data.setdefault("repeats_done", False)
+    return data
+
+
+def spread(state: dict) -> noise.Spread | None:
+    return noise.Spread.from_json(state.get("spread"))
+
+
+def add_value(expr: Path, first_id: str, run_id: str, value: float, repeats_done: bool | None = None) -> dict:
+    """Record one value of a train.py measured more than once (idempotent) and re-estimate the spread."""
+    state = load(expr)
+    state["groups"].setdefault(first_id, {})[run_id] = float(value)
+    if repeats_done is not None:
+        state["repeats_done"] = repeats_done
+    found = noise.estimate([list(g.values()) for g in state["groups"].values()])
+    state["spread"] = found.to_json() if found else None
+    atomic_write_json(Path(expr) / NOISE_FILE, state)
+    return state
+
+
+def mark_repeats_done(expr: Path) -> None:
+    state = load(expr)
+    state["repeats_done"] = True
+    atomic_write_json(Path(expr) / NOISE_FILE, state)
+
+
+def best_values(state: dict, best: dict | None) -> list[float]:
+    """The best's runs: its group when it was measured more than once, else its one value."""
+    if not best:
+        return []
+    for group in state["groups"].values():
+        if best["run_id"] in group:
+            return list(group.values())
+    value = (best.get("primary") or {}).get("value")
+    return [float(value)] if verdict.is_finite(value) else []
+
+
+def status_line(expr: Path, session: Session) -> str:
+    """What `status` says about the rule in force."""
+    if session.strict:
+        return "noise: strict rule (session --strict): better once is better"
+    found = spread(load(expr))
+    if found is None:
+        return f"noise: not measured yet (the first baseline runs {repeats(session)} times); strict rule until then"
+    return f"{found.describe()}; margin k={margin_k(session):g}"
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def overrides_of(source: bytes):
+    """CLI_OVERRIDES of a train.py (its last top-level literal assignment), or {}."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CLI_OVERRIDES" for t in node.targets):
+            try:
+                found = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return found
+
+
+def seed_env(cfg: Config, source: bytes, attempt: int) -> dict[str, str]:
+    """AR_SEED always; AR_SEED_KEY when the host has a seed option (train.py sets it like any override)."""
+    overrides = overrides_of(source)
+    host = [cfg.seed_key] if cfg.seed_key else []
+    key = seeds.seed_key(overrides, host)
+    env, _ = seeds.seed_run(overrides, attempt, host)
+    if key and attempt:
+        env[SEED_KEY_ENV] = key
+    return env
+
+
+# ----------------------------------------------------------------------------- one re-run
+
+
+def rerun(cfg: Config, session: Session, seconds, live, *, of_id: str, source: bytes, attempt: int, kind: str):
+    """Run `source` again with the attempt-th seed; (run, launched, measured, checked), nothing recorded."""
+    from .steps import allocate, launch_run, measure, run_budget
+
+    env = seed_env(cfg, source, attempt)
+    prefix = verdict.RERUN_PREFIXES[0 if kind == "repeat" else 1]
+    run = allocate(cfg, source, f"{prefix}{of_id[1:]} (seed {env[seeds.SEED_ENV]})")
+    fault_point("rerun.started")
+    launched = launch_run(
+        cfg, session, run, run_budget(cfg, session, seconds), live, train_py=run.run_dir / "train.py", extra_env=env
+    )
+    measured = measure(cfg, run, launched)
+    checked = integrity.after_training(cfg, session, run, measured)
+    return run, launched, measured, checked
+
+
+def finish_repeats(cfg: Config, session: Session, seconds, live) -> list[dict]:
+    """Repeat the first baseline until it has `repeats` runs (or two identical values); returns their results."""
+    from .steps import commit, judge
+
+    expr = cfg.expr_dir
+    state, wanted, best = load(expr), repeats(session), best_state.read_best(expr)
+    if state["repeats_done"] or not best:
+        return []
+    if wanted <= 1 or (state["groups"] and best["run_id"] not in next(iter(state["groups"].values()))):
+        mark_repeats_done(expr)
+        return []
+    first = best["run_id"]
+    source = (expr / best["snapshot"]).read_bytes()
+    group = state["groups"].get(first) or {first: float(best["primary"]["value"])}
+    results = []
+    tried = _attempts(expr, first)
+    while len(group) < wanted and tried < wanted + 1:  # a crashing repeat is tried once more, then given up
+        run, launched, measured, checked = rerun(
+            cfg, session, seconds, live, of_id=first, source=source, attempt=tried, kind="repeat"
+        )
+        tried += 1
+        result = {**judge(cfg, session, run, launched, measured, best), **checked}
+        if result["verdict"] == "advance":  # a repeat measures the best again; it never replaces it
+            result["verdict"], result["improved_over_best"] = "revert", False
+        commit(cfg, session, run, result, best)
+        results.append(result)
+        if result["valid"]:
+            group[run.run_id] = float(result["primary"]["value"])
+            values = list(group.values())
+            identical = len(values) == 2 and values[0] == values[1]  # a deterministic host: one extra run only
+            state = add_value(expr, first, first, values[0])
+            state = add_value(expr, first, run.run_id, values[-1], repeats_done=identical or len(group) >= wanted)
+            best_state.remeasure(expr, values)
+            if identical:
+                break
+    mark_repeats_done(expr)
+    return results
+
+
+def _attempts(expr: Path, first: str) -> int:
+    """Re-runs of `first` already in the ledger, plus the run itself (after a SIGKILL the count goes on)."""
+    prefix = verdict.RERUN_PREFIXES[0] + first[1:]
+    recent, _ = ledger.since_last_advance(expr / "results.tsv")
+    return 1 + sum(1 for row in recent if (row.get("note") or "").startswith(prefix))
+
+
+# ----------------------------------------------------------------------------- confirmation
+
+
+def apply_rule(cfg: Config, session: Session, result: dict, values: list[float], best: dict | None, source: bytes,
+               history) -> str:
+    """The noise rule on a judged candidate (its 1 or 2 valid runs): changes `result`; returns the action."""
+    state = load(cfg.expr_dir)
+    if not result["valid"] or not best:
+        return noise.REVERT if best else noise.ADVANCE
+    reason = None
+    if len(values) == 1:
+        try:
+            best_source = (cfg.expr_dir / best["snapshot"]).read_text(errors="replace")
+            reason = seeds.not_an_improvement(source.decode("utf-8", errors="replace"), best_source)
+        except OSError:
+            reason = None
+    found = spread(state)
+    j = noise.judge(
+        values,
+        best_values(state, best),
+        cfg.primary_direction,
+        found,
+        margin_k(session),
+        strict=session.strict,
+        not_improvement=None if session.strict else reason,
+    )
+    advanced = j.action == noise.ADVANCE
+    result["verdict"] = "advance" if advanced else "revert"
+    result["improved_over_best"] = advanced
+    result["margin"] = None if j.margin is None else round(j.margin, 4)
+    if j.note:
+        result["note"] = " | ".join(n for n in (result["note"], j.note) if n)
+    recent, total = history
+    result["terminated_by"] = verdict.termination(
+        session, [*recent, {"status": result["status"], "verdict": result["verdict"], "note": result["note"]}],
+        total + 1, result["primary"]["value"] if result["valid"] else None, cfg.primary_direction,
+    )
+    result["should_terminate"] = result["terminated_by"] is not None
+    return j.action
+
+
+def link(expr: Path, first_id: str, confirm_id: str) -> None:
+    """first's result.json names its confirmation (the ledger row stays as it was written)."""
+    path = run_dir_of(expr, first_id) / "result.json"
+    result = read_json(path, "run result", "delete it", default=None)
+    if result and result.get("confirmed_by") != confirm_id:
+        ledger.write_result(path.parent, {**result, "confirmed_by": confirm_id})
+
+
+def rerun_of(note: str) -> str | None:
+    """The run a re-run's ledger note names (`repeat of r0001 ...`, `confirms r0005 ...`), else None."""
+    for prefix in verdict.RERUN_PREFIXES:
+        if note.startswith(prefix):
+            digits = note[len(prefix) :].split(" ", 1)[0]
+            return "r" + digits if digits.isdigit() else None
+    return None
+
+
+def repair_link(expr: Path) -> None:
+    """A SIGKILL after a confirmation was recorded, before the candidate named it: name it now."""
+    from .runs import run_numbers
+
+    numbers = run_numbers(expr)
+    if not numbers:
+        return
+    result = read_json(run_dir_of(expr, max(numbers)) / "result.json", "run result", "delete it", default=None)
+    if result and result.get("confirms") and (result.get("note") or "").startswith(verdict.RERUN_PREFIXES[1]):
+        link(expr, result["confirms"], result["run_id"])
+
+
+def confirm(cfg: Config, session: Session, seconds, live, first: dict, source: bytes, best: dict | None) -> dict:
+    """Re-run a candidate that needs confirmation with another seed; the pair decides. Returns its result."""
+    from .steps import commit, judge
+
+    expr = cfg.expr_dir
+    run, launched, measured, checked = rerun(
+        cfg, session, seconds, live, of_id=first["run_id"], source=source, attempt=1, kind="confirm"
+    )
+    history = ledger.since_last_advance(expr / "results.tsv")
+    result = {**judge(cfg, session, run, launched, measured, best, history), **checked, "confirms": first["run_id"]}
+    values = [float(first["primary"]["value"])]
+    if result["valid"]:
+        values.append(float(result["primary"]["value"]))
+        add_value(expr, first["run_id"], first["run_id"], values[0])
+        add_value(expr, first["run_id"], run.run_id, values[1])
+        apply_rule(cfg, session, result, values, best, source, history)
+    else:
+        result["verdict"] = result["verdict"] if result["verdict"] != "advance" else "revert"
+    commit(cfg, session, run, result, best, values if result["verdict"] == "advance" else None)
+    fault_point("confirm.recorded")
+    link(expr, first["run_id"], run.run_id)
+    return result

@@ -1,0 +1,173 @@
+"""The noise rule end to end: real `ar.py run` processes on the noisy host (seeded Gaussian noise on
+its val_loss, its own --seed) and on the deterministic minimal host.
+
+conftest sets AR_REPEATS=1 for every other test; these pass the repeats explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import MINIMAL_ANSWERS, answers
+
+NOISY = answers(
+    entry_main_module="noisy.train",
+    cli_args="{steps: 10, seed: 0}",
+    primary_metric="val_loss",
+    slug="261202-noisy",
+)
+REPEATS = {"AR_REPEATS": "3"}
+
+
+@pytest.fixture
+def noisy_expr(rendered_once, tmp_path):
+    return rendered_once("noisy_host", NOISY, tmp_path / "noisy")
+
+
+def results(expr) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((expr.dir / "runs").glob("r*/result.json"))]
+
+
+def test_first_run_repeats_the_baseline_with_seeds_and_stores_the_spread(noisy_expr):
+    first = noisy_expr.run(env=REPEATS)
+    assert first["run_id"] == "r0001" and first["verdict"] == "advance"
+    rows = noisy_expr.rows()
+    assert [r["run_id"] for r in rows] == ["r0001", "r0002", "r0003"]
+    assert [r["verdict"] for r in rows] == ["advance", "revert", "revert"]
+    assert rows[1]["note"].startswith("repeat of r0001 (seed 1)") and rows[2]["note"].startswith("repeat of r0001")
+    values = [float(r["primary_value"]) for r in rows]
+    assert len(set(values)) == 3  # the host's --seed was varied like any override
+    state = json.loads((noisy_expr.dir / ".ar-noise.json").read_text())
+    assert state["repeats_done"] and state["spread"]["n"] == 3 and state["spread"]["sigma"] > 0
+    best = noisy_expr.best()
+    assert best["run_id"] == "r0001" and best["n"] == 3
+    assert best["primary"]["value"] == pytest.approx(sum(values) / 3)
+    assert (noisy_expr.dir / "train.py").read_text().count("CLI_OVERRIDES = {'steps': 10, 'seed': 0}") == 1
+    status = noisy_expr.ar("status").stdout
+    assert "noise: sigma=" in status and "3 repeats" in status
+
+
+def _set_effect(expr, effect: float, seed: int = 0) -> None:
+    text = expr.train_py.read_text()
+    start = text.index("CLI_OVERRIDES = ")
+    end = text.index("\n", start)
+    new = f"CLI_OVERRIDES = {{'steps': 10, 'seed': {seed}, 'effect': {effect}}}"
+    expr.train_py.write_text(text[:start] + new + text[end:])
+
+
+def test_null_effect_does_not_advance_on_luck_where_strict_would(noisy_expr, rendered_once, tmp_path):
+    # seeds 0, 1, 2 give the baseline 1.047, 1.064, 1.117 (mean 1.076); seed 20 gives 1.063: better than
+    # the mean by luck alone (a change to lr of 1e-7 is no real effect)
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.0, seed=20)
+    noisy_expr.edit("'effect': 0.0}", "'effect': 0.0, 'lr': 0.0100001}")
+    null = noisy_expr.run(env=REPEATS)
+    assert null["verdict"] == "revert" and "within noise" in null["note"], null
+    assert 0 < null["margin"] < 1
+    strict = rendered_once("noisy_host", NOISY, tmp_path / "strict")
+    strict.ar("session", "--strict")
+    strict.run(env=REPEATS)
+    assert len(strict.rows()) == 1  # --strict: no repeats
+    _set_effect(strict, 0.0, seed=20)
+    strict.edit("'effect': 0.0}", "'effect': 0.0, 'lr': 0.0100001}")
+    assert strict.run()["verdict"] == "advance"  # the single-run rule keeps the lucky seed's run
+
+
+def test_big_effect_advances_at_once(noisy_expr):
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.6)  # 12 noise units: past the widened margin
+    big = noisy_expr.run(env=REPEATS)
+    assert big["verdict"] == "advance" and big["margin"] > 3 and big["confirms"] is None, big
+    assert noisy_expr.best()["run_id"] == big["run_id"] and len(noisy_expr.rows()) == 4
+
+
+def test_three_sigma_effect_is_confirmed_and_advances(noisy_expr):
+    # effect 0.15 = 3 noise units: with seed 0 it lands in the confirm zone (4.3 SE, 4.5 needed at once)
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.15)
+    last = noisy_expr.run(env=REPEATS)
+    rows = noisy_expr.rows()
+    assert len(rows) == 5, rows
+    assert rows[3]["verdict"] == "revert" and "needs confirmation" in rows[3]["note"]
+    assert rows[4]["note"].startswith("confirms r0004 (seed 1)")
+    assert last["run_id"] == "r0005" and last["confirms"] == "r0004"
+    first = json.loads((noisy_expr.dir / "runs/r0004/result.json").read_text())
+    assert first["confirmed_by"] == "r0005" and first["verdict"] == "revert"
+    assert last["verdict"] == "advance" and "confirmed" in last["note"], last
+    best = noisy_expr.best()
+    assert best["n"] == 2 and best["run_id"] == "r0005"
+    v = [float(rows[3]["primary_value"]), float(rows[4]["primary_value"])]
+    assert best["primary"]["value"] == pytest.approx(sum(v) / 2)
+    assert "'effect': 0.15" in noisy_expr.train_py.read_text()  # the candidate is train.py again
+
+
+def test_null_in_the_confirm_zone_is_not_confirmed(noisy_expr):
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.0)
+    noisy_expr.edit("'effect': 0.0}", "'effect': 0.0, 'lr': 0.0100001}")  # seed 0: 1.047, in the zone
+    last = noisy_expr.run(env=REPEATS)
+    assert last["confirms"] == "r0004" and last["verdict"] == "revert" and "not confirmed" in last["note"]
+    assert noisy_expr.best()["run_id"] == "r0001"
+    assert "'lr'" not in noisy_expr.train_py.read_text()
+
+
+def test_seed_only_change_never_advances(noisy_expr):
+    noisy_expr.run(env=REPEATS)
+    # seed 11 of the host is a lucky one (val_loss 0.95, 1 sigma under the mean): still never an improvement
+    noisy_expr.edit("'seed': 0", "'seed': 11")
+    result = noisy_expr.run(env=REPEATS)
+    assert result["verdict"] == "revert"
+    assert "only a seed changed" in result["note"]
+    assert noisy_expr.best()["run_id"] == "r0001"
+
+
+def test_deterministic_host_with_default_repeats_keeps_todays_decisions(rendered_once, tmp_path):
+    expr = rendered_once("minimal", MINIMAL_ANSWERS, tmp_path / "minimal")
+    env = {"AR_REPEATS": ""}  # the shipped default
+    first = expr.run(env=env)
+    rows = expr.rows()
+    assert first["verdict"] == "advance" and [r["run_id"] for r in rows] == ["r0001", "r0002"]  # one extra run
+    assert rows[0]["primary_value"] == rows[1]["primary_value"]
+    assert "deterministic host" in expr.ar("status").stdout
+    expr.edit("'lr': 0.1", "'lr': 0.05")
+    r3 = expr.run(env=env)
+    expr.edit("'lr': 0.05", "'lr': 0.5")
+    r4 = expr.run(env=env)
+    strict = rendered_once("minimal", MINIMAL_ANSWERS, tmp_path / "strict")
+    strict.ar("session", "--strict")
+    strict.run()
+    strict.edit("'lr': 0.1", "'lr': 0.05")
+    s2 = strict.run()
+    strict.edit("'lr': 0.05", "'lr': 0.5")
+    s3 = strict.run()
+    assert (r3["verdict"], r4["verdict"]) == (s2["verdict"], s3["verdict"])
+    assert r3["primary"]["value"] == s2["primary"]["value"]
+    assert not (strict.dir / ".ar-noise.json").exists() or not json.loads(
+        (strict.dir / ".ar-noise.json").read_text()
+    )["groups"]
+
+
+@pytest.mark.parametrize("point", ["rerun.started", "confirm.recorded"])
+def test_sigkill_in_a_repeat_or_confirmation_is_repaired(noisy_expr, point):
+    env = {**REPEATS, "AR_FAULT_AT": point}
+    if point == "rerun.started":
+        killed = noisy_expr.ar("run", check=False, env=env)
+        assert killed.returncode == -9
+        noisy_expr.run(env=REPEATS)  # repairs r0002, finishes the repeats, then runs train.py
+        rows = noisy_expr.rows()
+        assert [r["run_id"] for r in rows] == [f"r{i:04d}" for i in range(1, len(rows) + 1)]
+        assert rows[1]["status"] == "crash" and "recorded by repair" in rows[1]["note"]
+        state = json.loads((noisy_expr.dir / ".ar-noise.json").read_text())
+        assert state["repeats_done"] and state["spread"]["n"] == 3
+        return
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.15)
+    killed = noisy_expr.ar("run", check=False, env=env)
+    assert killed.returncode == -9
+    noisy_expr.ar("status")
+    noisy_expr.run(env=REPEATS)  # repair links r0004 -> r0005, then runs train.py (the best again)
+    first = json.loads((noisy_expr.dir / "runs/r0004/result.json").read_text())
+    assert first["confirmed_by"] == "r0005"
+    ids = [r["run_id"] for r in noisy_expr.rows()]
+    assert len(ids) == len(set(ids))
