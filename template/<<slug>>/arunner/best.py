@@ -263,7 +263,9 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
 def _pending_record(pending: dict, current: dict | None) -> dict:
     """The meta record to redo a promotion from the run's decision.json."""
     lineage = pending.get("lineage") or (current or {}).get("lineage") or {}
-    return best_record(pending["run_id"], pending.get("primary"), lineage, pending.get("snapshot"), pending.get("n") or 1)
+    return best_record(
+        pending["run_id"], pending.get("primary"), lineage, pending.get("snapshot"), pending.get("n") or 1
+    )
 
 
 def repair(expr_dir: Path, pending: dict | None) -> list[str]:

@@ -114,7 +114,9 @@ def overrides_of(source: bytes):
         return {}
     found = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CLI_OVERRIDES" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "CLI_OVERRIDES" for t in node.targets
+        ):
             try:
                 found = ast.literal_eval(node.value)
             except ValueError:
@@ -201,8 +203,9 @@ def _attempts(expr: Path, first: str) -> int:
 # ----------------------------------------------------------------------------- confirmation
 
 
-def apply_rule(cfg: Config, session: Session, result: dict, values: list[float], best: dict | None, source: bytes,
-               history) -> str:
+def apply_rule(
+    cfg: Config, session: Session, result: dict, values: list[float], best: dict | None, source: bytes, history
+) -> str:
     """The noise rule on a judged candidate (its 1 or 2 valid runs): changes `result`; returns the action."""
     state = load(cfg.expr_dir)
     if not result["valid"] or not best:
@@ -232,8 +235,11 @@ def apply_rule(cfg: Config, session: Session, result: dict, values: list[float],
         result["note"] = " | ".join(n for n in (result["note"], j.note) if n)
     recent, total = history
     result["terminated_by"] = verdict.termination(
-        session, [*recent, {"status": result["status"], "verdict": result["verdict"], "note": result["note"]}],
-        total + 1, result["primary"]["value"] if result["valid"] else None, cfg.primary_direction,
+        session,
+        [*recent, {"status": result["status"], "verdict": result["verdict"], "note": result["note"]}],
+        total + 1,
+        result["primary"]["value"] if result["valid"] else None,
+        cfg.primary_direction,
     )
     result["should_terminate"] = result["terminated_by"] is not None
     return j.action
