@@ -175,7 +175,8 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
 
 def plot(cfg: Config, rows: list[dict]) -> str:
     """progress.png: every run, the best as a step line with its noise band (plot.draw)."""
-    from . import noise_runs, plot as figure
+    from . import noise_runs
+    from . import plot as figure
 
     state = noise_runs.load(cfg.expr_dir)
     found = noise_runs.spread(state)
