@@ -135,28 +135,50 @@ def seed_env(cfg: Config, source: bytes, attempt: int) -> dict[str, str]:
     return env
 
 
-# ----------------------------------------------------------------------------- one re-run
+# ----------------------------------------------------------------------------- re-runs
 
 
-def rerun(cfg: Config, session: Session, seconds, live, *, of_id: str, source: bytes, attempt: int, kind: str):
-    """Run `source` again with the attempt-th seed; (run, launched, measured, checked), nothing recorded."""
-    from .steps import allocate, launch_run, measure, run_budget
+def local_launcher(cfg: Config, session: Session, seconds, live):
+    """launch(items) for re-runs on this machine, one after another: items are (run, seed env) pairs."""
+    from .steps import launch_run, run_budget
+
+    def launch(items):
+        budget = run_budget(cfg, session, seconds)
+        return [
+            launch_run(cfg, session, run, budget, live, train_py=run.run_dir / "train.py", extra_env=env)
+            for run, env in items
+        ]
+
+    return launch
+
+
+def allocate_rerun(cfg: Config, *, of_id: str, source: bytes, attempt: int, kind: str):
+    """runs/rNNNN/ for `source` run again with the attempt-th seed: (run, seed env)."""
+    from .steps import allocate
 
     env = seed_env(cfg, source, attempt)
     prefix = verdict.RERUN_PREFIXES[0 if kind == "repeat" else 1]
     run = allocate(cfg, source, f"{prefix}{of_id[1:]} (seed {env[seeds.SEED_ENV]})")
     fault_point("rerun.started")
-    launched = launch_run(
-        cfg, session, run, run_budget(cfg, session, seconds), live, train_py=run.run_dir / "train.py", extra_env=env
-    )
+    return run, env
+
+
+def _judged(cfg: Config, session: Session, run, launched, best, history=None) -> dict:
+    from .steps import judge, measure
+
     measured = measure(cfg, run, launched)
     checked = integrity.after_training(cfg, session, run, measured)
-    return run, launched, measured, checked
+    return {**judge(cfg, session, run, launched, measured, best, history), **checked}
 
 
-def finish_repeats(cfg: Config, session: Session, seconds, live) -> list[dict]:
-    """Repeat the first baseline until it has `repeats` runs (or two identical values); returns their results."""
-    from .steps import commit, judge
+def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, parallel: bool = False) -> list[dict]:
+    """Repeat the first baseline until it has `repeats` runs; returns their results.
+
+    One after another (`launch` None: this machine) a repeat equal to the first run
+    stops them (a deterministic host pays one extra run); `parallel` (device slots)
+    launches every missing repeat at once.
+    """
+    from .steps import commit
 
     expr = cfg.expr_dir
     state, wanted, best = load(expr), repeats(session), best_state.read_best(expr)
@@ -165,30 +187,31 @@ def finish_repeats(cfg: Config, session: Session, seconds, live) -> list[dict]:
     if wanted <= 1 or (state["groups"] and best["run_id"] not in next(iter(state["groups"].values()))):
         mark_repeats_done(expr)
         return []
+    launch = launch or local_launcher(cfg, session, seconds, live)
     first = best["run_id"]
     source = (expr / best["snapshot"]).read_bytes()
-    group = state["groups"].get(first) or {first: float(best["primary"]["value"])}
-    results = []
-    tried = _attempts(expr, first)
+    group = dict(state["groups"].get(first) or {first: float(best["primary"]["value"])})
+    results, tried = [], _attempts(expr, first)
     while len(group) < wanted and tried < wanted + 1:  # a crashing repeat is tried once more, then given up
-        run, launched, measured, checked = rerun(
-            cfg, session, seconds, live, of_id=first, source=source, attempt=tried, kind="repeat"
-        )
-        tried += 1
-        result = {**judge(cfg, session, run, launched, measured, best), **checked}
-        if result["verdict"] == "advance":  # a repeat measures the best again; it never replaces it
-            result["verdict"], result["improved_over_best"] = "revert", False
-        commit(cfg, session, run, result, best)
-        results.append(result)
-        if result["valid"]:
-            group[run.run_id] = float(result["primary"]["value"])
-            values = list(group.values())
-            identical = len(values) == 2 and values[0] == values[1]  # a deterministic host: one extra run only
-            state = add_value(expr, first, first, values[0])
-            state = add_value(expr, first, run.run_id, values[-1], repeats_done=identical or len(group) >= wanted)
-            best_state.remeasure(expr, values)
-            if identical:
-                break
+        count = min(wanted - len(group), wanted + 1 - tried) if parallel else 1
+        items = [
+            allocate_rerun(cfg, of_id=first, source=source, attempt=tried + i, kind="repeat") for i in range(count)
+        ]
+        tried += count
+        for (run, _), launched in zip(items, launch(items)):
+            result = {**_judged(cfg, session, run, launched, best), "confirms": first}
+            if result["verdict"] == "advance":  # a repeat measures the best again; it never replaces it
+                result["verdict"], result["improved_over_best"] = "revert", False
+            commit(cfg, session, run, result, best)
+            results.append(result)
+            if result["valid"]:
+                group[run.run_id] = float(result["primary"]["value"])
+                add_value(expr, first, first, group[first])
+                add_value(expr, first, run.run_id, group[run.run_id])
+                best_state.remeasure(expr, list(group.values()))
+        values = list(group.values())
+        if len(values) == 2 and values[0] == values[1]:  # a deterministic host: one extra run only
+            break
     mark_repeats_done(expr)
     return results
 
@@ -276,23 +299,43 @@ def repair_link(expr: Path) -> None:
 
 def confirm(cfg: Config, session: Session, seconds, live, first: dict, source: bytes, best: dict | None) -> dict:
     """Re-run a candidate that needs confirmation with another seed; the pair decides. Returns its result."""
-    from .steps import commit, judge
+    return confirm_many(cfg, session, [(first, source)], best, local_launcher(cfg, session, seconds, live))[0]
+
+
+def confirm_many(cfg: Config, session: Session, pending, best: dict | None, launch, wave_id=None) -> list[dict]:
+    """Confirm every (first result, source) at once (a wave's); at most one advances: the best mean."""
+    from .steps import commit
 
     expr = cfg.expr_dir
-    run, launched, measured, checked = rerun(
-        cfg, session, seconds, live, of_id=first["run_id"], source=source, attempt=1, kind="confirm"
-    )
+    items = [
+        allocate_rerun(cfg, of_id=first["run_id"], source=source, attempt=1, kind="confirm")
+        for first, source in pending
+    ]
     history = ledger.since_last_advance(expr / "results.tsv")
-    result = {**judge(cfg, session, run, launched, measured, best, history), **checked, "confirms": first["run_id"]}
-    values = [float(first["primary"]["value"])]
-    if result["valid"]:
-        values.append(float(result["primary"]["value"]))
-        add_value(expr, first["run_id"], first["run_id"], values[0])
-        add_value(expr, first["run_id"], run.run_id, values[1])
-        apply_rule(cfg, session, result, values, best, source, history)
-    else:
-        result["verdict"] = result["verdict"] if result["verdict"] != "advance" else "revert"
-    commit(cfg, session, run, result, best, values if result["verdict"] == "advance" else None)
-    fault_point("confirm.recorded")
-    link(expr, first["run_id"], run.run_id)
-    return result
+    decided = []
+    for (first, source), (run, _), launched in zip(pending, items, launch(items)):
+        result = {**_judged(cfg, session, run, launched, best, history), "confirms": first["run_id"], "wave": wave_id}
+        values = [float(first["primary"]["value"])]
+        if result["valid"]:
+            values.append(float(result["primary"]["value"]))
+            add_value(expr, first["run_id"], first["run_id"], values[0])
+            add_value(expr, first["run_id"], run.run_id, values[1])
+            apply_rule(cfg, session, result, values, best, source, history)
+        elif result["verdict"] == "advance":
+            result["verdict"] = "revert"
+        decided.append((run, result, values))
+    winners = [(noise.mean(v), res["run_id"]) for _, res, v in decided if res["verdict"] == "advance"]
+    if len(winners) > 1:  # one advance per wave: the best mean of the confirmed
+        pick = (min if cfg.primary_direction == "min" else max)(winners)[1]
+        for _, res, _ in decided:
+            if res["verdict"] == "advance" and res["run_id"] != pick:
+                res["verdict"], res["improved_over_best"] = "revert", False
+                res["note"] = f"{res['note']} | confirmed, but {pick} won wave {wave_id}"
+    current = best
+    for run, result, values in decided:
+        commit(cfg, session, run, result, current, values if result["verdict"] == "advance" else None)
+        if result["verdict"] == "advance":
+            current = best_state.read_best(expr)
+        fault_point("confirm.recorded")
+        link(expr, result["confirms"], run.run_id)
+    return [res for _, res, _ in decided]
