@@ -173,3 +173,29 @@ def test_sigkill_in_a_repeat_or_confirmation_is_repaired(noisy_expr, point):
     assert first["confirmed_by"] == "r0005"
     ids = [r["run_id"] for r in noisy_expr.rows()]
     assert len(ids) == len(set(ids))
+
+
+def test_wave_repeats_in_parallel_and_confirms_before_the_wave_ends(noisy_expr, tmp_path, monkeypatch):
+    monkeypatch.setenv("AR_DEVICE_LOCK_DIR", str(tmp_path / "device-locks"))
+    noisy_expr.ar("session", "--devices", "0,1,2", "--repeats", "3")
+    noisy_expr.ar("run")  # a wave of train.py alone: the baseline, then its two repeats at once
+    rows = noisy_expr.rows()
+    assert [r["note"][:17] for r in rows[1:]] == ["repeat of r0001 (", "repeat of r0001 ("]
+    assert noisy_expr.best()["n"] == 3
+    base = noisy_expr.train_py.read_text()
+    for effect in (0.15, 0.0):  # one confirmed (3 noise units), one not (seed 0 lands in the zone)
+        _set_effect(noisy_expr, effect)
+        noisy_expr.edit("'effect': 0.0}", "'effect': 0.0, 'lr': 0.0100001}") if effect == 0.0 else None
+        noisy_expr.ar("propose")
+        assert noisy_expr.train_py.read_text() == base
+    out = noisy_expr.ar("run").stdout
+    rows = noisy_expr.rows()
+    assert len(rows) == 7, out
+    assert all("needs confirmation" in r["note"] for r in rows[3:5]), rows
+    assert rows[5]["note"].startswith("confirms r0004") and rows[6]["note"].startswith("confirms r0005")
+    assert [r["verdict"] for r in rows[5:]] == ["advance", "revert"]
+    assert noisy_expr.best()["run_id"] == "r0006" and noisy_expr.best()["n"] == 2
+    assert "'effect': 0.15" in noisy_expr.train_py.read_text()
+    assert (
+        len({json.loads((noisy_expr.dir / f"runs/r000{i}/result.json").read_text())["wave"] for i in (4, 5, 6, 7)}) == 1
+    )
