@@ -80,7 +80,12 @@ def test_big_effect_advances_at_once(noisy_expr):
     _set_effect(noisy_expr, 0.6)  # 12 noise units: past the widened margin
     big = noisy_expr.run(env=REPEATS)
     assert big["verdict"] == "advance" and big["margin"] > 3 and big["confirms"] is None, big
-    assert noisy_expr.best()["run_id"] == big["run_id"] and len(noisy_expr.rows()) == 4
+    rows = noisy_expr.rows()
+    assert noisy_expr.best()["run_id"] == big["run_id"] == "r0004" and len(rows) == 6
+    # a new best is measured again (REMEASURE_BEST fresh seeds): its value is the mean, not the lucky run
+    assert [r["note"][:16] for r in rows[4:]] == ["repeat of r0004 ", "repeat of r0004 "]
+    assert noisy_expr.best()["n"] == 3
+    assert noisy_expr.best()["primary"]["value"] == pytest.approx(sum(float(r["primary_value"]) for r in rows[3:]) / 3)
 
 
 def test_three_sigma_effect_is_confirmed_and_advances(noisy_expr):
@@ -89,7 +94,7 @@ def test_three_sigma_effect_is_confirmed_and_advances(noisy_expr):
     _set_effect(noisy_expr, 0.15)
     last = noisy_expr.run(env=REPEATS)
     rows = noisy_expr.rows()
-    assert len(rows) == 5, rows
+    assert len(rows) == 7, rows
     assert rows[3]["verdict"] == "revert" and "needs confirmation" in rows[3]["note"]
     assert rows[4]["note"].startswith("confirms r0004 (seed 1)")
     assert last["run_id"] == "r0005" and last["confirms"] == "r0004"
@@ -97,9 +102,10 @@ def test_three_sigma_effect_is_confirmed_and_advances(noisy_expr):
     assert first["confirmed_by"] == "r0005" and first["verdict"] == "revert"
     assert last["verdict"] == "advance" and "confirmed" in last["note"], last
     best = noisy_expr.best()
-    assert best["n"] == 2 and best["run_id"] == "r0005"
-    v = [float(rows[3]["primary_value"]), float(rows[4]["primary_value"])]
-    assert best["primary"]["value"] == pytest.approx(sum(v) / 2)
+    assert best["n"] == 4 and best["run_id"] == "r0005"  # the pair, then two fresh runs of the new best
+    assert rows[5]["note"].startswith("repeat of r0004 (seed 2)") and rows[6]["note"].startswith("repeat of r0004")
+    v = [float(r["primary_value"]) for r in rows[3:]]
+    assert best["primary"]["value"] == pytest.approx(sum(v) / 4)
     assert "'effect': 0.15" in noisy_expr.train_py.read_text()  # the candidate is train.py again
 
 
@@ -190,11 +196,12 @@ def test_wave_repeats_in_parallel_and_confirms_before_the_wave_ends(noisy_expr, 
         assert noisy_expr.train_py.read_text() == base
     out = noisy_expr.ar("run").stdout
     rows = noisy_expr.rows()
-    assert len(rows) == 7, out
+    assert len(rows) == 9, out
     assert all("needs confirmation" in r["note"] for r in rows[3:5]), rows
     assert rows[5]["note"].startswith("confirms r0004") and rows[6]["note"].startswith("confirms r0005")
-    assert [r["verdict"] for r in rows[5:]] == ["advance", "revert"]
-    assert noisy_expr.best()["run_id"] == "r0006" and noisy_expr.best()["n"] == 2
+    assert [r["verdict"] for r in rows[5:7]] == ["advance", "revert"]
+    assert all(r["note"].startswith("repeat of r0004") for r in rows[7:])
+    assert noisy_expr.best()["run_id"] == "r0006" and noisy_expr.best()["n"] == 4  # + 2 fresh runs
     assert "'effect': 0.15" in noisy_expr.train_py.read_text()
     assert (
         len({json.loads((noisy_expr.dir / f"runs/r000{i}/result.json").read_text())["wave"] for i in (4, 5, 6, 7)}) == 1

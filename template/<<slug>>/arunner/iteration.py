@@ -182,12 +182,12 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
         commit(cfg, session, run, result, best)
         if action == noise.CONFIRM:  # the same train.py once more, another seed: the pair decides
-            return noise_runs.confirm(cfg, session, seconds, live, result, source, best)
-        if best is None and result["verdict"] == "advance":  # the first baseline: repeat it for the spread
-            repeats = noise_runs.finish_repeats(cfg, session, seconds, live)
-            if repeats:
-                found = noise_runs.status_line(expr, session)
-                result = {**result, "note": " | ".join(n for n in (result["note"], found) if n)}
+            result = noise_runs.confirm(cfg, session, seconds, live, result, source, best)
+        if result["verdict"] == "advance":  # the new best measured again: the spread, a value that is not luck
+            again = noise_runs.finish_repeats(cfg, session, seconds, live)
+            if again:
+                said = f"best re-measured {len(again)}x: " + noise_runs.status_line(expr, session)
+                result = {**result, "note": " | ".join(n for n in (result["note"], said) if n)}
         return result
 
 

@@ -5,6 +5,7 @@ State (.ar-noise.json, rewritten atomically after each re-run is recorded):
   groups        {first run id: {run id: primary value}}: every train.py measured more than once
                 (the first group is the baseline and its repeats)
   spread        noise.Spread of those groups, or null before two values exist
+  measured      the best whose re-measuring is over (its baseline repeats, or REMEASURE_BEST fresh runs)
   repeats_done  the baseline repeats are over (true also when they stopped early)
 
 A re-run's ledger note starts with `repeat of rNNNN` or `confirms rNNNN` (verdict.RERUN_PREFIXES),
@@ -57,6 +58,7 @@ def load(expr: Path) -> dict:
     data.setdefault("groups", {})
     data.setdefault("spread", None)
     data.setdefault("repeats_done", False)
+    data.setdefault("measured", None)
     return data
 
 
@@ -64,22 +66,14 @@ def spread(state: dict) -> noise.Spread | None:
     return noise.Spread.from_json(state.get("spread"))
 
 
-def add_value(expr: Path, first_id: str, run_id: str, value: float, repeats_done: bool | None = None) -> dict:
+def add_value(expr: Path, first_id: str, run_id: str, value: float) -> dict:
     """Record one value of a train.py measured more than once (idempotent) and re-estimate the spread."""
     state = load(expr)
     state["groups"].setdefault(first_id, {})[run_id] = float(value)
-    if repeats_done is not None:
-        state["repeats_done"] = repeats_done
     found = noise.estimate([list(g.values()) for g in state["groups"].values()])
     state["spread"] = found.to_json() if found else None
     atomic_write_json(Path(expr) / NOISE_FILE, state)
     return state
-
-
-def mark_repeats_done(expr: Path) -> None:
-    state = load(expr)
-    state["repeats_done"] = True
-    atomic_write_json(Path(expr) / NOISE_FILE, state)
 
 
 def best_values(state: dict, best: dict | None) -> list[float]:
@@ -171,27 +165,47 @@ def _judged(cfg: Config, session: Session, run, launched, best, history=None) ->
     return {**judge(cfg, session, run, launched, measured, best, history), **checked}
 
 
-def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, parallel: bool = False) -> list[dict]:
-    """Repeat the first baseline until it has `repeats` runs; returns their results.
+def _group_of(state: dict, run_id: str) -> str | None:
+    """The first run of the group holding run_id (a confirmed best's group is its candidate's first run)."""
+    return next((key for key, group in state["groups"].items() if run_id in group), None)
 
-    One after another (`launch` None: this machine) a repeat equal to the first run
-    stops them (a deterministic host pays one extra run); `parallel` (device slots)
-    launches every missing repeat at once.
+
+def _wanted(state: dict, session: Session, best: dict) -> int:
+    """How many runs the best should have: the baseline `repeats`; a later best REMEASURE_BEST more than it has."""
+    if not state["groups"]:
+        return repeats(session)
+    found = spread(state)
+    if session.strict or found is None or found.deterministic:
+        return 0  # no noise to average out
+    have = len(best_values(state, best))
+    return have + noise.REMEASURE_BEST if state.get("measured") != best["run_id"] else have
+
+
+def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, parallel: bool = False) -> list[dict]:
+    """Measure the best again until it has the runs it should (see _wanted); returns their results.
+
+    The first baseline gets `repeats` runs: the spread. Each later best gets
+    REMEASURE_BEST fresh runs, so its value is the mean of several and not the lucky
+    run that won. One after another (`launch` None: this machine) a baseline repeat
+    equal to the first run stops them (a deterministic host pays one extra run);
+    `parallel` (device slots) launches every missing run at once.
     """
     from .steps import commit
 
     expr = cfg.expr_dir
-    state, wanted, best = load(expr), repeats(session), best_state.read_best(expr)
-    if state["repeats_done"] or not best:
+    state, best = load(expr), best_state.read_best(expr)
+    if not best or state.get("measured") == best["run_id"]:
         return []
-    if wanted <= 1 or (state["groups"] and best["run_id"] not in next(iter(state["groups"].values()))):
-        mark_repeats_done(expr)
+    first = _group_of(state, best["run_id"]) or best["run_id"]
+    baseline = not state["groups"]
+    wanted = _wanted(state, session, best)
+    group = dict(state["groups"].get(first) or {best["run_id"]: float(best["primary"]["value"])})
+    if wanted <= len(group):
+        _mark_measured(expr, best["run_id"])
         return []
     launch = launch or local_launcher(cfg, session, seconds, live)
-    first = best["run_id"]
     source = (expr / best["snapshot"]).read_bytes()
-    group = dict(state["groups"].get(first) or {first: float(best["primary"]["value"])})
-    results, tried = [], _attempts(expr, first)
+    results, tried = [], len(group) + _crashed_repeats(expr, first)
     while len(group) < wanted and tried < wanted + 1:  # a crashing repeat is tried once more, then given up
         count = min(wanted - len(group), wanted + 1 - tried) if parallel else 1
         items = [
@@ -206,21 +220,32 @@ def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, pa
             results.append(result)
             if result["valid"]:
                 group[run.run_id] = float(result["primary"]["value"])
-                add_value(expr, first, first, group[first])
-                add_value(expr, first, run.run_id, group[run.run_id])
+                for run_id, value in group.items():
+                    add_value(expr, first, run_id, value)  # idempotent: the first values go in with the first repeat
                 best_state.remeasure(expr, list(group.values()))
         values = list(group.values())
-        if len(values) == 2 and values[0] == values[1]:  # a deterministic host: one extra run only
+        if baseline and len(values) == 2 and values[0] == values[1]:  # a deterministic host: one extra run only
             break
-    mark_repeats_done(expr)
+    _mark_measured(expr, best["run_id"])
     return results
 
 
-def _attempts(expr: Path, first: str) -> int:
-    """Re-runs of `first` already in the ledger, plus the run itself (after a SIGKILL the count goes on)."""
+def _mark_measured(expr: Path, run_id: str) -> None:
+    state = load(expr)
+    state["measured"], state["repeats_done"] = run_id, True
+    atomic_write_json(Path(expr) / NOISE_FILE, state)
+
+
+def _crashed_repeats(expr: Path, first: str) -> int:
+    """Repeats of `first` that crashed or were killed since the last advance (their seeds are not reused)."""
     prefix = verdict.RERUN_PREFIXES[0] + first[1:]
     recent, _ = ledger.since_last_advance(expr / "results.tsv")
-    return 1 + sum(1 for row in recent if (row.get("note") or "").startswith(prefix))
+    return sum(
+        1
+        for row in recent
+        if row.get("valid") != "true"
+        and (prefix in (row.get("note") or "") or (row.get("note") or "").startswith(prefix))
+    )
 
 
 # ----------------------------------------------------------------------------- confirmation

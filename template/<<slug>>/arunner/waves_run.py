@@ -312,7 +312,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             current = best_state.read_best(expr)
             if not wave_id:
                 results = confirmed
-        elif best is None and results and results[0]["verdict"] == "advance":  # the first baseline: its repeats
+        if any(res["verdict"] == "advance" for res in results):  # the new best measured again, all at once
             noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)
             current = best_state.read_best(expr)
         if wave_id:
