@@ -206,3 +206,43 @@ def test_wave_repeats_in_parallel_and_confirms_before_the_wave_ends(noisy_expr, 
     assert (
         len({json.loads((noisy_expr.dir / f"runs/r000{i}/result.json").read_text())["wave"] for i in (4, 5, 6, 7)}) == 1
     )
+
+
+def test_host_seed_option_is_detected_when_overrides_lack_it(rendered_once, tmp_path):
+    expr = rendered_once("noisy_host", {**NOISY, "cli_args": "{steps: 10}"}, tmp_path / "detected")
+    assert json.loads((expr.dir / "experiment.json").read_text())["seed_key"] == "seed"  # from the host's parser
+    expr.run(env=REPEATS)
+    values = [float(r["primary_value"]) for r in expr.rows()]
+    assert len(values) == 3 and len(set(values)) == 3  # --seed 1, --seed 2 reached the host
+    assert "'seed'" not in expr.train_py.read_text()
+    said = expr.ar("report", "--plot").stdout
+    assert "progress.png" in said and (expr.dir / "progress.png").stat().st_size > 1000
+
+
+def test_plateau_skips_repeats_and_confirmations():
+    from arunner import verdict
+    from arunner.config import Session
+
+    rows = [
+        {"status": "ok", "verdict": "revert", "note": "repeat of r0001 (seed 1)"},
+        {"status": "ok", "verdict": "revert", "note": "try x | needs confirmation (+1.0 SE, 4.53 needed at once)"},
+        {"status": "ok", "verdict": "revert", "note": "confirms r0003 (seed 1) | not confirmed"},
+    ]
+    assert verdict.termination(Session(plateau=2), rows, 4, 1.0, "min") is None  # one candidate, not three
+    assert verdict.termination(Session(plateau=1), rows, 4, 1.0, "min") == "plateau"
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [(["--margin", "0"], "--margin 0.0 must be > 0"), (["--repeats", "0"], "--repeats")],
+)
+def test_bad_noise_settings_are_one_line(minimal_expr, args, said):
+    proc = minimal_expr.ar("session", *args, check=False)
+    assert proc.returncode == 2 and said in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_strict_and_back(minimal_expr):
+    assert "strict" in minimal_expr.ar("session", "--strict", "--margin", "3").stdout
+    said = minimal_expr.ar("session", "--noise-aware").stdout
+    assert "strict" not in said and "margin=3" in said
+    assert "noise: not measured yet" in minimal_expr.ar("status").stdout
