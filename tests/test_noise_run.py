@@ -156,9 +156,9 @@ def test_deterministic_host_with_default_repeats_keeps_todays_decisions(rendered
     )
 
 
-@pytest.mark.parametrize("point", ["rerun.started", "confirm.recorded"])
+@pytest.mark.parametrize("point", ["rerun.started", "confirm.recorded", "confirm:rerun.started"])
 def test_sigkill_in_a_repeat_or_confirmation_is_repaired(noisy_expr, point):
-    env = {**REPEATS, "AR_FAULT_AT": point}
+    env = {**REPEATS, "AR_FAULT_AT": point.split(":")[-1]}
     if point == "rerun.started":
         killed = noisy_expr.ar("run", check=False, env=env)
         assert killed.returncode == -9
@@ -177,8 +177,16 @@ def test_sigkill_in_a_repeat_or_confirmation_is_repaired(noisy_expr, point):
     noisy_expr.run(env=REPEATS)  # repair links r0004 -> r0005, then runs train.py (the best again)
     first = json.loads((noisy_expr.dir / "runs/r0004/result.json").read_text())
     assert first["confirmed_by"] == "r0005"
-    ids = [r["run_id"] for r in noisy_expr.rows()]
-    assert len(ids) == len(set(ids))
+    second = json.loads((noisy_expr.dir / "runs/r0005/result.json").read_text())
+    assert second["confirms"] == "r0004"
+    rows = noisy_expr.rows()
+    ids = [r["run_id"] for r in rows]
+    assert ids == [f"r{i:04d}" for i in range(1, len(ids) + 1)]
+    if point.startswith("confirm:"):  # killed in the confirmation's start: recorded as a crash, not advanced
+        assert rows[4]["status"] == "crash" and "recorded by repair" in rows[4]["note"]
+        assert noisy_expr.best()["run_id"] == "r0001"
+    else:  # killed after the confirmation was recorded: it decided (3 noise units: advance)
+        assert rows[4]["verdict"] == "advance" and noisy_expr.best()["run_id"] == "r0005"
 
 
 def test_wave_repeats_in_parallel_and_confirms_before_the_wave_ends(noisy_expr, tmp_path, monkeypatch):

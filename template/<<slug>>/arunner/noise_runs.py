@@ -317,9 +317,11 @@ def repair_link(expr: Path) -> None:
     numbers = run_numbers(expr)
     if not numbers:
         return
-    result = read_json(run_dir_of(expr, max(numbers)) / "result.json", "run result", "delete it", default=None)
-    if result and result.get("confirms") and (result.get("note") or "").startswith(verdict.RERUN_PREFIXES[1]):
-        link(expr, result["confirms"], result["run_id"])
+    run_dir = run_dir_of(expr, max(numbers))
+    result = read_json(run_dir / "result.json", "run result", "delete it", default=None)
+    started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
+    if result and result.get("confirms") and str(started.get("note", "")).startswith(verdict.RERUN_PREFIXES[1]):
+        link(expr, result["confirms"], result["run_id"])  # also a confirmation the repair recorded as a crash
 
 
 def confirm(cfg: Config, session: Session, seconds, live, first: dict, source: bytes, best: dict | None) -> dict:
