@@ -186,7 +186,8 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         if result["verdict"] == "advance":  # the new best measured again: the spread, a value that is not luck
             again = noise_runs.finish_repeats(cfg, session, seconds, live)
             if again:
-                said = f"best re-measured {len(again)}x: " + noise_runs.status_line(expr, session)
+                what = "baseline repeated" if best is None else "new best run again"
+                said = f"{what} {len(again)}x: " + noise_runs.status_line(expr, session)
                 result = {**result, "note": " | ".join(n for n in (result["note"], said) if n)}
         return result
 
