@@ -14,8 +14,9 @@ Reported (medians over loops where it says so, otherwise means):
   extra runs per advance      extra runs / true advances (mixed)
   best bias                   the recorded best's value minus its code's true loss, in sigma
   true gain                   how much the final best's code truly improved on the baseline, in sigma
-  aware+N                     the noise-aware rule plus N fresh runs of each new best (its value is
-                              then less the lucky one; --remeasure N)
+  noise-aware                 the rule with confirmations only
+  runner+N                    what `ar.py run` does: the rule plus N fresh runs of each new best (its
+                              value is then less the lucky one; --remeasure N, noise.REMEASURE_BEST)
 
     .venv/bin/python bench/bench_noise.py [--loops 400] [--out bench/.cache]
 """
@@ -163,7 +164,12 @@ def figure(tables: dict, example_rows: list[dict], sigma: float, out: Path, k: f
     fig.savefig(summary, dpi=110)
     plt.close(fig)
     trajectory = plot.draw(
-        example_rows, out / "noise_loop.png", metric="val_loss", sigma=sigma, k=k, title="one noise-aware loop (mixed)"
+        example_rows,
+        out / "noise_loop.png",
+        metric="val_loss",
+        sigma=sigma,
+        k=k,
+        title="one loop of the runner's rule (mixed)",
     )
     return [summary, trajectory]
 
@@ -179,7 +185,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / ".cache")
     args = parser.parse_args()
     tables = {name: scenario(name, args.loops, args.repeats, args.margin) for name in ("null", "mixed")}
-    variant = f"aware+{args.remeasure}"
+    variant = f"runner+{args.remeasure}"
     for name in tables:
         tables[name][variant] = scenario(name, args.loops, args.repeats, args.margin, args.remeasure)["noise-aware"]
     print(f"{args.loops} loops per scenario, repeats {args.repeats}, margin k={args.margin:g}, sigma {NOISE}")
@@ -190,7 +196,15 @@ def main() -> None:
             s = summarize(results)
             print(f"{name:8} {rule:12} " + " ".join(f"{s[k]:17.2f}" for k in keys))
     args.out.mkdir(parents=True, exist_ok=True)
-    example = loop(7 * 100_000, mixed_effects(random.Random(10_007), 40), False, args.repeats, args.margin, True)
+    example = loop(
+        7 * 100_000,
+        mixed_effects(random.Random(10_007), 40),
+        False,
+        args.repeats,
+        args.margin,
+        True,
+        remeasure=args.remeasure,
+    )
     try:
         paths = figure(tables, example["rows"], example["sigma"], args.out, args.margin)
     except ImportError:

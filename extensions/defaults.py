@@ -103,6 +103,14 @@ class Detected:
     knobs_open = property(lambda self: self.found.knobs_open)
     where = property(lambda self: self.found.where)
 
+    @property
+    def seed_key(self) -> str:
+        """The host's seed option among its knobs (`seed` wins over `data_seed` & co); "" when none."""
+        names = [str(k["name"]).lstrip("-") for k in self.knobs]
+        last = {n: n.lower().rsplit(".", 1)[-1] for n in names}
+        seedy = [n for n in names if last[n] == "seed" or last[n].endswith("_seed")]
+        return next((n for n in seedy if last[n] == "seed"), seedy[0] if seedy else "")
+
     def _detect(self, root: Path) -> None:
         try:
             self.found = detection.analyse(root, ar_direction)

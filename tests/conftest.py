@@ -43,6 +43,9 @@ def answers(**overrides) -> dict:
 
 # The project's interpreter is this one: Copier's preflight probes `python` on PATH.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# The one opt-out of the noise rule's baseline repeats: every test experiment runs its first baseline
+# once (r0001 the baseline, r0002 the next edit); the noise tests pass AR_REPEATS themselves.
+os.environ.setdefault("AR_REPEATS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")

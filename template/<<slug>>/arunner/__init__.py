@@ -9,6 +9,8 @@ One module per job (none imports a module listed below it, except lazily for spe
   runs         run ids (rNNNN) and the runs/ layout
   config       the experiment's rendered config and the session settings
   verdict      status x verdict table, constraints, termination
+  noise        the run-to-run spread and the noise rule (advance / revert / confirm)
+  seeds        the seed of a re-run, and "only a seed changed is not an improvement"
   record       the result record and the best record
   watchdog     process-tree collection, kill, sweep by environment marker
   launch       start one training run, enforce the budget, live line
@@ -21,6 +23,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   protect      the protected-file manifest and the static guard on train.py
   evaluate     the independent evaluator process (prepare.py's evaluate)
   integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
+  noise_runs   the runs the noise rule asks for (baseline repeats, confirmations), .ar-noise.json
   steps        the steps of one run: allocate, launch, measure, judge, commit
   iteration    one `run` from those steps, the lock, repair of interrupted runs
   slots        device slots leased machine-wide (flock per device)
@@ -28,6 +31,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   wave         several candidates at once, one per free slot
   slurm        the slurm launcher: one candidate as one batch job
   waves_run    `run` over the queue (one wave, judged together), `propose`
+  plot         the progress figure of `report --plot` (matplotlib, imported when drawn)
   inspect_cmds status, tail, report
   copier_cmds  chain and upgrade (drive Copier)
   cli          the command line and its command table

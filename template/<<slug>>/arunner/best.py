@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import math
 import os
 import platform
 import sys
@@ -207,6 +208,20 @@ def drop_old(expr_dir: Path) -> int:
     return count
 
 
+def remeasure(expr_dir: Path, values: list[float]) -> None:
+    """The best measured again (its baseline repeats): meta.json says the mean of its runs and how many.
+
+    The one rewrite of meta.json in place, and atomic (a temp file renamed over it): the
+    checkpoint does not change, only what the record says about its value.
+    """
+    expr_dir = Path(expr_dir)
+    meta = _meta(expr_dir / BEST)
+    if meta is None or not values:
+        return
+    primary = {**(meta.get("primary") or {}), "value": math.fsum(values) / len(values)}
+    atomic_write_json(expr_dir / BEST / META, {**meta, "primary": primary, "n": len(values)})
+
+
 def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
     """Make the run the best: its ckpt (if any) and meta become best_ckpt/, atomically; the old best goes."""
     expr_dir, run_dir = Path(expr_dir), Path(run_dir)
@@ -248,7 +263,9 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
 def _pending_record(pending: dict, current: dict | None) -> dict:
     """The meta record to redo a promotion from the run's decision.json."""
     lineage = pending.get("lineage") or (current or {}).get("lineage") or {}
-    return best_record(pending["run_id"], pending.get("primary"), lineage, pending.get("snapshot"))
+    return best_record(
+        pending["run_id"], pending.get("primary"), lineage, pending.get("snapshot"), pending.get("n") or 1
+    )
 
 
 def repair(expr_dir: Path, pending: dict | None) -> list[str]:

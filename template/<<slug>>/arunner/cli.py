@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--slurm-args", metavar="OPTS", help='sbatch options: --slurm-args="--partition=gpu --gres=gpu:1"'
     )
 
+    session.add_argument("--repeats", type=_positive_int, metavar="N", help="runs of the first baseline (noise)")
+    session.add_argument("--margin", type=_number, metavar="K", help="noise margin in standard errors (default 2)")
+    session.add_argument("--strict", action="store_true", help="single-run rule: better once is better")
+    session.add_argument("--noise-aware", action="store_true", help="undo --strict")
+
     propose = sub.add_parser("propose", help="queue train.py as a wave candidate, put train.py back to the best")
     propose.add_argument("--list", action="store_true", help="show the queued candidates")
     propose.add_argument("--discard", metavar="ID", help="drop a queued candidate, e.g. c0003")
@@ -151,6 +156,16 @@ def cmd_session(cfg: Config, args) -> Output:
 
         integrity.check_choice(cfg, args.integrity)
         session.integrity = args.integrity
+    if args.repeats is not None:
+        session.repeats = args.repeats
+    if args.margin is not None:
+        if args.margin <= 0:
+            raise UserError(f"ar.py session: --margin {args.margin} must be > 0")
+        session.margin = args.margin
+    if args.strict:
+        session.strict = True
+    if args.noise_aware:
+        session.strict = False
     from . import waves_run
 
     waves_run.apply_session(cfg, session, args)

@@ -73,6 +73,9 @@ class Session:
     devices_per_run: int = 1  # devices per candidate (torchrun --nproc-per-node N wants N)
     launcher: str = "local"  # local (this machine) or slurm (one batch job per candidate)
     slurm_args: str = ""  # sbatch options of every job, e.g. --partition=gpu --gres=gpu:1
+    repeats: int | None = None  # runs of the first baseline (None: the default, see noise_runs.repeats)
+    margin: float | None = None  # k of the noise rule (None: noise.DEFAULT_K)
+    strict: bool = False  # the single-run rule: better once is better
 
     @classmethod
     def load(cls, expr_dir: Path) -> Session:
@@ -95,10 +98,12 @@ class Session:
         return s
 
     def validate(self) -> None:
-        for name in ("max_runs", "plateau", "seconds"):
+        for name in ("max_runs", "plateau", "seconds", "repeats"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.margin is not None and (not isinstance(self.margin, (int, float)) or self.margin <= 0):
+            raise ValueError(f"margin must be a number > 0, got {self.margin!r}")
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):
             raise ValueError(f"threshold must be a number, got {self.threshold!r}")
         if self.grace_s is not None and (not isinstance(self.grace_s, (int, float)) or self.grace_s < 0):
@@ -135,6 +140,11 @@ class Session:
             )
         if self.launcher != "local":
             extra += f"; launcher={self.launcher}" + (f" {self.slurm_args}" if self.slurm_args else "")
+        if self.strict:
+            extra += "; strict"
+        else:
+            extra += f"; repeats={self.repeats}" if self.repeats is not None else ""
+            extra += f"; margin={self.margin:g}" if self.margin is not None else ""
         return f"session: {stop}{extra}; keep_checkpoints={self.keep_checkpoints}; chain_mode={self.chain_mode}"
 
 
@@ -173,6 +183,7 @@ class Config:
     evaluate_code: str = ""  # body of prepare.py's evaluate() (rendered there; kept here for reference)
     protected_globs: list[str] = field(default_factory=list)  # extra files the agent must not change
     holdout_metrics: list[str] = field(default_factory=list)  # evaluate() metrics never shown to the agent
+    seed_key: str = ""  # the host's seed option (detected), varied by repeats and confirmations
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod
@@ -191,6 +202,7 @@ class Config:
             "evaluate_code",
             "protected_globs",
             "holdout_metrics",
+            "seed_key",
         }  # answers added after the first release
         missing = sorted(k for k in known - optional if k not in data)
         if missing:

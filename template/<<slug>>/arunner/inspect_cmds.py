@@ -48,6 +48,9 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
     lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
     lines.append(session.describe())
     lines.append(integrity.describe(cfg, session))
+    from .noise_runs import status_line
+
+    lines.append(status_line(cfg.expr_dir, session))
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
         stop = verdict.termination(
@@ -171,36 +174,41 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
 
 
 def plot(cfg: Config, rows: list[dict]) -> str:
-    try:
-        import matplotlib
+    """progress.png: every run, the best as a step line with its noise band (plot.draw)."""
+    from . import noise_runs
+    from . import plot as figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "(--plot needs matplotlib in this environment: pip install matplotlib)"
-    xs = [i + 1 for i, r in enumerate(rows) if r["primary_value"] is not None]
-    ys = [r["primary_value"] for r in rows if r["primary_value"] is not None]
-    kept = [(i + 1, r["primary_value"]) for i, r in enumerate(rows) if r["verdict"] == "advance"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.scatter(xs, ys, s=12, color="0.6", label="run")
-    if kept:
-        kx, ky = zip(*kept)
-        ax.scatter(kx, ky, s=30, color="tab:green", label="kept", zorder=3)
-        ax.step(list(kx) + [len(rows)], list(ky) + [ky[-1]], where="post", color="tab:green", label="best so far")
-    ax.set_xlabel("run")
-    ax.set_ylabel(cfg.primary_metric)
-    ax.legend()
+    state = noise_runs.load(cfg.expr_dir)
+    found = noise_runs.spread(state)
+    rows = _with_best_means(rows, state)
     holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])
     names = sorted({name for values in holdout.values() for name in values})
-    if names:  # on its own axis: a holdout metric need not share the primary's scale
-        twin = ax.twinx()
-        for name in names:
-            values = [(i + 1, holdout.get(r["run_id"], {}).get(name)) for i, r in enumerate(rows)]
-            pts = [(x, v) for x, v in values if isinstance(v, (int, float))]  # a non-finite value is kept as text
-            if pts:
-                twin.plot(*zip(*pts), marker="^", linestyle=":", color="tab:purple", label=f"{name} (holdout)")
-        twin.set_ylabel(", ".join(names) + " (holdout)")
-        twin.legend(loc="upper center")
+    extra = {}
+    for name in names:  # a non-finite value is kept as text: not drawn
+        values = [(i + 1, holdout.get(r["run_id"], {}).get(name)) for i, r in enumerate(rows)]
+        extra[f"{name} (holdout)"] = [(x, v) for x, v in values if isinstance(v, (int, float))]
     path = cfg.expr_dir / "progress.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    session = Session.load(cfg.expr_dir)
+    try:
+        figure.draw(
+            rows,
+            path,
+            metric=cfg.primary_metric,
+            direction=cfg.primary_direction,
+            sigma=None if session.strict or not found else found.sigma,
+            k=noise_runs.margin_k(session),
+            extra=extra,
+        )
+    except UserError as exc:
+        return f"({exc})"
     return f"![progress]({path.name})"
+
+
+def _with_best_means(rows: list[dict], state: dict) -> list[dict]:
+    """Rows with `best_value` where a best measured several times got its mean (after its last run)."""
+    advanced = {r["run_id"] for r in rows if r["verdict"] == "advance"}
+    at = {}
+    for group in state["groups"].values():
+        if advanced & set(group):
+            at[max(group)] = sum(group.values()) / len(group)
+    return [{**r, "best_value": at[r["run_id"]]} if r["run_id"] in at else r for r in rows]

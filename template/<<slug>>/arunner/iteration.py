@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, messages, watchdog
+from . import integrity, ledger, messages, noise, noise_runs, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -120,7 +120,9 @@ def repair(cfg: Config) -> list[str]:
             log_path=str(run_dir / "run.log"),
             note=f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
         )
-        if result["verdict"] != "advance":
+        if not pending:
+            result["confirms"] = noise_runs.rerun_of(started.get("note", ""))
+        if result["verdict"] != "advance" or result.get("confirms"):
             restore_train_py(expr, best_state.read_best(expr))
         if not ledger.has_row(expr / "results.tsv", result["run_id"]):
             ledger.append(expr / "results.tsv", result)
@@ -128,6 +130,7 @@ def repair(cfg: Config) -> list[str]:
         notes.append(f"recorded interrupted run {run_dir.name} as {result['status']}")
     if not notes:
         notes += best_state.repair(expr, None)
+    noise_runs.repair_link(expr)
     return notes
 
 
@@ -141,6 +144,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
     with ExperimentLock(expr):
         # -- finish whatever a killed runner left, then read the state this run is judged against
         repair(cfg)
+        noise_runs.finish_repeats(cfg, session, seconds, live)  # a SIGKILL cut the baseline's repeats short
         best = best_state.read_best(expr)
         if not run_numbers(expr):
             self_test_data(cfg)
@@ -166,12 +170,25 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         checked = integrity.after_training(cfg, session, run, measured)  # files again; the evaluator decides
 
         # -- judge against the best as it was when the run started
-        result = {**judge(cfg, session, run, launched, measured, best), **checked}
+        history = ledger.since_last_advance(expr / "results.tsv")
+        result = {**judge(cfg, session, run, launched, measured, best, history), **checked}
+        action = None
+        if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
+            value = float(result["primary"]["value"])
+            action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
         if remark:  # said, never silent: a baseline run, or the best re-run unchanged
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
         commit(cfg, session, run, result, best)
+        if action == noise.CONFIRM:  # the same train.py once more, another seed: the pair decides
+            result = noise_runs.confirm(cfg, session, seconds, live, result, source, best)
+        if result["verdict"] == "advance":  # the new best measured again: the spread, a value that is not luck
+            again = noise_runs.finish_repeats(cfg, session, seconds, live)
+            if again:
+                what = "baseline repeated" if best is None else "new best run again"
+                said = f"{what} {len(again)}x: " + noise_runs.status_line(expr, session)
+                result = {**result, "note": " | ".join(n for n in (result["note"], said) if n)}
         return result
 
 

@@ -33,12 +33,12 @@ def _fmt_seconds(value) -> str:
 
 
 def plateau_count(rows: list[dict]) -> int:
-    """ok runs since the last advance (what `session --plateau N` counts)."""
+    """ok runs since the last advance (what `session --plateau N` counts: re-runs of the noise rule aside)."""
     count = 0
     for row in reversed(rows):
         if row["verdict"] == "advance":
             break
-        if row["status"] == "ok":
+        if row["status"] == "ok" and not (row.get("note") or "").startswith(verdict.RERUN_PREFIXES):
             count += 1
     return count
 

@@ -88,8 +88,13 @@ def draw(
     sigma: float | None = None,
     k: float = 2.0,
     title: str = "",
+    extra: dict | None = None,
 ) -> Path:
-    """Write the progress figure of `rows` (results.tsv rows, oldest first) to `path` (PNG)."""
+    """Write the progress figure of `rows` (results.tsv rows, oldest first) to `path` (PNG).
+
+    `extra`: {name: [(run number, value), ...]} drawn on a second axis (e.g. holdout metrics,
+    whose scale need not be the primary's).
+    """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -218,6 +223,13 @@ def draw(
     n_adv = len(adv_x)
     ax.set_title(title or f"{len(rows)} runs, {n_adv} advance{'s' if n_adv != 1 else ''}", fontsize=10, loc="left")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if extra:
+        twin = ax.twinx()
+        for name, points in extra.items():
+            if points:
+                twin.plot(*zip(*points), marker="^", linestyle=":", color="tab:purple", label=name)
+        twin.set_ylabel(", ".join(extra))
+        twin.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(1.01, 0.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -30,6 +30,9 @@ RESULT_FIELDS = (
     "holdout",  # integrity: metrics kept from the agent (never printed by `run`)
     "wave",  # the wave id (w + its first run's number) when the run was one candidate of a wave, else null
     "slurm",  # {"job_id", "state"} when the run was a Slurm job, else null
+    "margin",  # improvement over the best in units of the noise spread, null without a spread
+    "confirms",  # the run this one re-runs (a baseline repeat or a confirmation), else null
+    "confirmed_by",  # the confirmation run of this candidate, else null
 )
 
 
@@ -64,6 +67,9 @@ def result_record(
     holdout: dict | None = None,
     wave: str | None = None,
     slurm: dict | None = None,
+    margin: float | None = None,
+    confirms: str | None = None,
+    confirmed_by: str | None = None,
 ) -> dict:
     """One run's result, every field of RESULT_FIELDS set."""
     record = {
@@ -90,6 +96,9 @@ def result_record(
         "holdout": holdout,
         "wave": wave,
         "slurm": slurm,
+        "margin": margin,
+        "confirms": confirms,
+        "confirmed_by": confirmed_by,
     }
     assert tuple(record) == RESULT_FIELDS
     return record
@@ -100,6 +109,15 @@ def snapshot_path(run_id: str) -> str:
     return f"runs/{run_id}/train.py"
 
 
-def best_record(run_id: str, primary: dict, lineage: dict, snapshot: str | None = None) -> dict:
-    """What best_ckpt/meta.json says about the best run (promote() adds the checkpoint fields)."""
-    return {"run_id": run_id, "primary": primary, "snapshot": snapshot or snapshot_path(run_id), "lineage": lineage}
+def best_record(run_id: str, primary: dict, lineage: dict, snapshot: str | None = None, n: int = 1) -> dict:
+    """What best_ckpt/meta.json says about the best run (promote() adds the checkpoint fields).
+
+    `n`: runs behind primary.value (their mean) when the best was measured more than once.
+    """
+    return {
+        "run_id": run_id,
+        "primary": primary,
+        "snapshot": snapshot or snapshot_path(run_id),
+        "lineage": lineage,
+        "n": n,
+    }

@@ -357,7 +357,9 @@ def judge(
 # ----------------------------------------------------------------------------- 5. commit
 
 
-def commit(cfg: Config, session: Session, run: RunStart, result: dict, best: dict | None) -> list[str]:
+def commit(
+    cfg: Config, session: Session, run: RunStart, result: dict, best: dict | None, values: list | None = None
+) -> list[str]:
     """Make the outcome true on disk, in crash-consistent order; returns the run ids whose checkpoint was pruned.
 
     decision.json first (it carries what repair needs to finish exactly as planned),
@@ -365,12 +367,17 @@ def commit(cfg: Config, session: Session, run: RunStart, result: dict, best: dic
     """
     expr = cfg.expr_dir
     lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
-    record = best_record(run.run_id, result["primary"], lineage)
+    primary, n = result["primary"], 1
+    if values and len(values) > 1:  # a confirmed candidate: the best's value is the mean of its runs
+        primary, n = {**primary, "value": sum(values) / len(values)}, len(values)
+    record = best_record(run.run_id, primary, lineage, n=n)
     atomic_write_json(run.run_dir / "decision.json", {**result, **record})
     fault_point("run.decided")
     advanced = result["verdict"] == "advance"
     if advanced:
         best_state.promote(expr, run.run_dir, record)
+        if result.get("confirms"):  # train.py was restored after the first run: the candidate comes back
+            restore_train_py(expr, record)
     else:
         restore_train_py(expr, best)
     fault_point("run.restored")

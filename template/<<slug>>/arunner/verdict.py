@@ -81,6 +81,9 @@ def decide(
     return Decision("ok", "advance" if improved else "revert", True, improved, checked)
 
 
+RERUN_PREFIXES = ("repeat of r", "confirms r")  # ledger notes of re-runs: a plateau does not count them
+
+
 def termination(session, recent: list[dict], total: int, this_primary: float | None, direction: str) -> str | None:
     """Which condition (if any) says the loop should stop.
 
@@ -99,7 +102,7 @@ def termination(session, recent: list[dict], total: int, this_primary: float | N
         for row in reversed(recent):
             if row["verdict"] == "advance":
                 break
-            if row["status"] == "ok":
+            if row["status"] == "ok" and not (row.get("note") or "").startswith(RERUN_PREFIXES):
                 ok_since_advance += 1
         if ok_since_advance >= session.plateau:
             return "plateau"

@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import best as best_state
-from . import candidates, integrity, ledger, slots, verdict, wave
+from . import candidates, integrity, ledger, noise, noise_runs, slots, verdict, wave
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, read_json, remove
@@ -193,6 +193,8 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
     check_sentinel(expr)
     with iteration.ExperimentLock(expr):
         _repair(cfg)
+        reruns = _rerun_launcher(cfg, session, seconds, live)
+        noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)  # a SIGKILL cut them short
         best = best_state.read_best(expr)
         queued = candidates.list_queued(expr)
         if queued:
@@ -255,7 +257,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
 
         # -- measure and judge each against the best of the wave's start
         history = ledger.since_last_advance(expr / "results.tsv")
-        judged, requeued = [], []
+        judged, requeued, to_confirm = [], [], []
         for r in runs:
             if r.run_id in refused:
                 result = {**refused[r.run_id], "wave": wave_id}
@@ -271,6 +273,11 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             checked = integrity.after_training(cfg, session, r, measured)  # files again; the evaluator decides
             result = {**judge(cfg, session, r, launched, measured, best, history), **checked}
             result["wave"] = wave_id
+            if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
+                source = (r.run_dir / "train.py").read_bytes()
+                value = float(result["primary"]["value"])
+                if noise_runs.apply_rule(cfg, session, result, [value], best, source, history) == noise.CONFIRM:
+                    to_confirm.append((result, source))
             job = getattr(launched, "job_id", "")
             if job:
                 result["slurm"] = {"job_id": job, "state": launched.state}
@@ -298,11 +305,51 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
                 current = best_state.read_best(expr)
             if i == 0:
                 fault_point("wave.committed")
+        results = [res for _, res in judged]
+        if to_confirm and winner is None:  # before the wave ends: every confirmation at once, one advance at most
+            confirmed = noise_runs.confirm_many(cfg, session, to_confirm, best, reruns, wave_id)
+            results += confirmed
+            current = best_state.read_best(expr)
+            if not wave_id:
+                results = confirmed
+        if any(res["verdict"] == "advance" for res in results):  # the new best measured again, all at once
+            noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)
+            current = best_state.read_best(expr)
         if wave_id:
             restore_train_py(expr, current)  # once, at the end: the queue's train.py files are the runs' snapshots
             fault_point("wave.restored")
             remove(expr / WAVE_FILE)
-        return [res for _, res in judged], wave_id, len(pool_slots), requeued
+        return results, wave_id, len(pool_slots), requeued
+
+
+def _rerun_launcher(cfg: Config, session: Session, seconds: int | None, live: bool):
+    """launch(items) for repeats and confirmations: all at once on the session's slots (or Slurm)."""
+    budget = run_budget(cfg, session, seconds)
+
+    def launch(items):
+        cands = [
+            wave.Candidate(
+                run.run_id,
+                build_command(cfg, run.run_dir / "train.py"),
+                cfg.project_root,
+                {**training_env(cfg, run, budget), **env},
+                run.run_dir / "run.log",
+                budget,
+                grace_seconds(cfg, session),
+                run.marker,
+            )
+            for run, env in items
+        ]
+        pool = slots.SlotPool(_slots(cfg, session, len(cands)), label=cfg.slug)
+        outcomes = wave.run_wave(cands, pool, _launcher(session), live and len(cands) == 1)
+        done = []
+        for o in outcomes:
+            launched = o.result or _error_result(o.error or RuntimeError("it never started"))
+            launched.budget_s = budget
+            done.append(launched)
+        return done
+
+    return launch
 
 
 def _pick_winner(cfg: Config, results: list[dict]) -> dict | None:
