@@ -30,7 +30,8 @@ One module per job (none imports a module listed below it, except lazily for spe
   candidates   the queue of proposed train.py versions
   wave         several candidates at once, one per free slot
   slurm        the slurm launcher: one candidate as one batch job
-  waves_run    `run` over the queue (one wave, judged together), `propose`
+  waves_run    `run` over the queue (one wave, judged together)
+  wave_cmds    `propose`, the wave lines of `status`, the wave settings of `session`
   plot         the progress figure of `report --plot` (matplotlib, imported when drawn)
   inspect_cmds status, tail, report
   copier_cmds  chain and upgrade (drive Copier)

@@ -166,9 +166,9 @@ def cmd_session(cfg: Config, args) -> Output:
         session.strict = True
     if args.noise_aware:
         session.strict = False
-    from . import waves_run
+    from . import wave_cmds
 
-    waves_run.apply_session(cfg, session, args)
+    wave_cmds.apply_session(cfg, session, args)
     session.save(cfg.expr_dir)
     return [session.describe()], 0
 
@@ -185,7 +185,7 @@ def _later(module: str, name: str) -> Callable[[Config, object], Output]:
 COMMANDS: dict[str, Callable[[Config, object], Output]] = {
     "run": cmd_run,
     "session": cmd_session,
-    "propose": _later("waves_run", "propose"),
+    "propose": _later("wave_cmds", "propose"),
     "status": _later("inspect_cmds", "status"),
     "tail": _later("inspect_cmds", "tail"),
     "report": _later("inspect_cmds", "report"),

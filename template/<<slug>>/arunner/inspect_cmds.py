@@ -78,7 +78,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         lines.append(
             f"BLOCKED: {shown_path(cfg, cfg.expr_dir / SENTINEL)} exists (processes survived a kill); see the file"
         )
-    from .waves_run import status_lines  # slots, the wave in flight, the queue
+    from .wave_cmds import status_lines  # slots, the wave in flight, the queue
 
     lines += status_lines(cfg, session)
     if args.compact:

@@ -25,7 +25,7 @@ from . import best as best_state
 from . import candidates, integrity, ledger, noise, noise_runs, slots, verdict, wave
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import atomic_write_json, fault_point, read_json, remove
+from .fsutil import atomic_write_json, fault_point, remove
 from .launch import LaunchResult
 from .record import best_record
 from .runs import format_run_id, run_dir_of, run_numbers
@@ -108,7 +108,7 @@ def _repair(cfg: Config) -> list[str]:
 # ----------------------------------------------------------------------------- the wave
 
 
-def _slots(cfg: Config, session: Session, count: int) -> list[slots.Slot]:
+def pool_slots(cfg: Config, session: Session, count: int) -> list[slots.Slot]:
     if session.launcher == "slurm":  # Slurm places the jobs: submit them all, it queues what does not fit
         return [slots.Slot(i, ()) for i in range(max(1, count))]
     devices = session.devices if session.devices is not None else slots.detect_devices()
@@ -203,7 +203,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             self_test_data(cfg)
         integrity.before_run(cfg, session)  # protected files changed: blocked, nothing touched
         budget = run_budget(cfg, session, seconds)
-        pool_slots = _slots(cfg, session, len(queued))
+        wave_slots = pool_slots(cfg, session, len(queued))
         first = (run_numbers(expr) or [0])[-1] + 1
         wave_id = f"w{first:04d}" if queued else None
         if queued:
@@ -247,7 +247,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             )
             for r in to_launch
         ]
-        pool = slots.SlotPool(pool_slots, label=cfg.slug)
+        pool = slots.SlotPool(wave_slots, label=cfg.slug)
         launched_by_id = dict(
             zip(
                 (r.run_id for r in to_launch),
@@ -319,7 +319,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             restore_train_py(expr, current)  # once, at the end: the queue's train.py files are the runs' snapshots
             fault_point("wave.restored")
             remove(expr / WAVE_FILE)
-        return results, wave_id, len(pool_slots), requeued
+        return results, wave_id, len(wave_slots), requeued
 
 
 def _rerun_launcher(cfg: Config, session: Session, seconds: int | None, live: bool):
@@ -340,7 +340,7 @@ def _rerun_launcher(cfg: Config, session: Session, seconds: int | None, live: bo
             )
             for run, env in items
         ]
-        pool = slots.SlotPool(_slots(cfg, session, len(cands)), label=cfg.slug)
+        pool = slots.SlotPool(pool_slots(cfg, session, len(cands)), label=cfg.slug)
         outcomes = wave.run_wave(cands, pool, _launcher(session), live and len(cands) == 1)
         done = []
         for o in outcomes:
@@ -417,85 +417,3 @@ def wave_summary(cfg: Config, results: list[dict], wave_id: str, slot_count: int
     if results and results[-1]["should_terminate"]:
         summary += f"; STOP: terminated_by={results[-1]['terminated_by']}"
     return [*lines, one_line(summary, SUMMARY_CAP)]
-
-
-# ----------------------------------------------------------------------------- propose and status
-
-
-def propose(cfg: Config, args) -> tuple[list[str], int]:
-    """`ar.py propose`: queue train.py as a candidate and put train.py back to the best; --list, --discard."""
-    expr = cfg.expr_dir
-    if args.discard:
-        cand = candidates.discard(expr, args.discard)
-        return [f"discarded {cand.id}" + (f" ({one_line(cand.note, 80)})" if cand.note else "")], 0
-    queued = candidates.list_queued(expr)
-    if args.list:
-        if not queued:
-            return ["queue empty: edit train.py, then `ar.py propose`"], 0
-        return [one_line(f"{c.id} {c.sha256[:8]} {c.note}", 120) for c in queued], 0
-    cand = candidates.propose_train_py(expr)
-    best = best_state.read_best(expr)
-    back = "train.py back to the best" if restore_train_py(expr, best) or best else "no best yet: train.py left as is"
-    n_slots = len(_slots(cfg, Session.load(expr), len(queued) + 1))
-    return [
-        one_line(
-            f"queued {cand.id} ({cand.note or 'no RUN_NOTE'}); {back}; {len(queued) + 1} queued for "
-            f"{n_slots} slot(s): `ar.py run` runs them as one wave",
-            240,
-        )
-    ], 0
-
-
-def status_lines(cfg: Config, session: Session) -> list[str]:
-    """Slots (and who holds each device), the wave in flight, the queue: three lines at most."""
-    queued = candidates.list_queued(cfg.expr_dir)
-    if session.launcher == "slurm":
-        opts = session.slurm_args or "default options"
-        lines = [
-            one_line(f"slots: slurm, one job per queued candidate (sbatch {opts}); the cluster queues the rest", 160)
-        ]
-    else:
-        pool = _slots(cfg, session, len(queued))
-        if not pool[0].devices:
-            lines = ["slots: 1 (no devices found or set: candidates run one after another)"]
-        else:
-            held = []
-            for s in pool:
-                who = [slots.holder(d) for d in s.devices]
-                held.append(f"[{','.join(s.devices)}] " + (next((w for w in who if w), "") or "free"))
-            lines = [one_line(f"slots: {len(pool)} ({'; '.join(held)})", 240)]
-    marker = read_json(cfg.expr_dir / WAVE_FILE, "wave record", "delete it", default=None)
-    if marker:
-        lines.append(
-            f"wave {marker.get('wave')} in flight: {marker.get('candidates')} candidate(s) from "
-            f"{marker.get('first_run')} (runner pid {marker.get('pid')})"
-        )
-    if queued:
-        shown = ", ".join(f"{c.id} {one_line(c.note, 30)}" for c in queued[:5])
-        more = f" +{len(queued) - 5} more" if len(queued) > 5 else ""
-        lines.append(one_line(f"queued: {len(queued)} ({shown}{more}); `ar.py run` runs them as one wave", 240))
-    return lines
-
-
-def apply_session(cfg: Config, session: Session, args) -> None:
-    """The wave settings of `ar.py session` (--devices, --devices-per-run, --launcher, --slurm-args)."""
-    if args.devices is not None:
-        session.devices = None if args.devices == "auto" else slots.parse_devices(args.devices)
-    if args.devices_per_run is not None:
-        session.devices_per_run = args.devices_per_run
-    if args.slurm_args is not None:
-        try:
-            shlex.split(args.slurm_args)
-        except ValueError as exc:
-            raise UserError(
-                f"ar.py session: --slurm-args {args.slurm_args!r}: {exc}; quote it as a shell would"
-            ) from None
-        session.slurm_args = args.slurm_args
-    if args.launcher is not None:
-        session.launcher = args.launcher
-    if session.launcher == "local" and session.devices:
-        slots.make_slots(session.devices, session.devices_per_run)  # a too-large --devices-per-run: one line
-    if session.launcher == "slurm" and (args.launcher or args.slurm_args is not None):
-        from . import slurm
-
-        slurm.check_visible(cfg.expr_dir, shlex.split(session.slurm_args))
