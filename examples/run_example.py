@@ -102,8 +102,8 @@ def main() -> None:
         "import tinyproj.train as t\nt.TinyMLP = None  # breaks model creation\n# Example:",
         "try a broken patch",
     )
-    sh([*ar, "run"], work)
-    sh([*ar, "tail", "--run", "r0003"], work)
+    crashed = sh([*ar, "run"], work).split()[0]  # the run id opens the first line
+    sh([*ar, "tail", "--run", crashed], work)
     sh([*ar, "status", "--compact"], work)
     print(f"# experiment folder: {expr}")
 

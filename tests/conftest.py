@@ -36,6 +36,30 @@ MINIMAL_ANSWERS = {
 }
 
 
+# tests/hosts/eval_host: evaluation in its own module, one entry per checkpoint shape (integrity tests).
+EVAL_ANSWERS = {
+    "entry_pattern": "argparse-cli",
+    "entry_main_module": "eval_host.train",
+    "cli_args": "{steps: 60}",
+    "metric_backend": "log",
+    "primary_metric": "val_loss",
+    "checkpoint_glob": "checkpoints/*.pt",
+    "seconds": "60",
+    "goal": "lower the validation loss",
+    "slug": "261125-integrity",
+}
+# A hand-written evaluate() body with a hidden holdout metric (detection proposes val_loss only).
+HOLDOUT_BODY = """import torch
+from eval_host.evaluation import evaluate_model, holdout_loss
+from eval_host.model import Net
+
+saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+model = Net(hidden=saved["args"]["hidden"])
+model.load_state_dict(saved["model"])
+return {"val_loss": evaluate_model(model), "test_loss": holdout_loss(model)}
+"""
+
+
 def answers(**overrides) -> dict:
     """MINIMAL_ANSWERS with `overrides` applied."""
     return {**MINIMAL_ANSWERS, **overrides}

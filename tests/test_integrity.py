@@ -14,33 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Experiment, make_host, render
+from conftest import EVAL_ANSWERS, HOLDOUT_BODY, REPO, Experiment, make_host, render
 
 from arunner import evaluate, protect
 
 sys.path.insert(0, str(REPO / "extensions"))
 from detection.evaluation import propose_evaluate  # noqa: E402
 
-BASE = {
-    "entry_pattern": "argparse-cli",
-    "entry_main_module": "eval_host.train",
-    "cli_args": "{steps: 60}",
-    "metric_backend": "log",
-    "primary_metric": "val_loss",
-    "checkpoint_glob": "checkpoints/*.pt",
-    "seconds": "60",
-    "goal": "lower the validation loss",
-}
-# A hand-written body with a hidden holdout metric (the proposal covers val_loss only).
-HOLDOUT_BODY = """import torch
-from eval_host.evaluation import evaluate_model, holdout_loss
-from eval_host.model import Net
-
-saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-model = Net(hidden=saved["args"]["hidden"])
-model.load_state_dict(saved["model"])
-return {"val_loss": evaluate_model(model), "test_loss": holdout_loss(model)}
-"""
+BASE = EVAL_ANSWERS
 PATCH = "import eval_host.evaluation as ev\nev.evaluate_model = lambda model: 0.0\n"
 SANDBOX = "# ---- monkey-patch sandbox: patch host code here before training starts ----\n"
 VAL_RE = re.compile(r"val_loss=([0-9.eE+-]+|nan)")

@@ -11,28 +11,9 @@ import json
 import time
 
 import pytest
-from conftest import git, make_host, pid_alive, render
+from conftest import EVAL_ANSWERS, HOLDOUT_BODY, git, make_host, pid_alive, render
 
-BASE = {
-    "entry_pattern": "argparse-cli",
-    "entry_main_module": "eval_host.train",
-    "cli_args": "{steps: 60}",
-    "metric_backend": "log",
-    "primary_metric": "val_loss",
-    "checkpoint_glob": "checkpoints/*.pt",
-    "seconds": "60",
-    "goal": "lower the validation loss",
-    "slug": "261125-integrity",
-}
-HOLDOUT_BODY = """import torch
-from eval_host.evaluation import evaluate_model, holdout_loss
-from eval_host.model import Net
-
-saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-model = Net(hidden=saved["args"]["hidden"])
-model.load_state_dict(saved["model"])
-return {"val_loss": evaluate_model(model), "test_loss": holdout_loss(model)}
-"""
+BASE = EVAL_ANSWERS
 WITH_HOLDOUT = {**BASE, "evaluate_code": HOLDOUT_BODY, "holdout_metrics": "[test_loss]"}
 SANDBOX = "# ---- monkey-patch sandbox: patch host code here before training starts ----\n"
 # Patches the host's evaluation in the training process, dodging the static guard (no literal name).
