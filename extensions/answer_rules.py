@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from arunner.config import CONSTRAINT_RE
+from arunner.fsutil import module_file
 from arunner.metrics import BACKENDS
 from arunner.metrics.custom import compile_extract
 
@@ -63,17 +64,6 @@ def _entry_main_module(value: Any, root: Path | None = None, **_: Any) -> str:
     if module_file(root, value) is not None:
         return ""
     return f"resolves to no file in {root} (looked for {value.replace('.', '/')}.py, also under src/)"
-
-
-def module_file(root: Path, dotted: str) -> Path | None:
-    """The file of a dotted module of the project (`pkg.mod` -> pkg/mod.py or pkg/mod/__init__.py, also under src/)."""
-    parts = dotted.split(".")
-    for base in (root, root / "src"):
-        stem = base.joinpath(*parts)
-        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def _cli_args(value: Any, entry_pattern: str | None = None, **_: Any) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ast
 
-import answer_rules
 import hostpaths
 from jinja2.ext import Extension
+
+from arunner.fsutil import module_file
 
 BUILDERS = {"build_train_loader", "build_val_loader"}
 
@@ -25,7 +26,7 @@ def ar_data_builders(conf, module: str) -> str:
     root = hostpaths.host_root(conf)
     if root is None or not module:
         return ""
-    path = answer_rules.module_file(root, module)
+    path = module_file(root, module)
     if path is None:
         return ""
     try:
@@ -42,7 +43,7 @@ def ar_data_builders(conf, module: str) -> str:
             name = node.names[0].name
         else:
             continue
-        imported = answer_rules.module_file(root, name)
+        imported = module_file(root, name)
         if imported is None:
             continue
         try:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from arunner.fsutil import module_file
+
 MAX_MODULES = 40  # project modules followed from the entry point's imports
 MAX_FILE_BYTES = 512 * 1024  # bigger sources are skipped
 EVAL_NAME_RE = re.compile(r"^(evaluate|eval|validate|validation|compute_metrics?|score)(_\w+)?$|_(eval|evaluate)$")
@@ -47,15 +49,6 @@ class Module:
     functions: dict = field(default_factory=dict)  # name -> FunctionDef
 
 
-def _resolve(root: Path, dotted: str) -> Optional[Path]:
-    for base in (root, root / "src"):
-        stem = base.joinpath(*dotted.split("."))
-        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _imports(tree: ast.Module, package: str) -> list[str]:
     out = []
     for node in ast.walk(tree):
@@ -76,7 +69,7 @@ def _load(root: Path, entry: str) -> list[Module]:
     queue, seen = [entry], set()
     while queue and len(modules) < MAX_MODULES:
         dotted = queue.pop(0)
-        path = _resolve(root, dotted)
+        path = module_file(root, dotted)
         if dotted in seen or path is None or path.stat().st_size > MAX_FILE_BYTES:
             continue
         seen.add(dotted)
@@ -359,7 +352,7 @@ def find_loader(modules: list[Module]) -> tuple[Optional[list[str]], str]:
 def propose_evaluate(project_root: Path, entry_module: str) -> tuple[Optional[str], str]:
     """(body of evaluate(checkpoint_path), explanation); (None, what is missing) when no proposal."""
     root = Path(project_root)
-    if not entry_module or _resolve(root, entry_module) is None:
+    if not entry_module or module_file(root, entry_module) is None:
         return None, f"entry module {entry_module or '(none)'} is not a file of the project"
     modules = _load(root, entry_module)
     if not modules:

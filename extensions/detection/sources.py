@@ -12,8 +12,9 @@ import ast
 import keyword
 from pathlib import Path
 
-from answer_rules import module_file
 from pyliteral import as_number
+
+from arunner.fsutil import module_file
 
 from .walk import Tree
 

@@ -107,3 +107,14 @@ def fault_point(name: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def module_file(root: Path, dotted: str) -> Path | None:
+    """The file of a dotted module of the project (`pkg.mod` -> pkg/mod.py or pkg/mod/__init__.py,
+    also under src/), or None: the one rule the interview and the runner share."""
+    for base in (root, root / "src"):
+        stem = base.joinpath(*dotted.split("."))
+        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None

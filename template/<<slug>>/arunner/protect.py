@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import UserError
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, module_file, read_json
 
 MANIFEST = ".ar-protected.json"
 FULL_HASH_MAX_BYTES = 16 * 1024 * 1024  # files up to this size are hashed whole
@@ -67,15 +67,6 @@ def digest(path: Path, size: int) -> str:
     return "sampled:" + h.hexdigest()
 
 
-def _resolve_module(root: Path, dotted: str) -> Optional[Path]:
-    for base in (root, root / "src"):
-        stem = base.joinpath(*dotted.split("."))
-        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _imported_modules(tree: ast.AST, package: str) -> list[tuple[str, list[str]]]:
     """(dotted module, imported names) of every import statement in tree."""
     out = []
@@ -106,7 +97,7 @@ def evaluation_modules(project_root: Path, prepare_path: Path) -> list[Path]:
     while queue and len(found) < MAX_IMPORTED_MODULES:
         tree, package = queue.pop(0)
         for dotted, _ in _imported_modules(tree, package):
-            path = _resolve_module(root, dotted) if dotted else None
+            path = module_file(root, dotted) if dotted else None
             if path is None or path in found:
                 continue
             found.append(path)
@@ -371,7 +362,7 @@ def protected_names(prepare_path: Path, project_root: Path) -> list[str]:
         return names
     root = Path(project_root)
     for dotted, imported in _imported_modules(tree, ""):
-        path = _resolve_module(root, dotted) if dotted and imported else None
+        path = module_file(root, dotted) if dotted and imported else None
         if path is None:
             continue
         try:
