@@ -613,3 +613,11 @@ def test_default_log_rule_reads_table_cells_and_spaced_values(tmp_path):
     values, _ = scan_log(log, patterns, "valid loss", literals)
     # a bare name matches any cell ending in it: `loss` reads the last `... loss <v>` (val loss here)
     assert values == {"valid loss": 6.45, "val loss": 2.01, "val_bpb": 0.9979, "valid ppl": 631.37, "loss": 2.01}
+
+
+def test_mutation_scope_never_suggests_the_metric_contract(tmp_path):
+    # constants_host's train.py imports its own prepare.py (TIME_BUDGET): the integrity checks
+    # protect that module, so it must not be offered as a place to patch.
+    scope = yaml.safe_load(Detected(clean_copy("constants_host", tmp_path / "c")).mutation_scope)
+    assert "prepare" not in scope
+    assert yaml.safe_load(Detected(clean_copy("script_host", tmp_path / "s")).mutation_scope)  # still a scope

@@ -64,13 +64,18 @@ def _module_classes(dotted: str, tree: ast.Module) -> list[str]:
     return out
 
 
+# Modules the metric depends on (a root `prepare` contract, evaluation or metric code): never
+# suggested as a place to patch; they are what the integrity checks protect.
+JUDGE_MODULE_RE = re.compile(r"(^|\.)(prepare|eval\w*|metric\w*|scor\w*)$")
+
+
 def mutation_scope(entry_dotted: str, entry_tree: ast.Module | None, nearby: list) -> list[str]:
     classes = _module_classes(entry_dotted, entry_tree) if entry_tree is not None else []
     for dotted, tree in nearby:
         classes += _module_classes(dotted, tree)
     scope = sorted(classes, key=lambda c: "Data" in c.rsplit(".", 1)[-1])  # models before data modules
     for dotted, _tree in nearby:
-        if not any(s.startswith(dotted + ".") for s in scope):
+        if not any(s.startswith(dotted + ".") for s in scope) and not JUDGE_MODULE_RE.search(dotted):
             scope.append(dotted)
     if not scope and entry_dotted:
         scope = [entry_dotted]  # nothing more precise: the entry module's own functions
