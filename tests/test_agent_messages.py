@@ -29,7 +29,9 @@ def test_first_line_shows_budget_run_count_and_plateau(minimal_expr: Experiment)
     minimal_expr.ar("session", "--seconds", "20", "--max-runs", "10", "--plateau", "4")
     proc = minimal_expr.ar("run")
     head = proc.stdout.splitlines()[0]
-    assert re.fullmatch(r"r0001 ok/advance eval/loss=0\.05 \(\d+\.\ds of 20s\) · run 1/10 · plateau 0/4", head), head
+    assert re.fullmatch(
+        r"r0001 candidate ok/advance eval/loss=0\.05 \(\d+\.\ds of 20s\) · run 1/10 · plateau 0/4", head
+    ), head
     assert len(proc.stdout.encode()) <= 400
     result = json.loads((minimal_expr.dir / "runs" / "r0001" / "result.json").read_text())
     assert result["budget_seconds"] == 20

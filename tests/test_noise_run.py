@@ -109,6 +109,61 @@ def test_three_sigma_effect_is_confirmed_and_advances(noisy_expr):
     assert "'effect': 0.15" in noisy_expr.train_py.read_text()  # the candidate is train.py again
 
 
+SLOW_RERUNS = """# ---- end FROZEN ----
+if os.environ.get("AR_SEED", "0") != "0" and os.path.exists(os.path.join(_EXPR_DIR, "slow-reruns")):
+    import time
+
+    time.sleep(60)  # re-runs (they get a seed) outlive their budget once the test asks for it
+"""
+
+
+def _slow_reruns(expr) -> None:
+    expr.edit("# ---- end FROZEN ----\n", SLOW_RERUNS)
+    (expr.dir / "slow-reruns").write_text("")
+
+
+def test_timed_out_confirmation_is_said_as_such_not_as_a_timeout_of_the_edit(noisy_expr):
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.15)  # the confirm zone (see above)
+    _slow_reruns(noisy_expr)
+    out = noisy_expr.ar("run", "--seconds", "5", env=REPEATS).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("r0004 candidate ok/revert val_loss=") and " · run 5" in lines[0], out
+    assert lines[1].startswith("r0005 confirm timeout/timeout val_loss=- ("), out
+    assert lines[2].startswith("not confirmed (confirmation r0005 timed out): train.py restored to the best"), out
+    assert "edit kept at" not in out and len(out.encode()) <= 400
+    assert noisy_expr.best()["run_id"] == "r0001" and noisy_expr.best()["n"] == 3
+
+
+def test_remeasures_that_time_out_are_printed_and_never_counted(noisy_expr):
+    noisy_expr.run(env=REPEATS)
+    _set_effect(noisy_expr, 0.6)  # advances at once; then two fresh runs of the new best
+    _slow_reruns(noisy_expr)
+    out = noisy_expr.ar("run", "--seconds", "5", env=REPEATS).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("r0004 candidate ok/advance"), out
+    assert [line.split()[:3] for line in lines[1:4]] == [  # a failed re-run is tried once more, then given up
+        ["r0005", "remeasure", "timeout"],
+        ["r0006", "remeasure", "timeout"],
+        ["r0007", "remeasure", "timeout"],
+    ]
+    assert lines[4].startswith("new best (previous r0001); train.py kept"), out
+    best = noisy_expr.best()
+    assert best["run_id"] == "r0004" and best["n"] == 1  # only the run that completed
+    assert "status" not in best and len(out.encode()) <= 400
+
+
+def test_status_counts_candidates_apart_from_repeats_and_report_best_agrees(noisy_expr):
+    noisy_expr.run(env=REPEATS)
+    status = noisy_expr.ar("status").stdout
+    assert "verdicts: advance=1 over 1 candidate(s); re-runs: 2 repeat(s), 0 confirmation(s)" in status, status
+    noisy_expr.ar("report")
+    report = (noisy_expr.dir / "report.md").read_text()
+    best = float(report.split("Best: **")[1].split("**")[0])
+    last_row = [line for line in report.splitlines() if line.startswith("| r0003 ")][0]
+    assert float(last_row.split("|")[5]) == pytest.approx(best, rel=1e-5), report  # best so far = Best
+
+
 def test_null_in_the_confirm_zone_is_not_confirmed(noisy_expr):
     noisy_expr.run(env=REPEATS)
     _set_effect(noisy_expr, 0.0)

@@ -31,7 +31,7 @@ def test_second_concurrent_run_is_refused_and_changes_nothing(minimal_expr: Expe
     assert sorted(p.name for p in (minimal_expr.dir / "runs").iterdir()) == ["r0001"]
     assert (minimal_expr.dir / "results.tsv").read_text() == ledger
     out, _ = first.communicate(timeout=120)
-    assert out.startswith("r0001 ok/advance")
+    assert out.startswith("r0001 candidate ok/advance")
 
 
 def test_tail_shows_the_traceback_region(minimal_expr: Experiment):
@@ -189,7 +189,7 @@ def test_live_line_only_on_a_terminal(minimal_expr: Experiment):
     os.close(master)
     screen = b"".join(chunks).decode(errors="replace")
     assert "\r" in screen and "/30s | warming up" in screen
-    assert "r0001 ok/advance" in screen
+    assert "r0001 candidate ok/advance" in screen
     quiet = minimal_expr.ar("run").stdout  # not a terminal: only the final lines
     assert "\r" not in quiet and "warming up" not in quiet and len(quiet.splitlines()) <= 3
 
@@ -201,7 +201,7 @@ def test_two_experiments_run_at_the_same_time(minimal_host):
     background = left.start_run(wait_for="started.json")
     assert right.run()["verdict"] == "advance"  # its own lock: not blocked by the other experiment
     out, err = background.communicate(timeout=120)
-    assert background.returncode == 0 and out.startswith("r0001 ok/advance"), err
+    assert background.returncode == 0 and out.startswith("r0001 candidate ok/advance"), err
 
 
 def test_failure_before_any_best_keeps_train_py_and_the_last_run_note(minimal_expr: Experiment):

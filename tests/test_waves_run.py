@@ -141,7 +141,7 @@ def test_wave_of_nine_on_four_slots(wexpr):
     for lr in lrs:
         propose(wexpr, lr, sleep=0.4)
     lines = wave_out(wexpr)
-    assert len(lines) == 10 and lines[8].startswith("... and 1 more"), lines
+    assert len(lines) == 8 and lines[6].startswith("... and 3 more") and lines[0].split()[1] == "candidate", lines
     recorded = results(wexpr)
     wave_ids = [f"r{n:04d}" for n in range(2, 11)]
     verdicts = [recorded[r]["verdict"] for r in wave_ids]

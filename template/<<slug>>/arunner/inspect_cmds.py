@@ -6,14 +6,14 @@ from collections import Counter
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, verdict
+from . import integrity, ledger, noise_runs, verdict
 from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_text, read_json
 from .logtail import fold_frames, last_traceback, log_lines
-from .messages import head_line, shown_path
-from .runs import parse_run_id, run_dir_of, run_numbers
+from .messages import head_line, shown_path, verdict_counts
+from .runs import parse_run_id, run_dir_of, run_key, run_numbers
 from .snapshots import restore_target
 from .steps import SENTINEL, run_budget
 
@@ -33,7 +33,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
     session = Session.load(cfg.expr_dir)
-    counts = Counter(r["verdict"] for r in rows)
+    counts = Counter((verdict.row_kind(r["note"]), r["verdict"]) for r in rows)
     lines = [
         f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {len(rows)} runs, "
         f"budget {run_budget(cfg, session, None)}s per run"
@@ -45,12 +45,10 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         lines.append(f"best {_fmt(best['primary']['value'])} at {best['run_id']}")
     else:
         lines.append("best: none yet")
-    lines.append("verdicts: " + (", ".join(f"{v}={counts[v]}" for v in verdict.VERDICTS if counts[v]) or "none"))
+    lines.append(verdict_counts(counts))
     lines.append(session.describe())
     lines.append(integrity.describe(cfg, session))
-    from .noise_runs import status_line
-
-    lines.append(status_line(cfg.expr_dir, session))
+    lines.append(noise_runs.status_line(cfg.expr_dir, session))
     if rows:
         recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
         stop = verdict.termination(
@@ -153,10 +151,11 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
     head = "".join(f" {name} (holdout) |" for name in hidden)
     out += ["", f"| run | status | verdict | primary |{head} best so far | note |", "|---" * (6 + len(hidden)) + "|"]
     running = None
-    for r in rows:
+    for r in _with_best_means(rows, noise_runs.load(cfg.expr_dir)):  # a best measured again: its mean, as Best says
         v = r["primary_value"]
         if r["verdict"] == "advance" and v is not None:
             running = v
+        running = r.get("best_value", running)
         cells = "".join(f" {_fmt(holdout.get(r['run_id'], {}).get(name))} |" for name in hidden)
         out.append(
             f"| {r['run_id']} | {r['status']} | {r['verdict']} | {_fmt(v)} |{cells} {_fmt(running)} | {r['note'][:REPORT_NOTE_CAP].replace('|', '/')} |"
@@ -175,7 +174,6 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
 
 def plot(cfg: Config, rows: list[dict]) -> str:
     """progress.png: every run, the best as a step line with its noise band (plot.draw)."""
-    from . import noise_runs
     from . import plot as figure
 
     state = noise_runs.load(cfg.expr_dir)
@@ -210,5 +208,5 @@ def _with_best_means(rows: list[dict], state: dict) -> list[dict]:
     at = {}
     for group in state["groups"].values():
         if advanced & set(group):
-            at[max(group)] = sum(group.values()) / len(group)
+            at[max(group, key=run_key)] = sum(group.values()) / len(group)
     return [{**r, "best_value": at[r["run_id"]]} if r["run_id"] in at else r for r in rows]

@@ -21,7 +21,6 @@ from . import integrity, ledger, messages, noise, noise_runs, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
-from .logtail import exception_line
 from .record import primary_field, result_record
 from .runs import run_dir_of, run_numbers
 from .snapshots import BASELINE, read_run_note, restore_target, restore_train_py
@@ -40,14 +39,10 @@ from .steps import (
     survivor_pids,
     write_sentinel,
 )
-from .text import one_line
 
-__all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "repair", "run_once", "summary_lines"]
+__all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "repair", "run_once"]
 
 LOCK = ".ar-lock"
-SUMMARY_LINE_CAP = 320  # characters of the second summary line at most
-SUMMARY_BYTES = 400  # all of `run`'s stdout (an agent reads it every iteration)
-SUMMARY_EXCEPTION_CAP = 90  # characters of a crash's `Type: message` in the summary (result.json has more)
 
 
 class ExperimentLock:
@@ -137,14 +132,18 @@ def repair(cfg: Config) -> list[str]:
 # ----------------------------------------------------------------------------- run
 
 
-def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> dict:
-    """One iteration: snapshot train.py, train, measure, judge against the best, record. Returns result.json."""
+def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> list[tuple[dict, str]]:
+    """One iteration: snapshot train.py, train, measure, judge against the best, record.
+
+    Returns every run it made, in run order, as (result.json, kind): kind is candidate,
+    repeat (of the first baseline), confirm or remeasure (of a new best).
+    """
     expr = cfg.expr_dir
     check_sentinel(expr)
     with ExperimentLock(expr):
         # -- finish whatever a killed runner left, then read the state this run is judged against
         repair(cfg)
-        noise_runs.finish_repeats(cfg, session, seconds, live)  # a SIGKILL cut the baseline's repeats short
+        runs = noise_runs.finish_repeats(cfg, session, seconds, live)  # a SIGKILL cut the repeats short
         best = best_state.read_best(expr)
         if not run_numbers(expr):
             self_test_data(cfg)
@@ -160,7 +159,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         if offence:
             result = integrity.refused(cfg, session, run, best, offence)
             commit(cfg, session, run, result, best)
-            return result
+            return [*runs, (result, "candidate")]
 
         # -- train under the watchdog, within the budget
         launched = launch_run(cfg, session, run, run_budget(cfg, session, seconds), live)
@@ -181,15 +180,13 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
         commit(cfg, session, run, result, best)
+        runs.append((result, "candidate"))
         if action == noise.CONFIRM:  # the same train.py once more, another seed: the pair decides
             result = noise_runs.confirm(cfg, session, seconds, live, result, source, best)
+            runs.append((result, "confirm"))
         if result["verdict"] == "advance":  # the new best measured again: the spread, a value that is not luck
-            again = noise_runs.finish_repeats(cfg, session, seconds, live)
-            if again:
-                what = "baseline repeated" if best is None else "new best run again"
-                said = f"{what} {len(again)}x: " + noise_runs.status_line(expr, session)
-                result = {**result, "note": " | ".join(n for n in (result["note"], said) if n)}
-        return result
+            runs += noise_runs.finish_repeats(cfg, session, seconds, live)
+        return runs
 
 
 def _snapshot_remark(expr: Path, source: bytes, best: dict | None) -> str:
@@ -200,33 +197,3 @@ def _snapshot_remark(expr: Path, source: bytes, best: dict | None) -> str:
         best_source = None  # a missing snapshot is the restore's error to report, not this remark's
     baseline = expr / BASELINE
     return messages.snapshot_remark(source, baseline.read_bytes() if baseline.exists() else None, best, best_source)
-
-
-def summary_lines(cfg: Config, result: dict) -> list[str]:
-    """At most 3 short lines for the agent (SUMMARY_BYTES in all); paths and commands run from the project root."""
-    rows = ledger.read(cfg.expr_dir / "results.tsv")
-    head = messages.head_line(result, Session.load(cfg.expr_dir), rows)
-    note = result.get("note") or ""
-    if result["verdict"] == "advance":
-        prev = result.get("previous_best_run_id")
-        parts = [f"new best (previous {prev or 'none'}); train.py kept"]
-    else:
-        if result.get("previous_best_run_id"):
-            parts = ["train.py restored to the best snapshot"]
-        else:
-            parts = ["no best run yet: train.py left as it is"]
-        if result["status"] in ("crash", "timeout", "unclean"):
-            exception = exception_line(cfg.expr_dir / "runs" / result["run_id"] / "run.log")
-            hint = [messages.crash_hint(cfg, result)]  # before the rest: it must survive the cut
-            if exception and result["status"] == "crash":
-                hint.insert(0, f"crash: {one_line(exception, SUMMARY_EXCEPTION_CAP, '...')}")
-                note = " | ".join(n for n in note.split(" | ") if n != exception)  # said once
-            parts = hint + parts
-    if note:
-        parts.append(f"note: {note}")
-    stop = [f"STOP: terminated_by={result['terminated_by']}"] if result["should_terminate"] else []
-    room = SUMMARY_BYTES - len(head.encode()) - sum(len(s) + 1 for s in stop) - 2
-    second = one_line("; ".join(parts), min(SUMMARY_LINE_CAP, room), "...")
-    while len(second.encode()) > room:  # non-ASCII notes: cut by bytes
-        second = second[:-4] + "..."
-    return [head, second, *stop]

@@ -28,7 +28,7 @@ def ar_command(cfg: Config, *args: str) -> str:
     return " ".join(["python", f"{shown_path(cfg, cfg.expr_dir)}/ar.py", *args])
 
 
-def _fmt_seconds(value) -> str:
+def fmt_seconds(value) -> str:
     return f"{value:g}s" if isinstance(value, (int, float)) else ""
 
 
@@ -59,11 +59,33 @@ def head_line(result: dict, session: Session, rows: list[dict]) -> str:
     p = result["primary"]
     value = p["value"]
     shown = f"{value:.6g}" if isinstance(value, float) else (value if value is not None else "-")
-    budget = _fmt_seconds(result.get("budget_seconds"))
+    budget = fmt_seconds(result.get("budget_seconds"))
     wall = f"{result['wall_seconds']:.1f}s" + (f" of {budget}" if budget else "")
     return f"{result['run_id']} {result['status']}/{result['verdict']} {p['name']}={shown} ({wall})" + counts(
         session, rows
     )
+
+
+def verdict_counts(counts: dict) -> str:
+    """`verdicts: advance=1, revert=2 over 3 candidates; re-runs: 4 repeats, 1 confirmation (advance=1)`.
+
+    `counts` is {(kind, verdict): runs} with kind candidate / repeat / confirm (verdict.row_kind).
+    """
+
+    def by_verdict(kind: str) -> str:
+        return ", ".join(f"{v}={counts[(kind, v)]}" for v in verdict.VERDICTS if counts.get((kind, v)))
+
+    def total(kind: str) -> int:
+        return sum(n for (k, _), n in counts.items() if k == kind)
+
+    candidates = total("candidate")
+    line = f"verdicts: {by_verdict('candidate')} over {candidates} candidate(s)" if candidates else "verdicts: none"
+    repeats, confirms = total("repeat"), total("confirm")
+    if repeats or confirms:
+        line += f"; re-runs: {repeats} repeat(s), {confirms} confirmation(s)"
+        if confirms:
+            line += f" ({by_verdict('confirm')})"
+    return line
 
 
 def stop_in_force(cfg: Config, session: Session) -> str | None:

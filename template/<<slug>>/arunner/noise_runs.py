@@ -181,8 +181,11 @@ def _wanted(state: dict, session: Session, best: dict) -> int:
     return have + noise.REMEASURE_BEST if state.get("measured") != best["run_id"] else have
 
 
-def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, parallel: bool = False) -> list[dict]:
-    """Measure the best again until it has the runs it should (see _wanted); returns their results.
+def finish_repeats(
+    cfg: Config, session: Session, seconds, live, launch=None, parallel: bool = False
+) -> list[tuple[dict, str]]:
+    """Measure the best again until it has the runs it should (see _wanted); returns (result, kind) of each:
+    kind `repeat` for the first baseline's runs, `remeasure` for a later best's.
 
     The first baseline gets `repeats` runs: the spread. Each later best gets
     REMEASURE_BEST fresh runs, so its value is the mean of several and not the lucky
@@ -198,6 +201,7 @@ def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, pa
         return []
     first = _group_of(state, best["run_id"]) or best["run_id"]
     baseline = not state["groups"]
+    kind = "repeat" if baseline else "remeasure"
     wanted = _wanted(state, session, best)
     group = dict(state["groups"].get(first) or {best["run_id"]: float(best["primary"]["value"])})
     if wanted <= len(group):
@@ -217,7 +221,7 @@ def finish_repeats(cfg: Config, session: Session, seconds, live, launch=None, pa
             if result["verdict"] == "advance":  # a repeat measures the best again; it never replaces it
                 result["verdict"], result["improved_over_best"] = "revert", False
             commit(cfg, session, run, result, best)
-            results.append(result)
+            results.append((result, kind))
             if result["valid"]:
                 group[run.run_id] = float(result["primary"]["value"])
                 for run_id, value in group.items():

@@ -84,6 +84,13 @@ def decide(
 RERUN_PREFIXES = ("repeat of r", "confirms r")  # ledger notes of re-runs: a plateau does not count them
 
 
+def row_kind(note: str) -> str:
+    """What a ledger row measured, from its note: `repeat` (of a baseline or a best), `confirm` or `candidate`."""
+    if note.startswith(RERUN_PREFIXES[0]):
+        return "repeat"
+    return "confirm" if note.startswith(RERUN_PREFIXES[1]) else "candidate"
+
+
 def termination(session, recent: list[dict], total: int, this_primary: float | None, direction: str) -> str | None:
     """Which condition (if any) says the loop should stop.
 

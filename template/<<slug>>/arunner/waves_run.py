@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import best as best_state
-from . import candidates, integrity, ledger, noise, noise_runs, slots, verdict, wave
+from . import candidates, integrity, ledger, messages, noise, noise_runs, output, slots, verdict, wave
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, remove
@@ -47,9 +47,6 @@ from .text import one_line
 
 WAVE_FILE = ".ar-wave.json"  # exists while a wave is in flight: names it for `status` and repair
 JOB_FILE = ".slurm_job"  # in runs/rNNNN/: the Slurm job id, written right after sbatch (a dot file: never a checkpoint)
-SHOWN_CANDIDATES = 8  # lines of `run` output, one per candidate; the rest are counted
-CANDIDATE_LINE_CAP = 76  # characters of one candidate line (8 lines + summary stay under 800 bytes)
-SUMMARY_CAP = 130  # characters of the summary line
 FAULT_POINTS = ("wave.allocated", "wave.judged", "wave.committed", "wave.restored")
 
 
@@ -69,11 +66,20 @@ def run(cfg: Config, session: Session, seconds: int | None, live: bool) -> list[
         if (cfg.expr_dir / WAVE_FILE).exists():  # a wave was cut short: finish it under the lock first
             with iteration.ExperimentLock(cfg.expr_dir):
                 _repair(cfg)
-        return iteration.summary_lines(cfg, iteration.run_once(cfg, session, seconds, live))
-    results, wave_id, slot_count, requeued = run_wave(cfg, session, seconds, live)
+        return _iteration_lines(cfg, session, iteration.run_once(cfg, session, seconds, live))
+    runs, wave_id, slot_count, requeued, labels = run_wave(cfg, session, seconds, live)
     if wave_id is None:
-        return iteration.summary_lines(cfg, results[0])
-    return wave_summary(cfg, results, wave_id, slot_count, requeued)
+        return _iteration_lines(cfg, session, runs)
+    return output.wave_lines(runs, labels, wave_id, slot_count, requeued)
+
+
+def _iteration_lines(cfg: Config, session: Session, runs: list[tuple[dict, str]]) -> list[str]:
+    rows = ledger.read(cfg.expr_dir / "results.tsv")
+    extra = []
+    found = noise_runs.spread(noise_runs.load(cfg.expr_dir))
+    if found and any(kind == "repeat" for _, kind in runs):  # the spread the first baseline's runs measured
+        extra.append(f"noise: sigma={found.sigma:.4g} (df {found.df}), margin k={noise_runs.margin_k(session):g}")
+    return output.iteration_lines(cfg, runs, messages.counts(session, rows), best_state.read_best(cfg.expr_dir), extra)
 
 
 # ----------------------------------------------------------------------------- repair
@@ -185,7 +191,8 @@ def _error_result(exc: BaseException) -> LaunchResult:
 def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
     """Run the queue (or train.py itself when it is empty) as one wave.
 
-    Returns (results in run order, wave id or None for a wave of train.py alone, slot count, requeued ids).
+    Returns ((result, kind) of every run in run order, wave id or None for a wave of train.py alone,
+    slot count, requeued ids, {run id: candidate id}).
     """
     from . import iteration
 
@@ -194,7 +201,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
     with iteration.ExperimentLock(expr):
         _repair(cfg)
         reruns = _rerun_launcher(cfg, session, seconds, live)
-        noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)  # a SIGKILL cut them short
+        before = noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)  # cut short by a kill
         best = best_state.read_best(expr)
         queued = candidates.list_queued(expr)
         if queued:
@@ -305,21 +312,19 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
                 current = best_state.read_best(expr)
             if i == 0:
                 fault_point("wave.committed")
-        results = [res for _, res in judged]
+        done = [*before, *((res, "candidate") for _, res in judged)]
         if to_confirm and winner is None:  # before the wave ends: every confirmation at once, one advance at most
             confirmed = noise_runs.confirm_many(cfg, session, to_confirm, best, reruns, wave_id)
-            results += confirmed
+            done += [(res, "confirm") for res in confirmed]
             current = best_state.read_best(expr)
-            if not wave_id:
-                results = confirmed
-        if any(res["verdict"] == "advance" for res in results):  # the new best measured again, all at once
-            noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)
+        if any(res["verdict"] == "advance" for res, _ in done):  # the new best measured again, all at once
+            done += noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)
             current = best_state.read_best(expr)
         if wave_id:
             restore_train_py(expr, current)  # once, at the end: the queue's train.py files are the runs' snapshots
             fault_point("wave.restored")
             remove(expr / WAVE_FILE)
-        return results, wave_id, len(wave_slots), requeued
+        return done, wave_id, len(wave_slots), requeued, ids if wave_id else {}
 
 
 def _rerun_launcher(cfg: Config, session: Session, seconds: int | None, live: bool):
@@ -383,37 +388,3 @@ def _settle(cfg: Config, session: Session, results: list[dict], winner, wave_id,
         res["terminated_by"], res["should_terminate"] = stop, stop is not None
         recent = [] if res["verdict"] == "advance" else [*recent, row]
         total += 1
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def _value(result: dict) -> str:
-    p = result["primary"]
-    v = p["value"]
-    return f"{p['name']}={v:.6g}" if isinstance(v, float) else f"{p['name']}={v if v is not None else '-'}"
-
-
-def wave_summary(cfg: Config, results: list[dict], wave_id: str, slot_count: int, requeued: list[str]) -> list[str]:
-    """One line per candidate (up to SHOWN_CANDIDATES, then a count) and one summary line: under 800 bytes."""
-    lines = []
-    for res in results[:SHOWN_CANDIDATES]:
-        head = f"{res['run_id']} {res['status']}/{res['verdict']} {_value(res)} ({res['wall_seconds']:.1f}s)"
-        cand = res["note"].split(":")[0] if res["note"][:1] == "c" and ":" in res["note"][:12] else ""
-        lines.append(one_line(f"{head} {cand}", CANDIDATE_LINE_CAP))
-    if len(results) > SHOWN_CANDIDATES:
-        lines.append(f"... and {len(results) - SHOWN_CANDIDATES} more (ar.py status --last {len(results)})")
-    winner = next((r for r in results if r["verdict"] == "advance"), None)
-    summary = f"wave {wave_id}: {len(results)} candidate(s) on {slot_count} slot(s); "
-    if winner:
-        summary += f"winner {winner['run_id']} is the new best, train.py is its snapshot"
-    else:
-        summary += "no advance, train.py is the best snapshot"
-    if requeued:
-        summary += f"; queued again: {','.join(requeued)}"
-    crashed = [r["run_id"] for r in results if r["status"] in ("crash", "timeout", "unclean")]
-    if crashed:
-        summary += f"; see: ar.py tail --run {crashed[0]}"
-    if results and results[-1]["should_terminate"]:
-        summary += f"; STOP: terminated_by={results[-1]['terminated_by']}"
-    return [*lines, one_line(summary, SUMMARY_CAP)]
