@@ -285,14 +285,21 @@ def test_host_seed_option_is_detected_when_overrides_lack_it(rendered_once, tmp_
 def test_plateau_skips_repeats_and_confirmations():
     from arunner import verdict
     from arunner.config import Session
+    from arunner.tally import Tally
 
-    rows = [
-        {"status": "ok", "verdict": "revert", "note": "repeat of r0001 (seed 1)"},
-        {"status": "ok", "verdict": "revert", "note": "try x | needs confirmation (+1.0 SE, 4.53 needed at once)"},
-        {"status": "ok", "verdict": "revert", "note": "confirms r0003 (seed 1) | not confirmed"},
-    ]
-    assert verdict.termination(Session(plateau=2), rows, 4, 1.0, "min") is None  # one candidate, not three
-    assert verdict.termination(Session(plateau=1), rows, 4, 1.0, "min") == "plateau"
+    summary = Tally().after("r0001", "ok", "advance", "baseline", 1.0)
+    for number, note in enumerate(
+        [
+            "repeat of r0001 (seed 1)",
+            "try x | needs confirmation (+1.0 SE, 4.53 needed at once)",
+            "confirms r0003 (seed 1) | not confirmed",
+        ],
+        start=2,
+    ):
+        summary = summary.after(f"r{number:04d}", "ok", "revert", note, 1.0)
+    assert (summary.rows, summary.plateau) == (4, 1)  # one candidate, not three
+    assert verdict.termination(Session(plateau=2), summary.plateau, summary.rows, 1.0, "min") is None
+    assert verdict.termination(Session(plateau=1), summary.plateau, summary.rows, 1.0, "min") == "plateau"
 
 
 @pytest.mark.parametrize(

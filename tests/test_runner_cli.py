@@ -258,3 +258,23 @@ def test_run_ids_have_one_parser_and_one_formatter(tmp_path):
     assert runs.next_run_id(runs.run_numbers(tmp_path)) == "r10001"
     assert runs.run_dir_of(tmp_path, 2) == runs.run_dir_of(tmp_path, "r0002") == tmp_path / "runs" / "r0002"
     assert sorted(["r10000", "r9999"], key=runs.run_key) == ["r9999", "r10000"]
+
+
+def test_running_summary_agrees_with_the_ledger_and_is_rebuilt_when_stale(minimal_expr: Experiment):
+    minimal_expr.ar("session", "--plateau", "5")
+    minimal_expr.run()
+    minimal_expr.edit("'lr': 0.1,", "'lr': 0.3,")
+    minimal_expr.run()
+    summary = minimal_expr.dir / ".ar-tally.json"
+    kept = json.loads(summary.read_text())
+    assert (kept["rows"], kept["plateau"], kept["last_run"]) == (2, 1, "r0002")
+    summary.unlink()  # rebuilt from one full read: the same numbers
+    assert "2 runs" in minimal_expr.ar("status", "--compact").stdout
+    assert json.loads(summary.read_text()) == kept
+    # a row the summary never saw (a kill between the row and the summary): noticed, rebuilt
+    row = minimal_expr.rows()[-1]
+    with open(minimal_expr.dir / "results.tsv", "a") as fh:
+        fh.write("\t".join([*(row[k] for k in list(row)[:-1]), "typed by hand"]).replace("r0002", "r0003", 1) + "\n")
+    status = minimal_expr.ar("status").stdout
+    assert "3 runs" in status and "verdicts: advance=1, revert=2 over 3 candidate(s)" in status, status
+    assert "r0003\tok\trevert" in status and json.loads(summary.read_text())["plateau"] == 2

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, noise_runs, verdict
+from . import integrity, ledger, noise_runs, tally, verdict
 from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
@@ -30,34 +29,26 @@ def _fmt(value) -> str:
 
 
 def status(cfg: Config, args) -> tuple[list[str], int]:
-    rows = ledger.read(cfg.expr_dir / "results.tsv")
+    summary = tally.load(cfg.expr_dir)  # never a full read of a ledger that may hold 10,000 rows
     best = best_state.read_best(cfg.expr_dir)
     session = Session.load(cfg.expr_dir)
-    counts = Counter((verdict.row_kind(r["note"]), r["verdict"]) for r in rows)
     lines = [
-        f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {len(rows)} runs, "
+        f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {summary.rows} runs, "
         f"budget {run_budget(cfg, session, None)}s per run"
     ]
-    last = _last_result(cfg, rows)
+    last = _last_result(cfg, summary.last_run)
     if last:
-        lines.append("last: " + head_line(last, session, rows))
+        lines.append("last: " + head_line(last, session, summary))
     if best:
         lines.append(f"best {_fmt(best['primary']['value'])} at {best['run_id']}")
     else:
         lines.append("best: none yet")
-    lines.append(verdict_counts(counts))
+    lines.append(verdict_counts(summary.by_kind()))
     lines.append(session.describe())
     lines.append(integrity.describe(cfg, session))
     lines.append(noise_runs.status_line(cfg.expr_dir, session))
-    if rows:
-        recent, _ = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
-        stop = verdict.termination(
-            session,
-            recent,
-            len(rows),
-            rows[-1]["primary_value"] if rows[-1]["valid"] == "true" else None,
-            cfg.primary_direction,
-        )
+    if summary.rows:
+        stop = verdict.termination(session, summary.plateau, summary.rows, summary.last_value, cfg.primary_direction)
         if stop:
             lines.append(f"STOP: terminated_by={stop}")
     train = cfg.expr_dir / "train.py"
@@ -83,18 +74,18 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         return lines[:COMPACT_LINES], 0
     lines.append("")
     lines.append("run_id\tstatus\tverdict\tprimary\tnote")
-    for r in rows[-args.last :]:
+    for r in ledger.last_rows(cfg.expr_dir / ledger.LEDGER, args.last):
         lines.append(
             f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:STATUS_NOTE_CAP]}"
         )
     return lines, 0
 
 
-def _last_result(cfg: Config, rows: list[dict]) -> dict | None:
+def _last_result(cfg: Config, run_id: str) -> dict | None:
     """The last ledger row's result.json (None when there is none or it cannot be read)."""
-    if not rows:
+    if not run_id:
         return None
-    path = run_dir_of(cfg.expr_dir, rows[-1]["run_id"]) / "result.json"
+    path = run_dir_of(cfg.expr_dir, run_id) / "result.json"
     try:
         result = read_json(path, "run result", "delete that run's row or folder", default=None)
     except UserError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import evaluate, ledger, protect, verdict
+from . import evaluate, protect
 from .config import Config, Session
 from .errors import UserError
 from .record import primary_field, result_record
@@ -122,10 +122,6 @@ def after_training(cfg: Config, session: Session, run, measured) -> dict:
 
 def refused(cfg: Config, session: Session, run, best: dict | None, note: str) -> dict:
     """The result of a run the guard refused: invalid/revert, never trained."""
-    recent, total = ledger.since_last_advance(cfg.expr_dir / "results.tsv")
-    stop = verdict.termination(
-        session, [*recent, {"status": "invalid", "verdict": "revert"}], total + 1, None, cfg.primary_direction
-    )
     return result_record(
         run.run_id,
         started_at=run.started_at,
@@ -135,7 +131,6 @@ def refused(cfg: Config, session: Session, run, best: dict | None, note: str) ->
         log_path=str(Path(run.run_dir) / "run.log"),
         note=" | ".join(n for n in (run.note, f"refused before training: {note}") if n),
         previous_best_run_id=(best or {}).get("run_id"),
-        terminated_by=stop,
     )
 
 

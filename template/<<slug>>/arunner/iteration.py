@@ -169,12 +169,11 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         checked = integrity.after_training(cfg, session, run, measured)  # files again; the evaluator decides
 
         # -- judge against the best as it was when the run started
-        history = ledger.since_last_advance(expr / "results.tsv")
-        result = {**judge(cfg, session, run, launched, measured, best, history), **checked}
+        result = {**judge(cfg, session, run, launched, measured, best), **checked}
         action = None
         if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
             value = float(result["primary"]["value"])
-            action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
+            action = noise_runs.apply_rule(cfg, session, result, [value], best, source)
         if remark:  # said, never silent: a baseline run, or the best re-run unchanged
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 

@@ -16,6 +16,7 @@ from .record import RESULT_FIELDS
 from .runs import parse_run_id
 from .text import one_line
 
+LEDGER = "results.tsv"  # in the experiment folder
 NOTE_CAP = 200  # characters of the note column
 CELL_CAP = 400  # characters of any other cell
 REPAIR_TAIL_BYTES = 65536  # a row cut short by a kill is far shorter than this
@@ -125,6 +126,31 @@ def read(path: Path) -> list[dict]:
             raise UserError(
                 f"{path}: line {number}: primary_value {row['primary_value']!r} is not a number; fix that line"
             ) from None
+        rows.append(row)
+    return rows
+
+
+def last_rows(path: Path, count: int) -> list[dict]:
+    """The last `count` rows, read from the file's tail (cheap at any ledger size); rows that do not parse are skipped."""
+    want = LAST_ROW_BYTES * 4
+    while True:
+        data = read_tail(path, want)
+        whole = len(data) < want
+        lines = data.decode("utf-8", errors="replace").split("\n")[(0 if whole else 1) :]
+        found = [line.rstrip("\r") for line in lines if line.strip() and not line.startswith(COLUMNS[0] + "\t")]
+        if len(found) >= count or whole:
+            break
+        want *= 4
+    rows = []
+    for line in found[-count:]:
+        cells = line.split("\t")
+        if len(cells) != len(COLUMNS):
+            continue
+        row = dict(zip(COLUMNS, cells))
+        try:
+            row["primary_value"] = float(row["primary_value"]) if row["primary_value"] else None
+        except ValueError:
+            row["primary_value"] = None
         rows.append(row)
     return rows
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ledger, verdict
+from . import tally, verdict
 from .config import Config, Session
 from .errors import UserError
+from .tally import Tally
 
 SEP = " · "  # between the parts of a run's first line
 
@@ -32,37 +33,23 @@ def fmt_seconds(value) -> str:
     return f"{value:g}s" if isinstance(value, (int, float)) else ""
 
 
-def plateau_count(rows: list[dict]) -> int:
-    """ok runs since the last advance (what `session --plateau N` counts: re-runs of the noise rule aside)."""
-    count = 0
-    for row in reversed(rows):
-        if row["verdict"] == "advance":
-            break
-        if row["status"] == "ok" and not (row.get("note") or "").startswith(verdict.RERUN_PREFIXES):
-            count += 1
-    return count
-
-
-def counts(session: Session, rows: list[dict]) -> str:
+def counts(session: Session, summary: Tally) -> str:
     """` · run 4/10 · plateau 2/4`: the run count (against max_runs) and the plateau count, when set."""
-    parts = [f"run {len(rows)}" + (f"/{session.max_runs}" if session.max_runs and not session.unlimited else "")]
+    parts = [f"run {summary.rows}" + (f"/{session.max_runs}" if session.max_runs and not session.unlimited else "")]
     if session.plateau and not session.unlimited:
-        parts.append(f"plateau {plateau_count(rows)}/{session.plateau}")
+        parts.append(f"plateau {summary.plateau}/{session.plateau}")
     return "".join(SEP + p for p in parts)
 
 
-def head_line(result: dict, session: Session, rows: list[dict]) -> str:
-    """`r0004 ok/revert val_loss=0.85 (19.0s of 20s) · run 4/10 · plateau 2/4`.
-
-    `rows` is the ledger with this run's row included.
-    """
+def head_line(result: dict, session: Session, summary: Tally) -> str:
+    """`r0004 ok/revert val_loss=0.85 (19.0s of 20s) · run 4/10 · plateau 2/4` (`summary`: the ledger's, this run in)."""
     p = result["primary"]
     value = p["value"]
     shown = f"{value:.6g}" if isinstance(value, float) else (value if value is not None else "-")
     budget = fmt_seconds(result.get("budget_seconds"))
     wall = f"{result['wall_seconds']:.1f}s" + (f" of {budget}" if budget else "")
     return f"{result['run_id']} {result['status']}/{result['verdict']} {p['name']}={shown} ({wall})" + counts(
-        session, rows
+        session, summary
     )
 
 
@@ -90,14 +77,10 @@ def verdict_counts(counts: dict) -> str:
 
 def stop_in_force(cfg: Config, session: Session) -> str | None:
     """The termination condition that already holds before another run (None: runs may go on)."""
-    path = cfg.expr_dir / "results.tsv"
-    rows = ledger.read(path)
-    if not rows and not session.stopped:
+    summary = tally.load(cfg.expr_dir)
+    if not summary.rows and not session.stopped:
         return None
-    recent, _ = ledger.since_last_advance(path)
-    last = rows[-1] if rows else None
-    value = last["primary_value"] if last and last["valid"] == "true" else None
-    return verdict.termination(session, recent, len(rows), value, cfg.primary_direction)
+    return verdict.termination(session, summary.plateau, summary.rows, summary.last_value, cfg.primary_direction)
 
 
 def refuse_after_stop(cfg: Config, session: Session) -> None:

@@ -157,12 +157,12 @@ def allocate_rerun(cfg: Config, *, of_id: str, source: bytes, attempt: int, kind
     return run, env
 
 
-def _judged(cfg: Config, session: Session, run, launched, best, history=None) -> dict:
+def _judged(cfg: Config, session: Session, run, launched, best) -> dict:
     from .steps import judge, measure
 
     measured = measure(cfg, run, launched)
     checked = integrity.after_training(cfg, session, run, measured)
-    return {**judge(cfg, session, run, launched, measured, best, history), **checked}
+    return {**judge(cfg, session, run, launched, measured, best), **checked}
 
 
 def _group_of(state: dict, run_id: str) -> str | None:
@@ -256,7 +256,7 @@ def _crashed_repeats(expr: Path, first: str) -> int:
 
 
 def apply_rule(
-    cfg: Config, session: Session, result: dict, values: list[float], best: dict | None, source: bytes, history
+    cfg: Config, session: Session, result: dict, values: list[float], best: dict | None, source: bytes
 ) -> str:
     """The noise rule on a judged candidate (its 1 or 2 valid runs): changes `result`; returns the action."""
     state = load(cfg.expr_dir)
@@ -285,15 +285,6 @@ def apply_rule(
     result["margin"] = None if j.margin is None else round(j.margin, 4)
     if j.note:
         result["note"] = " | ".join(n for n in (result["note"], j.note) if n)
-    recent, total = history
-    result["terminated_by"] = verdict.termination(
-        session,
-        [*recent, {"status": result["status"], "verdict": result["verdict"], "note": result["note"]}],
-        total + 1,
-        result["primary"]["value"] if result["valid"] else None,
-        cfg.primary_direction,
-    )
-    result["should_terminate"] = result["terminated_by"] is not None
     return j.action
 
 
@@ -342,16 +333,15 @@ def confirm_many(cfg: Config, session: Session, pending, best: dict | None, laun
         allocate_rerun(cfg, of_id=first["run_id"], source=source, attempt=1, kind="confirm")
         for first, source in pending
     ]
-    history = ledger.since_last_advance(expr / "results.tsv")
     decided = []
     for (first, source), (run, _), launched in zip(pending, items, launch(items)):
-        result = {**_judged(cfg, session, run, launched, best, history), "confirms": first["run_id"], "wave": wave_id}
+        result = {**_judged(cfg, session, run, launched, best), "confirms": first["run_id"], "wave": wave_id}
         values = [float(first["primary"]["value"])]
         if result["valid"]:
             values.append(float(result["primary"]["value"]))
             add_value(expr, first["run_id"], first["run_id"], values[0])
             add_value(expr, first["run_id"], run.run_id, values[1])
-            apply_rule(cfg, session, result, values, best, source, history)
+            apply_rule(cfg, session, result, values, best, source)
         elif result["verdict"] == "advance":
             result["verdict"] = "revert"
         decided.append((run, result, values))

@@ -7,7 +7,6 @@ Stdlib only. A seed-like name is `seed`, `random_seed` or anything ending in
 from __future__ import annotations
 
 import ast
-import copy
 
 SEED_ENV = "AR_SEED"  # every repeat and confirmation gets its seed here, whether or not the host takes one
 SEED_CALLS = {  # calls whose arguments are seeds: torch, random, numpy, transformers, lightning, jax
@@ -164,17 +163,19 @@ def _target_name(target) -> str | None:
     return None
 
 
-def _shape(tree, blank: bool) -> str:
-    tree = copy.deepcopy(tree)
-    if blank:
-        tree = _Blank().visit(tree)
-    else:  # RUN_NOTE only: a changed note is not a changed program
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                if any(_target_name(t) == NOTE_NAME for t in targets) and node.value is not None:
-                    node.value = ast.Constant(_PLACEHOLDER)
+def _without_note(tree) -> str:
+    """The tree's dump with RUN_NOTE's value blanked, in place (a changed note is not a changed program)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(_target_name(t) == NOTE_NAME for t in targets) and node.value is not None:
+                node.value = ast.Constant(_PLACEHOLDER)
     return ast.dump(tree, include_attributes=False)
+
+
+def _without_seeds(tree) -> str:
+    """The tree's dump with every seed value (and RUN_NOTE) blanked, in place."""
+    return ast.dump(_Blank().visit(tree), include_attributes=False)
 
 
 def not_an_improvement(candidate_source: str, best_source: str) -> str | None:
@@ -191,8 +192,9 @@ def not_an_improvement(candidate_source: str, best_source: str) -> str | None:
         candidate, best = ast.parse(candidate_source), ast.parse(best_source)
     except (SyntaxError, ValueError):
         return None
-    if _shape(candidate, blank=False) == _shape(best, blank=False):
+    # Both trees are changed in place (no deep copies: they cost more than the parse), note first, then seeds.
+    if _without_note(candidate) == _without_note(best):
         return "train.py is the best's code (RUN_NOTE aside): a re-run measures noise, not an improvement"
-    if _shape(candidate, blank=True) == _shape(best, blank=True):
+    if _without_seeds(candidate) == _without_seeds(best):
         return "only a seed changed from the best: a lucky seed is not an improvement"
     return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import best as best_state
-from . import checkpoints, ledger, verdict
+from . import checkpoints, ledger, tally, verdict
 from .config import LAUNCHERS, PYTHON_RE, Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
@@ -299,13 +299,8 @@ def judge(
     launched: LaunchResult,
     measured: Measured,
     best: dict | None,
-    history: tuple[list[dict], int] | None = None,
 ) -> dict:
-    """The run's result record, judged against `best`; writes nothing.
-
-    `history` is (ledger rows since the last advance, total rows) before this run;
-    read from results.tsv when not given.
-    """
+    """The run's result record, judged against `best`; writes nothing (termination is commit's)."""
     best_value = (best or {}).get("primary", {}).get("value")
     decision = verdict.decide(
         measured.status,
@@ -324,15 +319,6 @@ def judge(
         notes.append(exception)
     elif measured.status in ("crash", "timeout", "unclean") and launched.last_line:
         notes.append(f"last log line: {launched.last_line}")
-    recent, total = history if history is not None else ledger.since_last_advance(cfg.expr_dir / "results.tsv")
-    this_row = {"status": decision.status, "verdict": decision.verdict}
-    stop = verdict.termination(
-        session,
-        [*recent, this_row],
-        total + 1,
-        measured.value if decision.valid else None,
-        cfg.primary_direction,
-    )
     return result_record(
         run.run_id,
         started_at=run.started_at,
@@ -350,7 +336,6 @@ def judge(
         note=" | ".join(n for n in notes if n),
         checkpoint=measured.checkpoint,
         exit_code=launched.exit_code,
-        terminated_by=stop,
     )
 
 
@@ -366,6 +351,10 @@ def commit(
     then promote (advance) or restore train.py, the ledger row, result.json, prune.
     """
     expr = cfg.expr_dir
+    before = tally.load(expr)  # termination is decided here, once, from the ledger's running summary
+    after = before.after_result(result)
+    stop = verdict.termination(session, after.plateau, after.rows, after.last_value, cfg.primary_direction)
+    result["terminated_by"], result["should_terminate"] = stop, stop is not None
     lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
     primary, n = result["primary"], 1
     if values and len(values) > 1:  # a confirmed candidate: the best's value is the mean of its runs
@@ -381,7 +370,8 @@ def commit(
     else:
         restore_train_py(expr, best)
     fault_point("run.restored")
-    ledger.append(expr / "results.tsv", result)
+    ledger.append(expr / ledger.LEDGER, result)
+    tally.recorded(expr, before, result)
     fault_point("run.ledger")
     ledger.write_result(run.run_dir, result)
     fault_point("run.recorded")

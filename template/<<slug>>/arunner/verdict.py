@@ -91,10 +91,11 @@ def row_kind(note: str) -> str:
     return "confirm" if note.startswith(RERUN_PREFIXES[1]) else "candidate"
 
 
-def termination(session, recent: list[dict], total: int, this_primary: float | None, direction: str) -> str | None:
+def termination(session, plateau: int, total: int, this_primary: float | None, direction: str) -> str | None:
     """Which condition (if any) says the loop should stop.
 
-    `recent` = ledger rows after the last advance, this run included; `total` = every run, this one included.
+    `plateau` = ok candidate runs since the last advance, this run included (re-runs of the
+    noise rule are not candidates); `total` = every run, this one included.
     """
     if session.stopped:
         return "manual"
@@ -104,15 +105,8 @@ def termination(session, recent: list[dict], total: int, this_primary: float | N
         reached = this_primary <= session.threshold if direction == "min" else this_primary >= session.threshold
         if reached:
             return "primary_threshold"
-    if session.plateau:
-        ok_since_advance = 0
-        for row in reversed(recent):
-            if row["verdict"] == "advance":
-                break
-            if row["status"] == "ok" and not (row.get("note") or "").startswith(RERUN_PREFIXES):
-                ok_since_advance += 1
-        if ok_since_advance >= session.plateau:
-            return "plateau"
+    if session.plateau and plateau >= session.plateau:
+        return "plateau"
     if session.max_runs and total >= session.max_runs:
         return "max_runs"
     return None

@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import best as best_state
-from . import candidates, integrity, ledger, messages, noise, noise_runs, output, slots, verdict, wave
+from . import candidates, integrity, ledger, messages, noise, noise_runs, output, slots, tally, verdict, wave
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, remove
@@ -74,12 +74,12 @@ def run(cfg: Config, session: Session, seconds: int | None, live: bool) -> list[
 
 
 def _iteration_lines(cfg: Config, session: Session, runs: list[tuple[dict, str]]) -> list[str]:
-    rows = ledger.read(cfg.expr_dir / "results.tsv")
     extra = []
     found = noise_runs.spread(noise_runs.load(cfg.expr_dir))
     if found and any(kind == "repeat" for _, kind in runs):  # the spread the first baseline's runs measured
         extra.append(f"noise: sigma={found.sigma:.4g} (df {found.df}), margin k={noise_runs.margin_k(session):g}")
-    return output.iteration_lines(cfg, runs, messages.counts(session, rows), best_state.read_best(cfg.expr_dir), extra)
+    counts = messages.counts(session, tally.load(cfg.expr_dir))
+    return output.iteration_lines(cfg, runs, counts, best_state.read_best(cfg.expr_dir), extra)
 
 
 # ----------------------------------------------------------------------------- repair
@@ -263,7 +263,6 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
         )
 
         # -- measure and judge each against the best of the wave's start
-        history = ledger.since_last_advance(expr / "results.tsv")
         judged, requeued, to_confirm = [], [], []
         for r in runs:
             if r.run_id in refused:
@@ -278,12 +277,12 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             launched = outcome.result or _error_result(outcome.error or RuntimeError("it never started"))
             measured = measure(cfg, r, launched)
             checked = integrity.after_training(cfg, session, r, measured)  # files again; the evaluator decides
-            result = {**judge(cfg, session, r, launched, measured, best, history), **checked}
+            result = {**judge(cfg, session, r, launched, measured, best), **checked}
             result["wave"] = wave_id
             if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
                 source = (r.run_dir / "train.py").read_bytes()
                 value = float(result["primary"]["value"])
-                if noise_runs.apply_rule(cfg, session, result, [value], best, source, history) == noise.CONFIRM:
+                if noise_runs.apply_rule(cfg, session, result, [value], best, source) == noise.CONFIRM:
                     to_confirm.append((result, source))
             job = getattr(launched, "job_id", "")
             if job:
@@ -297,7 +296,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
                 result["note"] = " | ".join(n for n in (result["note"], extra) if n)
             judged.append((r, result))
         winner = _pick_winner(cfg, [res for _, res in judged])
-        _settle(cfg, session, [res for _, res in judged], winner, wave_id, history)
+        _settle([res for _, res in judged], winner, wave_id)
         lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
         for r, result in judged:  # every decision on disk before any commit: repair finishes each as decided
             record = best_record(r.run_id, result["primary"], lineage)
@@ -368,23 +367,16 @@ def _pick_winner(cfg: Config, results: list[dict]) -> dict | None:
     return winner
 
 
-def _settle(cfg: Config, session: Session, results: list[dict], winner, wave_id, history) -> None:
-    """At most one advance per wave; notes name the winner; termination over the wave's rows in run order."""
-    if wave_id:
-        for res in results:
-            if res is winner or res["status"] != "ok":
-                continue
-            if res["verdict"] == "advance":
-                res["verdict"] = "revert"
-                why = f"beat the best but {winner['run_id']} won wave {wave_id}"
-            else:
-                why = f"wave {wave_id} winner: {winner['run_id'] if winner else 'none'}"
-            res["note"] = " | ".join(n for n in (res["note"], why) if n)
-    recent, total = list(history[0]), history[1]
+def _settle(results: list[dict], winner, wave_id) -> None:
+    """At most one advance per wave; notes name the winner."""
+    if not wave_id:
+        return
     for res in results:
-        row = {"status": res["status"], "verdict": res["verdict"]}
-        value = res["primary"]["value"] if res["valid"] else None
-        stop = verdict.termination(session, [*recent, row], total + 1, value, cfg.primary_direction)
-        res["terminated_by"], res["should_terminate"] = stop, stop is not None
-        recent = [] if res["verdict"] == "advance" else [*recent, row]
-        total += 1
+        if res is winner or res["status"] != "ok":
+            continue
+        if res["verdict"] == "advance":
+            res["verdict"] = "revert"
+            why = f"beat the best but {winner['run_id']} won wave {wave_id}"
+        else:
+            why = f"wave {wave_id} winner: {winner['run_id'] if winner else 'none'}"
+        res["note"] = " | ".join(n for n in (res["note"], why) if n)
