@@ -138,11 +138,13 @@ class Experiment:
 
     def run(self, *args: str, **kw) -> dict:
         """One `ar.py run`; returns the result.json of the run that decided (the last candidate or
-        confirmation it printed: every run it made has a line `rNNNN <kind> ...`)."""
+        confirmation it printed: every run it made has a line `rNNNN <kind> ...`; older releases
+        printed the deciding run first)."""
         proc = self.ar("run", *args, **kw)
         assert len(proc.stdout.splitlines()) <= 8 and len(proc.stdout.encode()) <= 400, proc.stdout
         printed = [line.split()[:2] for line in proc.stdout.splitlines() if line[:1] == "r" and " " in line]
-        run_id = [words[0] for words in printed if words[1] in ("candidate", "confirm")][-1]
+        deciding = [words[0] for words in printed if words[1] in ("candidate", "confirm")]
+        run_id = deciding[-1] if deciding else proc.stdout.split()[0]  # a release before kinds were printed
         return json.loads((self.dir / "runs" / run_id / "result.json").read_text())
 
     def start_run(self, wait_for: str = "run.log") -> subprocess.Popen:

@@ -18,7 +18,7 @@ import time
 import pytest
 from conftest import Experiment, answers
 
-from arunner import snapshots, waves_run
+from arunner import iteration, snapshots
 
 WAVE_ANSWERS = answers(cli_args="{lr: 0.1, sleep: 0.0}", slug="261202-waves")
 RECORDER = """
@@ -82,7 +82,7 @@ def check_invariants(expr: Experiment) -> None:
     if best:
         assert recorded[best["run_id"]]["verdict"] == "advance"
         assert expr.train_py.read_bytes() == snapshots.restore_target(expr.dir, best)
-    assert not (expr.dir / waves_run.WAVE_FILE).exists()
+    assert not (expr.dir / iteration.WAVE_FILE).exists()
 
 
 def intervals(expr: Experiment, run_ids) -> list[tuple[str, float, float]]:
@@ -191,7 +191,7 @@ def test_bad_inputs_are_one_line(wexpr):
     assert wexpr.ar("propose", "--discard", "c0001").stdout.startswith("discarded c0001")
 
 
-@pytest.mark.parametrize("point", waves_run.FAULT_POINTS)
+@pytest.mark.parametrize("point", iteration.WAVE_FAULT_POINTS)
 def test_sigkill_at_each_wave_step_is_repaired(wexpr, point):
     wexpr.run()
     wexpr.ar("session", "--devices", "0,1,2,3")

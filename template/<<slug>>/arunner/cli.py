@@ -114,7 +114,7 @@ Output = tuple[list[str], int]
 
 
 def cmd_run(cfg: Config, args) -> Output:
-    from . import waves_run
+    from . import iteration, output
 
     session = Session.load(cfg.expr_dir)
     if not args.force:
@@ -122,7 +122,7 @@ def cmd_run(cfg: Config, args) -> Output:
 
         refuse_after_stop(cfg, session)  # after STOP: one line, nothing allocated
     live = sys.stdout.isatty() and sys.stderr.isatty()
-    return waves_run.run(cfg, session, args.seconds, live), 0  # a single run unless waves are in use
+    return output.lines(cfg, session, iteration.iterate(cfg, session, args.seconds, live)), 0
 
 
 def cmd_session(cfg: Config, args) -> Output:

@@ -73,7 +73,7 @@ class Session:
     devices_per_run: int = 1  # devices per candidate (torchrun --nproc-per-node N wants N)
     launcher: str = "local"  # local (this machine) or slurm (one batch job per candidate)
     slurm_args: str = ""  # sbatch options of every job, e.g. --partition=gpu --gres=gpu:1
-    repeats: int | None = None  # runs of the first baseline (None: the default, see noise_runs.repeats)
+    repeats: int | None = None  # runs of the first baseline (None: the default, see noise_state.repeats)
     margin: float | None = None  # k of the noise rule (None: noise.DEFAULT_K)
     strict: bool = False  # the single-run rule: better once is better
 

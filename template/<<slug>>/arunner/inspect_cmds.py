@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, noise_runs, tally, verdict
+from . import integrity, ledger, noise_state, tally, verdict
 from .checkpoints import read_pruned
 from .config import Config, Session
 from .errors import UserError
@@ -46,7 +46,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
     lines.append(verdict_counts(summary.by_kind()))
     lines.append(session.describe())
     lines.append(integrity.describe(cfg, session))
-    lines.append(noise_runs.status_line(cfg.expr_dir, session))
+    lines.append(noise_state.status_line(cfg.expr_dir, session))
     if summary.rows:
         stop = verdict.termination(session, summary.plateau, summary.rows, summary.last_value, cfg.primary_direction)
         if stop:
@@ -142,7 +142,7 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
     head = "".join(f" {name} (holdout) |" for name in hidden)
     out += ["", f"| run | status | verdict | primary |{head} best so far | note |", "|---" * (6 + len(hidden)) + "|"]
     running = None
-    for r in _with_best_means(rows, noise_runs.load(cfg.expr_dir)):  # a best measured again: its mean, as Best says
+    for r in _with_best_means(rows, noise_state.load(cfg.expr_dir)):  # a best measured again: its mean, as Best says
         v = r["primary_value"]
         if r["verdict"] == "advance" and v is not None:
             running = v
@@ -167,8 +167,8 @@ def plot(cfg: Config, rows: list[dict]) -> str:
     """progress.png: every run, the best as a step line with its noise band (plot.draw)."""
     from . import plot as figure
 
-    state = noise_runs.load(cfg.expr_dir)
-    found = noise_runs.spread(state)
+    state = noise_state.load(cfg.expr_dir)
+    found = noise_state.spread(state)
     rows = _with_best_means(rows, state)
     holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])
     names = sorted({name for values in holdout.values() for name in values})
@@ -185,7 +185,7 @@ def plot(cfg: Config, rows: list[dict]) -> str:
             metric=cfg.primary_metric,
             direction=cfg.primary_direction,
             sigma=None if session.strict or not found else found.sigma,
-            k=noise_runs.margin_k(session),
+            k=noise_state.margin_k(session),
             extra=extra,
         )
     except UserError as exc:

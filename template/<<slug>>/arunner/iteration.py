@@ -1,48 +1,58 @@
-"""One `ar.py run`, start to finish, and the repair of runs a killed runner left behind.
+"""One `ar.py run`, start to finish: the plans it executes, in order, and the repair of what a
+killed runner left.
 
-Order of a run (each state change is atomic; a SIGKILL between any two steps
-is repaired by the next `run`):
-  lock -> repair debris -> allocate rNNNN -> snapshot train.py + started.json
-  -> integrity guard on train.py -> launch under the watchdog -> extract metrics -> capture checkpoint
-  -> protected files checked, independent evaluator (integrity.py)
-  -> decision.json -> promote (advance) or restore train.py (anything else)
-  -> results.tsv row -> result.json (the run is now recorded) -> prune.
-The steps themselves are in steps.py.
+  lock -> repair (Slurm jobs of unrecorded runs, runs without result.json, a cut-short promotion
+  or wave) -> the best's re-runs a kill cut short -> the plan: the queue (a wave; .ar-wave.json
+  names it while in flight) or train.py as it is (a plan of one) -> confirmations of the
+  candidates that need one (unless one advanced outright) -> re-runs of a new best
+  -> a wave: train.py set to the best once, .ar-wave.json removed.
+Each plan goes through the engine (engine.py): allocate, guard, launch, measure, decide, persist.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, messages, noise, noise_runs, watchdog
+from . import candidates, engine, integrity, ledger, messages, noise, noise_state, plans, slurm, watchdog
 from .config import Config, Session
 from .errors import UserError
-from .fsutil import read_json
+from .fsutil import atomic_write_json, fault_point, read_json, remove
 from .record import primary_field, result_record
-from .runs import run_dir_of, run_numbers
-from .snapshots import BASELINE, read_run_note, restore_target, restore_train_py
+from .results import RunResult
+from .runs import format_run_id, run_dir_of, run_numbers
+from .slurm import JOB_FILE
+from .snapshots import BASELINE, restore_target, restore_train_py
 from .steps import (
     FAULT_POINTS,
     MARKER_KEY,
     SENTINEL,
-    allocate,
     check_sentinel,
-    commit,
-    judge,
-    launch_run,
-    measure,
     run_budget,
     self_test_data,
     survivor_pids,
     write_sentinel,
 )
 
-__all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "repair", "run_once"]
+__all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "iterate", "repair"]
 
 LOCK = ".ar-lock"
+WAVE_FILE = ".ar-wave.json"  # exists while a wave is in flight: names it for `status` and repair
+WAVE_FAULT_POINTS = ("wave.allocated", "wave.judged", "wave.committed", "wave.restored")
+
+
+@dataclass
+class Iteration:
+    """What one `ar.py run` did: every run in run order; for a wave, its id, slots and requeued candidates."""
+
+    runs: list[RunResult] = field(default_factory=list)
+    wave: str | None = None
+    slot_count: int = 1
+    requeued: list[str] = field(default_factory=list)
 
 
 class ExperimentLock:
@@ -89,7 +99,30 @@ def _stop_leftovers(expr: Path, run_dir: Path, token: str | None) -> list[str]:
 
 
 def repair(cfg: Config) -> list[str]:
-    """Record every run a killed runner left without result.json; finish a cut-short promotion."""
+    """Everything a killed runner left: its Slurm jobs, its runs without result.json, a cut-short
+    promotion, a cut-short wave (train.py set to the best)."""
+    expr = cfg.expr_dir
+    _cancel_unrecorded_jobs(cfg)
+    notes = _record_unrecorded(cfg)
+    if (expr / WAVE_FILE).exists():
+        restore_train_py(expr, best_state.read_best(expr))
+        remove(expr / WAVE_FILE)
+        notes.append("finished a wave cut short: train.py is the best snapshot")
+    return notes
+
+
+def _cancel_unrecorded_jobs(cfg: Config) -> None:
+    """Slurm jobs of runs a killed runner left unrecorded: cancelled (and waited for) before they are recorded."""
+    expr = cfg.expr_dir
+    recorded = ledger.last_run_number(expr / ledger.LEDGER)
+    for number in run_numbers(expr):
+        run_dir = run_dir_of(expr, number)
+        if number >= recorded and (run_dir / JOB_FILE).exists() and not (run_dir / "result.json").exists():
+            slurm.cancel_recorded(run_dir / JOB_FILE)
+
+
+def _record_unrecorded(cfg: Config) -> list[str]:
+    """Record every run without result.json (as decided, else as a crash); finish a cut-short promotion."""
     expr = cfg.expr_dir
     notes = []
     ledger.check_header(expr / "results.tsv")
@@ -116,7 +149,7 @@ def repair(cfg: Config) -> list[str]:
             note=f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
         )
         if not pending:
-            result["confirms"] = noise_runs.rerun_of(started.get("note", ""))
+            result["confirms"] = noise_state.rerun_of(started)
         if result["verdict"] != "advance" or result.get("confirms"):
             restore_train_py(expr, best_state.read_best(expr))
         if not ledger.has_row(expr / "results.tsv", result["run_id"]):
@@ -125,67 +158,107 @@ def repair(cfg: Config) -> list[str]:
         notes.append(f"recorded interrupted run {run_dir.name} as {result['status']}")
     if not notes:
         notes += best_state.repair(expr, None)
-    noise_runs.repair_link(expr)
+    noise_state.repair_link(expr)
     return notes
 
 
-# ----------------------------------------------------------------------------- run
+# ----------------------------------------------------------------------------- the iteration
 
 
-def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> list[tuple[dict, str]]:
-    """One iteration: snapshot train.py, train, measure, judge against the best, record.
-
-    Returns every run it made, in run order, as (result.json, kind): kind is candidate,
-    repeat (of the first baseline), confirm or remeasure (of a new best).
-    """
+def iterate(cfg: Config, session: Session, seconds: int | None, live: bool) -> Iteration:
+    """One `ar.py run`: every plan it needs, each through the engine, under the experiment lock."""
     expr = cfg.expr_dir
     check_sentinel(expr)
     with ExperimentLock(expr):
-        # -- finish whatever a killed runner left, then read the state this run is judged against
         repair(cfg)
-        runs = noise_runs.finish_repeats(cfg, session, seconds, live)  # a SIGKILL cut the repeats short
+        queued = candidates.list_queued(expr)
+        spread_out = bool(queued) or session.devices is not None or session.launcher != "local"
+        cx = engine.Context(cfg, session, run_budget(cfg, session, seconds), live, spread_out)
+        done = Iteration(remeasure_best(cx))  # a SIGKILL cut the best's re-runs short
         best = best_state.read_best(expr)
+        if queued:
+            _check_train_py(cfg, best)
         if not run_numbers(expr):
             self_test_data(cfg)
         integrity.before_run(cfg, session)  # protected files changed: blocked, nothing touched
+        plan = _plan(cx, queued, best, done)
+        results, done.requeued = engine.execute(cx, plan, best)
+        done.runs += results
+        pending = [r for r in results if r.action == noise.CONFIRM]
+        if pending and not any(r.record["verdict"] == "advance" for r in results):
+            done.runs += engine.execute(cx, plans.confirmations(cfg, pending), best)[0]
+        if any(r.record["verdict"] == "advance" for r in done.runs):
+            done.runs += remeasure_best(cx)  # the new best measured again: a value that is not luck
+        if done.wave:
+            restore_train_py(expr, best_state.read_best(expr))  # once: the queue's train.py files are snapshots
+            fault_point("wave.restored")
+            remove(expr / WAVE_FILE)
+        return done
 
-        # -- snapshot: runs/rNNNN/ gets this train.py and started.json
+
+def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration) -> list[plans.PlannedRun]:
+    """The queue as a wave (.ar-wave.json names it while in flight), else train.py as it is."""
+    expr = cx.cfg.expr_dir
+    if not queued:
         source = (expr / "train.py").read_bytes()
-        remark = _snapshot_remark(expr, source, best)
-        run = allocate(cfg, source, read_run_note(source.decode("utf-8", errors="replace")))
+        return plans.edit(source, _snapshot_remark(expr, source, best))
+    first = (run_numbers(expr) or [0])[-1] + 1
+    done.wave = f"w{first:04d}"
+    done.slot_count = len(engine.pool_slots(cx.cfg, cx.session, len(queued)))
+    marker = {"wave": done.wave, "pid": os.getpid(), "candidates": len(queued), "first_run": format_run_id(first)}
+    atomic_write_json(expr / WAVE_FILE, {**marker, "started": time.time()})
+    return plans.queue(queued, done.wave)
 
-        # -- the static guard: a train.py that reports the metric itself or rebinds the judge never trains
-        offence = integrity.guard(cfg, session, source)
-        if offence:
-            result = integrity.refused(cfg, session, run, best, offence)
-            commit(cfg, session, run, result, best)
-            return [*runs, (result, "candidate")]
 
-        # -- train under the watchdog, within the budget
-        launched = launch_run(cfg, session, run, run_budget(cfg, session, seconds), live)
+def _check_train_py(cfg: Config, best: dict | None) -> None:
+    """The wave ends with train.py set to the best: refuse to overwrite edits nobody proposed."""
+    train = cfg.expr_dir / "train.py"
+    if best and train.exists() and train.read_bytes() != restore_target(cfg.expr_dir, best):
+        raise UserError(
+            "train.py differs from the best snapshot and the queue is not empty: queue it with "
+            "`ar.py propose` (or undo the edit), then run again"
+        )
 
-        # -- measure: metrics of this run only, and its checkpoint moved into the run folder
-        measured = measure(cfg, run, launched)
-        checked = integrity.after_training(cfg, session, run, measured)  # files again; the evaluator decides
 
-        # -- judge against the best as it was when the run started
-        result = {**judge(cfg, session, run, launched, measured, best), **checked}
-        action = None
-        if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
-            value = float(result["primary"]["value"])
-            action = noise_runs.apply_rule(cfg, session, result, [value], best, source)
-        if remark:  # said, never silent: a baseline run, or the best re-run unchanged
-            result["note"] = " | ".join(n for n in (result["note"], remark) if n)
+def remeasure_best(cx: engine.Context) -> list[RunResult]:
+    """Measure the best again until it has the runs it should (noise_state.wanted).
 
-        # -- commit: decision.json, promote or restore, ledger row, result.json, prune
-        commit(cfg, session, run, result, best)
-        runs.append((result, "candidate"))
-        if action == noise.CONFIRM:  # the same train.py once more, another seed: the pair decides
-            result = noise_runs.confirm(cfg, session, seconds, live, result, source, best)
-            runs.append((result, "confirm"))
-        if result["verdict"] == "advance":  # the new best measured again: the spread, a value that is not luck
-            runs += noise_runs.finish_repeats(cfg, session, seconds, live)
-        return runs
+    The first baseline gets `repeats` runs: the spread. Each later best gets REMEASURE_BEST
+    fresh runs, so its value is the mean of several and not the lucky run that won. On one
+    slot they go one after another and a baseline repeat equal to the first run stops them
+    (a deterministic host pays one extra run); spread out, every missing run starts at once.
+    A run that fails is tried once more, then given up; best.json counts only valid runs.
+    """
+    expr = cx.cfg.expr_dir
+    state, best = noise_state.load(expr), best_state.read_best(expr)
+    if not best or state.get("measured") == best["run_id"]:
+        return []
+    first = noise_state.group_of(state, best["run_id"]) or best["run_id"]
+    baseline, wanted = not state["groups"], noise_state.wanted(state, cx.session, best)
+    group = dict(state["groups"].get(first) or {best["run_id"]: float(best["primary"]["value"])})
+    if wanted <= len(group):
+        noise_state.mark_measured(expr, best["run_id"])
+        return []
+    source = (expr / best["snapshot"]).read_bytes()
+    done, tried = [], len(group) + noise_state.crashed_repeats(expr, first)
+    while len(group) < wanted and tried < wanted + 1:
+        count = min(wanted - len(group), wanted + 1 - tried) if cx.spread_out else 1
+        kind = "repeat" if baseline else "remeasure"
+        planned = plans.reruns(cx.cfg, kind, first, source, range(tried, tried + count))
+        results, _ = engine.execute(cx, planned, best)
+        tried += count
+        for r in results:
+            done.append(r)
+            if r.record["valid"]:
+                group[r.run_id] = float(r.record["primary"]["value"])
+                for run_id, value in group.items():  # idempotent: the first values go in with the first repeat
+                    noise_state.add_value(expr, first, run_id, value)
+                best_state.remeasure(expr, list(group.values()))
+        values = list(group.values())
+        if baseline and len(values) == 2 and values[0] == values[1]:  # a deterministic host: one extra run only
+            break
+    noise_state.mark_measured(expr, best["run_id"])
+    return done
 
 
 def _snapshot_remark(expr: Path, source: bytes, best: dict | None) -> str:

@@ -39,7 +39,7 @@ class LaunchResult:
     survivors: list[dict] = field(default_factory=list)  # alive after kill + sweep -> status "unclean"
     leaked: list[dict] = field(default_factory=list)  # left running by a command that exited; swept
     last_line: str = ""  # last non-empty line of the log
-    budget_s: Optional[float] = None  # the time budget it ran under (set by steps.launch_run)
+    budget_s: Optional[float] = None  # the time budget it ran under (set by the engine)
 
 
 def last_line(log_path: Path) -> str:

@@ -11,8 +11,11 @@ Re-runs (repeat, remeasure) show their status only: their verdict never changes 
 
 from __future__ import annotations
 
-from .config import Config
+from . import best as best_state
+from . import messages, noise_state, tally
+from .config import Config, Session
 from .errors import UserError
+from .iteration import Iteration
 from .logtail import exception_line
 from .messages import crash_hint, fmt_seconds
 from .text import one_line
@@ -32,6 +35,22 @@ _WHAT_FAILED = {
     "unclean": "left processes",
     "interrupted": "was interrupted",
 }
+
+
+def lines(cfg: Config, session: Session, done: Iteration) -> list[str]:
+    """What `ar.py run` prints for what it did."""
+    runs = [(r.result(), r.kind) for r in done.runs]
+    if done.wave:
+        labels = {r.run_id: r.candidate for r in done.runs if r.candidate}
+        return wave_lines(runs, labels, done.wave, done.slot_count, done.requeued)
+    if not runs:
+        return ["nothing ran"]
+    extra = []
+    found = noise_state.spread(noise_state.load(cfg.expr_dir))
+    if found and any(kind == "repeat" for _, kind in runs):  # the spread the first baseline's runs measured
+        extra.append(f"noise: sigma={found.sigma:.4g} (df {found.df}), margin k={noise_state.margin_k(session):g}")
+    counts = messages.counts(session, tally.load(cfg.expr_dir))
+    return iteration_lines(cfg, runs, counts, best_state.read_best(cfg.expr_dir), extra)
 
 
 def value_text(result: dict) -> str:

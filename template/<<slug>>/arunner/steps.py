@@ -1,15 +1,11 @@
-"""The steps of one run, each a function a caller can run per candidate:
+"""The steps of one run, each a function the engine (engine.py) runs per planned run:
 
-  allocate(cfg, source, note)                          -> RunStart   runs/rNNNN/ with train.py + started.json
-  launch_run(cfg, session, run, budget_s, live)        -> LaunchResult   the training under the watchdog
-                                                          (keywords: train_py, extra_env)
-  measure(cfg, run, launched)                          -> Measured   metrics + checkpoint capture
-  judge(cfg, session, run, launched, measured, best)   -> result dict (nothing written)
-  commit(cfg, session, run, result, best)              -> pruned run ids: decision.json, promote or
-                                                          restore, ledger row, result.json, prune
-
-`judge` takes the best record as an argument (not read from disk), so several
-candidates can be judged against the best as it was when they started.
+  allocate(cfg, planned)                -> RunStart   runs/rNNNN/ with train.py + started.json
+  build_command, training_env           what is launched, and its environment
+  measure(cfg, run, launched)           -> Measured   metrics + checkpoint capture
+  commit(cfg, session, run, result, best, values)     decision.json (termination decided there, from
+                                        the ledger's running summary), promote or restore, ledger row,
+                                        result.json, prune
 Crash consistency: each state change is atomic and the FAULT_POINTS are
 reached in this order; a SIGKILL between any two is repaired by the next run.
 """
@@ -27,16 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import best as best_state
-from . import checkpoints, ledger, tally, verdict
+from . import candidates, checkpoints, ledger, tally, verdict
 from .config import LAUNCHERS, PYTHON_RE, Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
-from .launch import LaunchResult, run_training
-from .logtail import exception_line
-from .record import best_record, primary_field, result_record
+from .launch import LaunchResult
+from .plans import PlannedRun
+from .record import best_record
+from .results import MARKER_KEY, RunStart
 from .runs import next_run_id, run_dir_of, run_numbers
 from .snapshots import has_conflict_markers, restore_train_py
 from .text import one_line
+
+__all__ = ["MARKER_KEY", "RunStart"]
 
 # ---- knobs
 GRACE_S_PYTHON = 5.0  # SIGTERM -> SIGKILL on timeout for one process: time to flush and exit
@@ -46,25 +45,8 @@ SELF_TEST_TIMEOUT_S = 600  # prepare.py --self-test before the first run of a fu
 SELF_TEST_LINE_CAP = 200  # characters of its last output line quoted in the error
 
 DEFAULT_GRACE = {"python": GRACE_S_PYTHON, **dict.fromkeys(LAUNCHERS, GRACE_S_LAUNCHER)}
-MARKER_KEY = "AR_RUN_TOKEN"  # environment marker of every process of a run (the sweep finds them by it)
 SENTINEL = ".ar-unclean"  # blocks runs while processes of a killed run survive
 FAULT_POINTS = ("run.started", "run.decided", "run.restored", "run.ledger", "run.recorded")
-
-
-@dataclass
-class RunStart:
-    """A run folder that exists, with its train.py snapshot and started.json."""
-
-    run_id: str
-    run_dir: Path
-    token: str  # value of MARKER_KEY in the training's environment
-    started: float  # time.time() at allocation
-    started_at: str  # the same, ISO 8601 with the local offset
-    note: str  # RUN_NOTE of the snapshot
-
-    @property
-    def marker(self) -> tuple[str, str]:
-        return (MARKER_KEY, self.token)
 
 
 @dataclass
@@ -131,18 +113,33 @@ def self_test_data(cfg: Config) -> None:
 # ----------------------------------------------------------------------------- 1. allocate
 
 
-def allocate(cfg: Config, source: bytes, note: str) -> RunStart:
-    """Create the next runs/rNNNN/ holding `source` as its train.py, and its started.json."""
-    if has_conflict_markers(source):
-        raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
+def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
+    """The next runs/rNNNN/ with the planned train.py and started.json.
+
+    A queued candidate's folder is moved in first (one rename), then its train.py is copied
+    out: a kill in between leaves a run repair records as a crash, never a doubled candidate.
+    """
     run_id = next_run_id(run_numbers(cfg.expr_dir))
     run_dir = run_dir_of(cfg.expr_dir, run_id)
-    run_dir.mkdir(parents=True)  # never exist_ok: two allocations must not share a folder
+    if planned.candidate:
+        run_dir.mkdir(parents=True)  # never exist_ok: two allocations must not share a folder
+        popped = candidates.pop(cfg.expr_dir, run_dir / "candidate", planned.candidate.id)
+        source = (popped.path / "train.py").read_bytes()
+    else:
+        source = planned.source
+        if has_conflict_markers(source):
+            raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
+        run_dir.mkdir(parents=True)
     (run_dir / "train.py").write_bytes(source)
     started = time.time()
     started_at = dt.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds")
-    run = RunStart(run_id, run_dir, uuid.uuid4().hex, started, started_at, note)
-    atomic_write_json(run_dir / "started.json", {"token": run.token, "started_at": started_at, "note": note})
+    run = RunStart(run_id, run_dir, uuid.uuid4().hex, started, started_at, planned.label)
+    record = {"token": run.token, "started_at": started_at, "note": planned.label, "kind": planned.kind}
+    if planned.belongs_to:
+        record["belongs_to"] = planned.belongs_to
+    if planned.candidate:
+        record.update(candidate=planned.candidate.id, wave=planned.wave)
+    atomic_write_json(run_dir / "started.json", record)
     fault_point("run.started")
     return run
 
@@ -210,35 +207,6 @@ def training_env(cfg: Config, run: RunStart, budget_s: int) -> dict:
     return env
 
 
-def launch_run(
-    cfg: Config,
-    session: Session,
-    run: RunStart,
-    budget_s: int,
-    live: bool,
-    *,
-    train_py: Path | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> LaunchResult:
-    """Train under the watchdog until the training exits or the budget is spent.
-
-    `train_py` is the file launched (default: the experiment's train.py); `extra_env`
-    is added to the training's environment (e.g. the devices of a slot).
-    """
-    launched = run_training(
-        build_command(cfg, train_py),
-        cfg.project_root,
-        {**training_env(cfg, run, budget_s), **(extra_env or {})},
-        run.run_dir / "run.log",
-        budget_s,
-        grace_seconds(cfg, session),
-        run.marker,
-        live,
-    )
-    launched.budget_s = budget_s  # result.json records it; the run's first line shows it
-    return launched
-
-
 # ----------------------------------------------------------------------------- 3. measure
 
 
@@ -280,7 +248,7 @@ def measure(cfg: Config, run: RunStart, launched: LaunchResult) -> Measured:
     return Measured(status, wanted, found, primary_value(found, cfg.primary_metric), note, capture, missing)
 
 
-# ----------------------------------------------------------------------------- 4. judge
+# ----------------------------------------------------------------------------- 4. record
 
 
 def compact_metrics(metrics: dict, keep: list[str]) -> dict:
@@ -290,53 +258,6 @@ def compact_metrics(metrics: dict, keep: list[str]) -> dict:
             break
         out.setdefault(k, v)
     return {k: (v if verdict.is_finite(v) else str(v)) for k, v in out.items()}
-
-
-def judge(
-    cfg: Config,
-    session: Session,
-    run: RunStart,
-    launched: LaunchResult,
-    measured: Measured,
-    best: dict | None,
-) -> dict:
-    """The run's result record, judged against `best`; writes nothing (termination is commit's)."""
-    best_value = (best or {}).get("primary", {}).get("value")
-    decision = verdict.decide(
-        measured.status,
-        measured.value,
-        cfg.primary_direction,
-        best_value,
-        cfg.constraints,
-        measured.metrics,
-        measured.missing,
-    )
-    notes = [run.note, decision.reason, measured.extraction_note]
-    if launched.leaked:
-        notes.append(f"swept {len(launched.leaked)} process(es) the training left running")
-    exception = exception_line(run.run_dir / "run.log") if measured.status == "crash" else ""
-    if exception:  # `Type: message` from the traceback, not whatever the log printed last
-        notes.append(exception)
-    elif measured.status in ("crash", "timeout", "unclean") and launched.last_line:
-        notes.append(f"last log line: {launched.last_line}")
-    return result_record(
-        run.run_id,
-        started_at=run.started_at,
-        wall_seconds=launched.wall_s,
-        budget_seconds=launched.budget_s if launched.budget_s is not None else run_budget(cfg, session, None),
-        status=decision.status,
-        verdict=decision.verdict,
-        metrics=compact_metrics(measured.metrics, measured.wanted),
-        primary=primary_field(cfg.primary_metric, cfg.primary_direction, measured.value),
-        constraints=decision.constraints,
-        valid=decision.valid,
-        improved_over_best=decision.improved,
-        previous_best_run_id=(best or {}).get("run_id"),
-        log_path=str(run.run_dir / "run.log"),
-        note=" | ".join(n for n in notes if n),
-        checkpoint=measured.checkpoint,
-        exit_code=launched.exit_code,
-    )
 
 
 # ----------------------------------------------------------------------------- 5. commit

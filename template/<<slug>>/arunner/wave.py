@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol
@@ -120,16 +121,21 @@ def _run_one(outcome: Outcome, pool: SlotPool, launcher: Launcher, live: bool) -
     outcome.slot = lease.slot
     try:
         cand = outcome.candidate
-        outcome.result = launcher.run(cand, {**cand.env, **lease.env()}, live)
+        outcome.result = launcher.run(cand, _env(cand, lease), live)
     finally:
         lease.release()
     return outcome
 
 
+def _env(cand: Candidate, lease: Lease) -> dict[str, str]:
+    """The slot's devices, and AR_DEADLINE from the moment it starts (it may have waited for a slot)."""
+    return {**cand.env, **lease.env(), "AR_DEADLINE": f"{time.time() + cand.budget_s:.3f}"}
+
+
 def _worker(outcome: Outcome, lease: Lease, launcher: Launcher) -> None:
     cand = outcome.candidate
     try:
-        outcome.result = launcher.run(cand, {**cand.env, **lease.env()}, False)
+        outcome.result = launcher.run(cand, _env(cand, lease), False)
     except BaseException as exc:  # reported to the caller, never lost in a thread
         outcome.error = exc
     finally:

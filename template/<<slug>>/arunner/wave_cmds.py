@@ -6,13 +6,14 @@ from __future__ import annotations
 import shlex
 
 from . import best as best_state
-from . import candidates, slots
+from . import candidates, slots, slurm
 from .config import Config, Session
+from .engine import pool_slots
 from .errors import UserError
 from .fsutil import read_json
+from .iteration import WAVE_FILE
 from .snapshots import restore_train_py
 from .text import one_line
-from .waves_run import WAVE_FILE, pool_slots
 
 
 def propose(cfg: Config, args) -> tuple[list[str], int]:
@@ -89,6 +90,4 @@ def apply_session(cfg: Config, session: Session, args) -> None:
     if session.launcher == "local" and session.devices:
         slots.make_slots(session.devices, session.devices_per_run)  # a too-large --devices-per-run: one line
     if session.launcher == "slurm" and (args.launcher or args.slurm_args is not None):
-        from . import slurm
-
         slurm.check_visible(cfg.expr_dir, shlex.split(session.slurm_args))

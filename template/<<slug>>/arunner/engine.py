@@ -1,0 +1,323 @@
+"""The engine: executes any plan (plans.py) the same way, a single run being a plan of one.
+
+  allocate   runs/rNNNN/ per planned run: its train.py and started.json (a queued candidate's
+             folder is moved in first: one rename, never doubled)
+  guard      the static integrity guard per run: an offence is recorded, never trained
+  launch     every run on a pool of slots (local or Slurm, one launcher interface); a run
+             waits for a free slot; a plan of one runs in this thread with the live line
+  measure    status, metrics, checkpoint; then integrity (files again, the evaluator)
+  decide     decide.decide(): pure, over the whole plan (one winner per wave)
+  persist    steps.commit per run in run order (decision.json first; termination there)
+Crash consistency: each state change is atomic and FAULT_POINTS are reached in this order;
+a SIGKILL between any two is repaired by the next run (iteration.repair).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import best as best_state
+from . import candidates, integrity, noise_state, slots, steps, wave
+from .config import Config, Session
+from .decide import Evidence, Rules, decide
+from .fsutil import atomic_write_json, fault_point
+from .launch import LaunchResult
+from .logtail import exception_line
+from .plans import PlannedRun
+from .record import best_record, primary_field, result_record
+from .results import RunResult, RunStart
+from .slurm import JOB_FILE, SlurmLauncher
+from .text import one_line
+
+FAULT_POINTS = ("rerun.started", "wave.allocated", "wave.judged", "wave.committed", "confirm.recorded")
+LAUNCH_ERROR_CAP = 200  # characters of a launcher's exception kept as the run's last line
+
+
+@dataclass
+class Context:
+    """What every run of one `ar.py run` shares."""
+
+    cfg: Config
+    session: Session
+    budget_s: int
+    live: bool  # a person watches: the live line for a plan of one
+    spread_out: bool  # a wave, leased devices or Slurm: runs go to slots; else one slot, no device env
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[list[RunResult], list[str]]:
+    """Run every planned run against `best` (the best as the plan started); returns (results, requeued ids)."""
+    started = [_allocate(cx, planned) for planned in plan]
+    if any(planned.wave for planned in plan):
+        fault_point("wave.allocated")
+    offences = {run.run_id: integrity.guard(cx.cfg, cx.session, source) for _, run, source in started}
+    to_launch = [(planned, run) for planned, run, _ in started if not offences[run.run_id]]
+    launched = dict(zip((run.run_id for _, run in to_launch), _launch(cx, to_launch)))
+    results, requeued = [], []
+    for planned, run, source in started:
+        if offences[run.run_id]:
+            results.append(_refused(cx, planned, run, source, best, offences[run.run_id]))
+        elif launched[run.run_id] is None and planned.candidate:  # Ctrl+C before it got a slot: queued again
+            _never_started(cx.cfg, run, planned.candidate.id)
+            requeued.append(planned.candidate.id)
+        else:
+            results.append(_measured(cx, planned, run, source, launched[run.run_id], best))
+    _record_pairs(cx.cfg.expr_dir, results)
+    _decide(cx, results, best)
+    requeued += _requeue_lost(cx.cfg, results)
+    _persist(cx, results, best)
+    return results, requeued
+
+
+# ----------------------------------------------------------------------------- allocate
+
+
+def _allocate(cx: Context, planned: PlannedRun) -> tuple[PlannedRun, RunStart, bytes]:
+    run = steps.allocate(cx.cfg, planned)
+    if planned.kind != "candidate":
+        fault_point("rerun.started")
+    return planned, run, (run.run_dir / "train.py").read_bytes()
+
+
+def _never_started(cfg: Config, run: RunStart, cand_id: str) -> None:
+    os.rename(run.run_dir / "candidate", cfg.expr_dir / candidates.QUEUE_DIR / cand_id)
+    shutil.rmtree(run.run_dir, ignore_errors=True)
+
+
+def _refused(cx: Context, planned: PlannedRun, run: RunStart, source: bytes, best, offence: str) -> RunResult:
+    record = integrity.refused(cx.cfg, cx.session, run, best, offence)
+    notes = [record.pop("note")]
+    return RunResult(planned.kind, run, source, record, notes, planned.belongs_to, _cand(planned), planned.wave)
+
+
+def _cand(planned: PlannedRun) -> str | None:
+    return planned.candidate.id if planned.candidate else None
+
+
+# ----------------------------------------------------------------------------- launch
+
+
+def pool_slots(cfg: Config, session: Session, count: int, spread_out: bool = True) -> list[slots.Slot]:
+    """The slots a plan runs on: Slurm places its jobs; leased devices; one slot with no device env."""
+    if session.launcher == "slurm":  # submit them all, Slurm queues what does not fit
+        return [slots.Slot(i, ()) for i in range(max(1, count))]
+    if session.devices is None and not spread_out:
+        return [slots.Slot(0, ())]  # whatever the host picks, as a plain `python train.py` would
+    devices = session.devices if session.devices is not None else slots.detect_devices()
+    return slots.make_slots(devices, session.devices_per_run)
+
+
+def launcher(session: Session) -> wave.Launcher:
+    if session.launcher == "slurm":
+        return SlurmLauncher(shlex.split(session.slurm_args), JOB_FILE)
+    return wave.LocalLauncher()
+
+
+def _launch(cx: Context, runs: list[tuple[PlannedRun, RunStart]]) -> list[LaunchResult | None]:
+    """Every run on a slot of the pool; None for one that never started (Ctrl+C first)."""
+    if not runs:
+        return []
+    cfg, grace = cx.cfg, steps.grace_seconds(cx.cfg, cx.session)
+    cands = []
+    for planned, run in runs:
+        env = {**steps.training_env(cfg, run, cx.budget_s), **planned.env}
+        if planned.wave:
+            env["AR_WAVE"] = planned.wave
+        train_py = cfg.expr_dir / "train.py" if planned.kind == "candidate" and not planned.wave else None
+        cmd = steps.build_command(cfg, train_py or run.run_dir / "train.py")
+        cands.append(
+            wave.Candidate(
+                run.run_id, cmd, cfg.project_root, env, run.run_dir / "run.log", cx.budget_s, grace, run.marker
+            )
+        )
+    pool = slots.SlotPool(pool_slots(cfg, cx.session, len(cands), cx.spread_out), label=cfg.slug)
+    outcomes = wave.run_wave(cands, pool, launcher(cx.session), cx.live and len(cands) == 1)
+    return [_launched(o, cx.budget_s) for o in outcomes]
+
+
+def _launched(outcome: wave.Outcome, budget_s: int) -> LaunchResult | None:
+    if outcome.slot is None:
+        return None
+    launched = outcome.result or _failed_launch(outcome.error or "it never started")
+    launched.budget_s = budget_s
+    return launched
+
+
+def _failed_launch(why) -> LaunchResult:
+    """A run the launcher could not start or follow: recorded as a crash with why as its last line."""
+    return LaunchResult(
+        exit_code=1,
+        timed_out=False,
+        interrupted=False,
+        started_at=time.time(),
+        wall_s=0.0,
+        last_line=one_line(f"the launcher failed: {why}", LAUNCH_ERROR_CAP),
+    )
+
+
+# ----------------------------------------------------------------------------- measure
+
+
+def _measured(cx: Context, planned: PlannedRun, run: RunStart, source: bytes, launched, best) -> RunResult:
+    """Measure a finished run and check it (integrity); its record before any decision."""
+    cfg = cx.cfg
+    if launched is None:  # interrupted before it got a slot
+        launched = _failed_launch("it never started (interrupted)")
+        launched.budget_s = cx.budget_s
+    measured = steps.measure(cfg, run, launched)
+    checked = integrity.after_training(cfg, cx.session, run, measured)  # files again; the evaluator decides
+    record = result_record(
+        run.run_id,
+        started_at=run.started_at,
+        wall_seconds=launched.wall_s,
+        budget_seconds=launched.budget_s,
+        status=measured.status,
+        verdict=measured.status,
+        metrics=steps.compact_metrics(measured.metrics, measured.wanted),
+        primary=primary_field(cfg.primary_metric, cfg.primary_direction, measured.value),
+        previous_best_run_id=(best or {}).get("run_id"),
+        log_path=str(run.run_dir / "run.log"),
+        note="",
+        checkpoint=measured.checkpoint,
+        exit_code=launched.exit_code,
+        **checked,
+    )
+    if getattr(launched, "job_id", ""):
+        record["slurm"] = {"job_id": launched.job_id, "state": launched.state}
+    notes = [run.note, "", measured.extraction_note, *_launch_notes(run, launched, measured.status)]
+    evidence = Evidence(
+        run.run_id,
+        planned.kind,
+        measured.status,
+        measured.value,
+        measured.metrics,
+        measured.missing,
+        source.decode("utf-8", errors="replace"),
+        planned.earlier,
+    )
+    return RunResult(
+        planned.kind,
+        run,
+        source,
+        record,
+        notes,
+        planned.belongs_to,
+        _cand(planned),
+        planned.wave,
+        evidence=evidence,
+        requeue=bool(getattr(launched, "requeue", False)),
+        remark=planned.remark,
+    )
+
+
+def _launch_notes(run: RunStart, launched: LaunchResult, status: str) -> list[str]:
+    notes = []
+    if launched.leaked:
+        notes.append(f"swept {len(launched.leaked)} process(es) the training left running")
+    exception = exception_line(run.run_dir / "run.log") if status == "crash" else ""
+    if exception:  # `Type: message` from the traceback, not whatever the log printed last
+        notes.append(exception)
+    elif status in ("crash", "timeout", "unclean") and launched.last_line:
+        notes.append(f"last log line: {launched.last_line}")
+    notes.append(getattr(launched, "note", ""))  # Slurm: why a job ended as it did
+    return notes
+
+
+# ----------------------------------------------------------------------------- decide
+
+
+def _record_pairs(expr: Path, results: list[RunResult]) -> None:
+    """A confirmation's pair refines the spread before it is judged (the pair is measured twice)."""
+    for r in results:
+        value = r.evidence.value if r.kind == "confirm" and r.evidence else None
+        if value is not None and r.evidence.status == "ok" and not r.evidence.missing:
+            first = float(r.evidence.earlier[0])
+            noise_state.add_value(expr, r.belongs_to, r.belongs_to, first)
+            noise_state.add_value(expr, r.belongs_to, r.run_id, float(value))
+
+
+def rules(cx: Context, best: dict | None, wave_id: str | None) -> Rules:
+    """What the runs of a plan are judged against: the best as it was when the plan started."""
+    state = noise_state.load(cx.cfg.expr_dir)
+    best_source = None
+    if best:
+        try:
+            best_source = (cx.cfg.expr_dir / best["snapshot"]).read_text(errors="replace")
+        except OSError:
+            best_source = None
+    return Rules(
+        direction=cx.cfg.primary_direction,
+        constraints=tuple(cx.cfg.constraints),
+        best_run=(best or {}).get("run_id"),
+        best_value=(best or {}).get("primary", {}).get("value"),
+        best_values=tuple(noise_state.best_values(state, best)),
+        best_source=best_source,
+        spread=noise_state.spread(state),
+        k=noise_state.margin_k(cx.session),
+        strict=cx.session.strict,
+        wave=wave_id,
+    )
+
+
+def _decide(cx: Context, results: list[RunResult], best: dict | None) -> None:
+    judged = [r for r in results if r.evidence]
+    wave_id = next((r.wave for r in judged if r.wave), None)
+    for r, d in zip(judged, decide([r.evidence for r in judged], rules(cx, best, wave_id))):
+        r.record.update(
+            status=d.status,
+            verdict=d.verdict,
+            valid=d.valid,
+            improved_over_best=d.improved,
+            constraints=d.constraints,
+            margin=d.margin,
+        )
+        r.notes[1:2] = [d.notes[0]]  # the outcome's reason, right after the label
+        r.notes += [*d.notes[1:], r.remark]
+        r.action, r.values = d.action, d.values
+
+
+def _requeue_lost(cfg: Config, results: list[RunResult]) -> list[str]:
+    """Candidates the cluster lost (preempted, node failure) go back to the queue by themselves."""
+    again = []
+    for r in results:
+        if r.requeue:
+            cand = candidates.propose(cfg.expr_dir, r.source, r.run.note)
+            r.notes.append(f"queued again as {cand.id}")
+            again.append(cand.id)
+    return again
+
+
+# ----------------------------------------------------------------------------- persist
+
+
+def _persist(cx: Context, results: list[RunResult], best: dict | None) -> None:
+    """Every decision on disk first (a wave: repair finishes each as decided), then commit in run order."""
+    cfg, expr = cx.cfg, cx.cfg.expr_dir
+    wave_id = next((r.wave for r in results if r.candidate), None)
+    if wave_id:
+        lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
+        for r in results:
+            atomic_write_json(
+                r.run.run_dir / "decision.json", {**r.result(), **best_record(r.run_id, r.record["primary"], lineage)}
+            )
+        fault_point("wave.judged")
+    current = best
+    for i, r in enumerate(results):
+        result = r.result()
+        advanced = result["verdict"] == "advance"
+        steps.commit(cfg, cx.session, r.run, result, current, r.values if advanced and r.kind == "confirm" else None)
+        r.record.update(terminated_by=result["terminated_by"], should_terminate=result["should_terminate"])
+        if advanced:
+            current = best_state.read_best(expr)
+        if i == 0 and wave_id:
+            fault_point("wave.committed")
+        if r.kind == "confirm":
+            fault_point("confirm.recorded")
+            noise_state.link(expr, r.belongs_to, r.run_id)
