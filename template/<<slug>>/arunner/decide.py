@@ -4,7 +4,8 @@ decide() folds, in this order:
   1. the single-run outcomes table (verdict.decide): status, constraints, valid, improved;
   2. re-runs that measure a train.py again (repeat, remeasure) never replace the best;
   3. the noise rule (noise.judge) for a valid candidate (one run) or a confirmation (the pair),
-     with the seed-only rule (seeds.not_an_improvement) for a candidate's single run;
+     then the seed-only rule (seeds.not_an_improvement) for a candidate the rule would advance or
+     confirm (it only ever forces a revert, and parsing train.py twice is not free);
   4. one winner per wave: of the candidates that beat the best, the best value (the earliest on a
      tie) advances; of the confirmed, the best mean; the others are reverted with a note.
 """
@@ -80,18 +81,14 @@ def _one(m: Evidence, rules: Rules) -> Decided:
     if not rules.best_values:
         out.action = noise.ADVANCE if out.verdict == "advance" else noise.REVERT
         return out
-    reason = None
-    if m.kind == "candidate" and not rules.strict and rules.best_source is not None:
+    j = noise.judge(out.values, list(rules.best_values), rules.direction, rules.spread, rules.k, strict=rules.strict)
+    if j.action != noise.REVERT and m.kind == "candidate" and not rules.strict and rules.best_source is not None:
+        # the seed-only rule can only turn an advance or a confirmation into a revert: asked only then
         reason = seeds.not_an_improvement(m.source, rules.best_source)
-    j = noise.judge(
-        out.values,
-        list(rules.best_values),
-        rules.direction,
-        rules.spread,
-        rules.k,
-        strict=rules.strict,
-        not_improvement=reason,
-    )
+        if reason:
+            j = noise.judge(
+                out.values, list(rules.best_values), rules.direction, rules.spread, rules.k, not_improvement=reason
+            )
     out.action = j.action
     out.verdict = "advance" if j.action == noise.ADVANCE else "revert"
     out.improved = j.action == noise.ADVANCE

@@ -24,7 +24,7 @@ from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, read_json, remove
 from .record import primary_field, result_record
 from .results import RunResult
-from .runs import format_run_id, run_dir_of, run_numbers
+from .runs import format_run_id, has_runs, run_dir_of, run_numbers
 from .slurm import JOB_FILE
 from .snapshots import BASELINE, restore_target, restore_train_py
 from .steps import (
@@ -102,8 +102,16 @@ def repair(cfg: Config) -> list[str]:
     """Everything a killed runner left: its Slurm jobs, its runs without result.json, a cut-short
     promotion, a cut-short wave (train.py set to the best)."""
     expr = cfg.expr_dir
-    _cancel_unrecorded_jobs(cfg)
-    notes = _record_unrecorded(cfg)
+    notes = []
+    ledger.check_header(expr / ledger.LEDGER)
+    if ledger.repair_tail(expr / ledger.LEDGER):
+        notes.append("dropped a partial last row of results.tsv")
+    recorded = ledger.last_run_number(expr / ledger.LEDGER)
+    numbers = run_numbers(expr)
+    unrecorded = [n for n in numbers if n >= recorded]  # rows go in before result.json, in run order
+    _cancel_unrecorded_jobs(expr, unrecorded)
+    notes += _record_unrecorded(cfg, unrecorded)
+    noise_state.repair_link(expr, numbers[-1] if numbers else None)
     if (expr / WAVE_FILE).exists():
         restore_train_py(expr, best_state.read_best(expr))
         remove(expr / WAVE_FILE)
@@ -111,27 +119,19 @@ def repair(cfg: Config) -> list[str]:
     return notes
 
 
-def _cancel_unrecorded_jobs(cfg: Config) -> None:
+def _cancel_unrecorded_jobs(expr: Path, numbers: list[int]) -> None:
     """Slurm jobs of runs a killed runner left unrecorded: cancelled (and waited for) before they are recorded."""
-    expr = cfg.expr_dir
-    recorded = ledger.last_run_number(expr / ledger.LEDGER)
-    for number in run_numbers(expr):
+    for number in numbers:
         run_dir = run_dir_of(expr, number)
-        if number >= recorded and (run_dir / JOB_FILE).exists() and not (run_dir / "result.json").exists():
+        if (run_dir / JOB_FILE).exists() and not (run_dir / "result.json").exists():
             slurm.cancel_recorded(run_dir / JOB_FILE)
 
 
-def _record_unrecorded(cfg: Config) -> list[str]:
+def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
     """Record every run without result.json (as decided, else as a crash); finish a cut-short promotion."""
     expr = cfg.expr_dir
     notes = []
-    ledger.check_header(expr / "results.tsv")
-    if ledger.repair_tail(expr / "results.tsv"):
-        notes.append("dropped a partial last row of results.tsv")
-    recorded = ledger.last_run_number(expr / "results.tsv")
-    for number in run_numbers(expr):
-        if number < recorded:  # rows go in before result.json, in run order: only the last may lack it
-            continue
+    for number in numbers:
         run_dir = run_dir_of(expr, number)
         if (run_dir / "result.json").exists():
             continue
@@ -158,7 +158,6 @@ def _record_unrecorded(cfg: Config) -> list[str]:
         notes.append(f"recorded interrupted run {run_dir.name} as {result['status']}")
     if not notes:
         notes += best_state.repair(expr, None)
-    noise_state.repair_link(expr)
     return notes
 
 
@@ -178,7 +177,7 @@ def iterate(cfg: Config, session: Session, seconds: int | None, live: bool) -> I
         best = best_state.read_best(expr)
         if queued:
             _check_train_py(cfg, best)
-        if not run_numbers(expr):
+        if not has_runs(expr):
             self_test_data(cfg)
         integrity.before_run(cfg, session)  # protected files changed: blocked, nothing touched
         plan = _plan(cx, queued, best, done)

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import ledger, noise, verdict
 from .config import Session
 from .fsutil import atomic_write_json, read_json
-from .runs import run_dir_of, run_numbers
+from .runs import run_dir_of
 
 NOISE_FILE = ".ar-noise.json"
 REPEATS_ENV = "AR_REPEATS"  # the default of `session --repeats` when set (the test suite sets 1: one place)
@@ -152,12 +152,13 @@ def rerun_of(started: dict) -> str | None:
     return None
 
 
-def repair_link(expr: Path) -> None:
-    """A SIGKILL after a confirmation was recorded, before the candidate named it: name it now."""
-    numbers = run_numbers(expr)
-    if not numbers:
+def repair_link(expr: Path, newest: int | None) -> None:
+    """A SIGKILL after a confirmation was recorded, before the candidate named it: name it now.
+
+    `newest`: the number of the last run folder (None: no runs)."""
+    if newest is None:
         return
-    run_dir = run_dir_of(expr, max(numbers))
+    run_dir = run_dir_of(expr, newest)
     result = read_json(run_dir / "result.json", "run result", "delete it", default=None)
     started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
     confirm = started.get("kind") == "confirm" or str(started.get("note", "")).startswith(verdict.RERUN_PREFIXES[1])

@@ -41,13 +41,30 @@ def run_dir_of(expr_dir: Path, run: int | str) -> Path:
     return runs_dir(expr_dir) / (format_run_id(run) if isinstance(run, int) else run)
 
 
+def _number(name: str) -> int | None:
+    """parse_run_id without the regex: this runs once per run folder, and there may be 10,000."""
+    digits = name[1:]
+    if name[:1] == "r" and len(digits) >= ID_DIGITS and digits.isascii() and digits.isdigit():
+        return int(digits)
+    return None
+
+
 def run_numbers(expr_dir: Path) -> list[int]:
     """Numbers of the run folders, ascending."""
     try:
         names = os.listdir(runs_dir(expr_dir))
     except FileNotFoundError:
         return []
-    return sorted(n for n in map(parse_run_id, names) if n is not None)
+    return sorted(n for n in map(_number, names) if n is not None)
+
+
+def has_runs(expr_dir: Path) -> bool:
+    """Whether any run folder exists (stops at the first one found)."""
+    try:
+        with os.scandir(runs_dir(expr_dir)) as entries:
+            return any(_number(e.name) is not None for e in entries)
+    except FileNotFoundError:
+        return False
 
 
 def next_run_id(numbers: list[int]) -> str:

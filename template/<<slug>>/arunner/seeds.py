@@ -188,6 +188,8 @@ def not_an_improvement(candidate_source: str, best_source: str) -> str | None:
     repeats and confirmation runs are re-runs on purpose. A source that does not
     parse is left to the run (it will crash with the real error).
     """
+    if candidate_source == best_source:
+        return "train.py is the best's code (RUN_NOTE aside): a re-run measures noise, not an improvement"
     try:
         candidate, best = ast.parse(candidate_source), ast.parse(best_source)
     except (SyntaxError, ValueError):
