@@ -6,7 +6,9 @@ floor (`ar.py --help`: the interpreter and the runner's imports, nothing else) a
 `status --compact`. Each experiment gets one untimed run first (a summary rebuilt once,
 bytecode compiled once, as on a user's machine after the first run).
 
-usage: python bench/bench_overhead.py [--repeats 15] [--integrity off|files]
+usage: python bench/bench_overhead.py [--repeats 15] [--integrity off|files] [--compare OTHER_CHECKOUT]
+(--compare: the same measurements of another checkout's runner, interleaved with this one's;
+`over --help` is the overhead beyond the entry floor)
 (the integrity checks' own cost: the difference between a run with --integrity off and files)
 """
 
@@ -27,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 SLUG = "261125-bench"
 
 
-def setup(root: Path) -> Path:
+def setup(root: Path, repo: Path = REPO) -> Path:
     host = root / "host"
     shutil.copytree(REPO / "tests" / "hosts" / "minimal", host)
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "h"]):
@@ -49,7 +51,7 @@ def setup(root: Path) -> Path:
             "metric_backend=log",
             "--data",
             f"slug={SLUG}",
-            str(REPO),
+            str(repo),
             ".autoresearch",
         ],
         cwd=host,
@@ -84,18 +86,24 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def measure(host: Path, repeats: int) -> dict:
-    expr = host / ".autoresearch" / SLUG
-    ar = [sys.executable, str(expr / "ar.py")]
-    timed([*ar, "run"], host)  # untimed: compiles the bytecode, builds the ledger summary once
-    times = {"help": [], "bare": [], "run": [], "status": []}
+def measure(hosts: dict[str, Path], repeats: int) -> dict:
+    """{label: medians} for every experiment, each command interleaved across all of them."""
+    ars = {label: [sys.executable, str(host / ".autoresearch" / SLUG / "ar.py")] for label, host in hosts.items()}
+    for label, host in hosts.items():
+        timed([*ars[label], "run"], host)  # untimed: compiles the bytecode, builds the ledger summary once
+    times = {label: {"help": [], "bare": [], "run": [], "status": []} for label in hosts}
     for _ in range(repeats):
-        times["help"].append(timed([*ar, "--help"], host))
-        times["bare"].append(timed([sys.executable, str(expr / "train.py")], host))
-        times["run"].append(timed([*ar, "run"], host))
-        times["status"].append(timed([*ar, "status", "--compact"], host))
-    out = {k: statistics.median(v) for k, v in times.items()}
-    out["over"] = statistics.median(r - b for r, b in zip(times["run"], times["bare"]))
+        for label, host in hosts.items():
+            ar, t = ars[label], times[label]
+            t["help"].append(timed([*ar, "--help"], host))
+            t["bare"].append(timed([sys.executable, str(host / ".autoresearch" / SLUG / "train.py")], host))
+            t["run"].append(timed([*ar, "run"], host))
+            t["status"].append(timed([*ar, "status", "--compact"], host))
+    out = {}
+    for label, t in times.items():
+        out[label] = {k: statistics.median(v) for k, v in t.items()}
+        out[label]["over"] = statistics.median(r - b for r, b in zip(t["run"], t["bare"]))
+        out[label]["over_floor"] = statistics.median(r - b - h for r, b, h in zip(t["run"], t["bare"], t["help"]))
     return out
 
 
@@ -103,23 +111,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--integrity", choices=("off", "files"), help="integrity mode of the runs (default: files)")
+    parser.add_argument("--compare", type=Path, metavar="REPO", help="another checkout, measured side by side")
     args = parser.parse_args()
+    repos = {"this": REPO, **({"other": args.compare.resolve()} if args.compare else {})}
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = setup(Path(tmp) / "fresh")
-        big = setup(Path(tmp) / "big")
-        fill_history(big / ".autoresearch" / SLUG, 10_000)
-        for host in (fresh, big) if args.integrity else ():
+        hosts = {}
+        for name, repo in repos.items():
+            hosts[f"{name} empty"] = setup(Path(tmp) / name / "fresh", repo)
+            hosts[f"{name} 10k"] = setup(Path(tmp) / name / "big", repo)
+            fill_history(hosts[f"{name} 10k"] / ".autoresearch" / SLUG, 10_000)
+        for host in hosts.values() if args.integrity else ():
             expr = host / ".autoresearch" / SLUG
             subprocess.run([sys.executable, str(expr / "ar.py"), "session", "--integrity", args.integrity], check=True)
         print(
-            f"{'ledger':>14} {'--help':>7} {'bare train':>11} {'ar.py run':>10} {'overhead':>9} {'status -c':>10}"
-            f"  (medians, {args.repeats} interleaved)"
+            f"{'runner, ledger':>16} {'--help':>7} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}"
+            f" {'over --help':>12} {'status -c':>10}  (medians, {args.repeats} interleaved)"
         )
-        for label, host in (("empty", fresh), ("10,000 rows", big)):
-            m = {k: v * 1000 for k, v in measure(host, args.repeats).items()}
+        for label, m in measure(hosts, args.repeats).items():
+            m = {k: v * 1000 for k, v in m.items()}
             print(
-                f"{label:>14} {m['help']:5.0f}ms {m['bare']:9.0f}ms {m['run']:8.0f}ms {m['over']:7.0f}ms"
-                f" {m['status']:8.0f}ms"
+                f"{label:>16} {m['help']:5.0f}ms {m['bare']:9.0f}ms {m['run']:8.0f}ms {m['over']:7.0f}ms"
+                f" {m['over_floor']:10.0f}ms {m['status']:8.0f}ms"
             )
 
 
