@@ -19,10 +19,9 @@ import shlex
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import best as best_state
-from . import candidates, integrity, noise_state, slots, steps, wave
+from . import candidates, integrity, noise_state, slots, steps, verdict, wave
 from .config import Config, Session
 from .decide import Evidence, Rules, decide
 from .fsutil import atomic_write_json, fault_point
@@ -55,7 +54,7 @@ class Context:
 def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[list[RunResult], list[str]]:
     """Run every planned run against `best` (the best as the plan started); returns (results, requeued ids)."""
     started = [_allocate(cx, planned) for planned in plan]
-    if any(planned.wave for planned in plan):
+    if any(planned.candidate for planned in plan):  # a wave of queued candidates
         fault_point("wave.allocated")
     offences = {run.run_id: integrity.guard(cx.cfg, cx.session, source) for _, run, source in started}
     to_launch = [(planned, run) for planned, run, _ in started if not offences[run.run_id]]
@@ -69,7 +68,7 @@ def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[lis
             requeued.append(planned.candidate.id)
         else:
             results.append(_measured(cx, planned, run, source, launched[run.run_id], best))
-    _record_pairs(cx.cfg.expr_dir, results)
+    _record_pairs(cx, results)
     _decide(cx, results, best)
     requeued += _requeue_lost(cx.cfg, results)
     _persist(cx, results, best)
@@ -233,14 +232,16 @@ def _launch_notes(run: RunStart, launched: LaunchResult, status: str) -> list[st
 # ----------------------------------------------------------------------------- decide
 
 
-def _record_pairs(expr: Path, results: list[RunResult]) -> None:
-    """A confirmation's pair refines the spread before it is judged (the pair is measured twice)."""
+def _record_pairs(cx: Context, results: list[RunResult]) -> None:
+    """A confirmation's valid pair refines the spread before it is judged (the pair is measured twice)."""
     for r in results:
-        value = r.evidence.value if r.kind == "confirm" and r.evidence else None
-        if value is not None and r.evidence.status == "ok" and not r.evidence.missing:
-            first = float(r.evidence.earlier[0])
-            noise_state.add_value(expr, r.belongs_to, r.belongs_to, first)
-            noise_state.add_value(expr, r.belongs_to, r.run_id, float(value))
+        e = r.evidence
+        if r.kind != "confirm" or e is None:
+            continue
+        d = verdict.decide(e.status, e.value, cx.cfg.primary_direction, None, cx.cfg.constraints, e.metrics, e.missing)
+        if d.valid:
+            noise_state.add_value(cx.cfg.expr_dir, r.belongs_to, r.belongs_to, float(e.earlier[0]))
+            noise_state.add_value(cx.cfg.expr_dir, r.belongs_to, r.run_id, float(e.value))
 
 
 def rules(cx: Context, best: dict | None, wave_id: str | None) -> Rules:
