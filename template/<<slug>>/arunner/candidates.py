@@ -26,6 +26,7 @@ from .fsutil import atomic_write_text, fault_point, fsync_dir
 from .snapshots import has_conflict_markers, read_run_note
 
 QUEUE_DIR = "queue"  # under the experiment folder
+WAVE_FILE = ".ar-wave.json"  # exists while a wave of queued candidates is in flight: names it for `status` and repair
 MAX_QUEUED = 1000  # a runaway agent loop is stopped here, not by a full disk
 _ID = re.compile(r"^c(\d{4,})$")
 _TMP_PREFIX = ".new-"

@@ -224,3 +224,8 @@ class Config:
             if base in LAUNCHERS:
                 return base
         return "python"
+
+
+def run_budget(cfg: Config, session: Session, seconds: int | None) -> int:
+    """This run's time budget: --seconds, else the session's, else the answers'."""
+    return int(seconds or session.seconds or cfg.seconds)

@@ -103,16 +103,6 @@ def _cand(planned: PlannedRun) -> str | None:
 # ----------------------------------------------------------------------------- launch
 
 
-def pool_slots(cfg: Config, session: Session, count: int, spread_out: bool = True) -> list[slots.Slot]:
-    """The slots a plan runs on: Slurm places its jobs; leased devices; one slot with no device env."""
-    if session.launcher == "slurm":  # submit them all, Slurm queues what does not fit
-        return [slots.Slot(i, ()) for i in range(max(1, count))]
-    if session.devices is None and not spread_out:
-        return [slots.Slot(0, ())]  # whatever the host picks, as a plain `python train.py` would
-    devices = session.devices if session.devices is not None else slots.detect_devices()
-    return slots.make_slots(devices, session.devices_per_run)
-
-
 def launcher(session: Session) -> wave.Launcher:
     if session.launcher == "slurm":
         return SlurmLauncher(shlex.split(session.slurm_args), JOB_FILE)
@@ -136,7 +126,7 @@ def _launch(cx: Context, runs: list[tuple[PlannedRun, RunStart]]) -> list[Launch
                 run.run_id, cmd, cfg.project_root, env, run.run_dir / "run.log", cx.budget_s, grace, run.marker
             )
         )
-    pool = slots.SlotPool(pool_slots(cfg, cx.session, len(cands), cx.spread_out), label=cfg.slug)
+    pool = slots.SlotPool(slots.for_session(cx.session, len(cands), cx.spread_out), label=cfg.slug)
     outcomes = wave.run_wave(cands, pool, launcher(cx.session), cx.live and len(cands) == 1)
     return [_launched(o, cx.budget_s) for o in outcomes]
 

@@ -7,14 +7,13 @@ from pathlib import Path
 from . import best as best_state
 from . import integrity, ledger, noise_state, tally, verdict
 from .checkpoints import read_pruned
-from .config import Config, Session
+from .config import Config, Session, run_budget
 from .errors import UserError
 from .fsutil import atomic_write_text, read_json
 from .logtail import fold_frames, last_traceback, log_lines
 from .messages import head_line, shown_path, verdict_counts
-from .runs import parse_run_id, run_dir_of, run_key, run_numbers
+from .runs import SENTINEL, parse_run_id, run_dir_of, run_key, run_numbers
 from .snapshots import restore_target
-from .steps import SENTINEL, run_budget
 
 COMPACT_LINES = 10  # status --compact prints at most this many lines
 STATUS_NOTE_CAP = 80  # characters of a note in the status table

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import best as best_state
-from . import candidates, engine, integrity, ledger, messages, noise, noise_state, plans, slurm, watchdog
+from . import candidates, engine, integrity, ledger, messages, noise, noise_state, plans, slots, slurm, watchdog
+from .candidates import WAVE_FILE
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, read_json, remove
@@ -38,10 +39,9 @@ from .steps import (
     write_sentinel,
 )
 
-__all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "ExperimentLock", "iterate", "repair"]
+__all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "WAVE_FILE", "ExperimentLock", "iterate", "repair"]
 
 LOCK = ".ar-lock"
-WAVE_FILE = ".ar-wave.json"  # exists while a wave is in flight: names it for `status` and repair
 WAVE_FAULT_POINTS = ("wave.allocated", "wave.judged", "wave.committed", "wave.restored")
 
 
@@ -203,7 +203,7 @@ def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration) 
         return plans.edit(source, _snapshot_remark(expr, source, best))
     first = (run_numbers(expr) or [0])[-1] + 1
     done.wave = f"w{first:04d}"
-    done.slot_count = len(engine.pool_slots(cx.cfg, cx.session, len(queued)))
+    done.slot_count = len(slots.for_session(cx.session, len(queued)))
     marker = {"wave": done.wave, "pid": os.getpid(), "candidates": len(queued), "first_run": format_run_id(first)}
     atomic_write_json(expr / WAVE_FILE, {**marker, "started": time.time()})
     return plans.queue(queued, done.wave)

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from dataclasses import asdict, dataclass
 
 DEFAULT_K = 2.0  # margin in standard errors of the difference (`session --margin`)
@@ -101,13 +100,22 @@ class Spread:
         )
 
 
+def median(values) -> float:
+    """The median (statistics.median without importing statistics, which costs a run ~10 ms)."""
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
+        raise ValueError("median of no values")
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+
+
 def mad(values) -> float:
     """1.4826 x the median absolute deviation from the median (0.0 for fewer than 2 values)."""
     values = [float(v) for v in values]
     if len(values) < 2:
         return 0.0
-    center = statistics.median(values)
-    return MAD_SCALE * statistics.median(abs(v - center) for v in values)
+    center = median(values)
+    return MAD_SCALE * median(abs(v - center) for v in values)
 
 
 def mean(values) -> float:
@@ -129,13 +137,13 @@ def estimate(groups) -> Spread | None:
     residuals = []  # x - group median, scaled by sqrt(n/(n-1)): a residual keeps only (n-1)/n of the variance
     squares, df = 0.0, 0
     for g in groups:
-        m, center = mean(g), statistics.median(g)
+        m, center = mean(g), median(g)
         scale = math.sqrt(len(g) / (len(g) - 1))
         residuals += [(v - center) * scale for v in g]
         squares += math.fsum((v - m) ** 2 for v in g)
         df += len(g) - 1
     if df >= ROBUST_MIN_DF:
-        sigma = MAD_SCALE * statistics.median(abs(r) for r in residuals)
+        sigma = MAD_SCALE * median(abs(r) for r in residuals)
     else:
         sigma = math.sqrt(squares / df)
     first = groups[0]

@@ -265,3 +265,15 @@ class SlotPool:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+
+
+def for_session(session, count: int, spread_out: bool = True) -> list[Slot]:
+    """The slots `count` runs go to: one per job under Slurm (it places them), the session's devices
+    (found when not set), or, for a run that is not spread out, one slot with no device env
+    (whatever the host picks, as a plain `python train.py` would)."""
+    if session.launcher == "slurm":
+        return [Slot(i, ()) for i in range(max(1, count))]
+    if session.devices is None and not spread_out:
+        return [Slot(0, ())]
+    devices = session.devices if session.devices is not None else detect_devices()
+    return make_slots(devices, session.devices_per_run)

@@ -24,18 +24,18 @@ from pathlib import Path
 
 from . import best as best_state
 from . import candidates, checkpoints, ledger, tally, verdict
-from .config import LAUNCHERS, PYTHON_RE, Config, Session
+from .config import LAUNCHERS, PYTHON_RE, Config, Session, run_budget
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
 from .launch import LaunchResult
 from .plans import PlannedRun
 from .record import best_record
 from .results import MARKER_KEY, RunStart
-from .runs import next_run_id, run_dir_of, run_numbers
+from .runs import SENTINEL, next_run_id, run_dir_of, run_numbers
 from .snapshots import has_conflict_markers, restore_train_py
 from .text import one_line
 
-__all__ = ["MARKER_KEY", "RunStart"]
+__all__ = ["MARKER_KEY", "SENTINEL", "RunStart", "run_budget"]
 
 # ---- knobs
 GRACE_S_PYTHON = 5.0  # SIGTERM -> SIGKILL on timeout for one process: time to flush and exit
@@ -45,7 +45,6 @@ SELF_TEST_TIMEOUT_S = 600  # prepare.py --self-test before the first run of a fu
 SELF_TEST_LINE_CAP = 200  # characters of its last output line quoted in the error
 
 DEFAULT_GRACE = {"python": GRACE_S_PYTHON, **dict.fromkeys(LAUNCHERS, GRACE_S_LAUNCHER)}
-SENTINEL = ".ar-unclean"  # blocks runs while processes of a killed run survive
 FAULT_POINTS = ("run.started", "run.decided", "run.restored", "run.ledger", "run.recorded")
 
 
@@ -145,11 +144,6 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
 
 
 # ----------------------------------------------------------------------------- 2. launch
-
-
-def run_budget(cfg: Config, session: Session, seconds: int | None) -> int:
-    """This run's time budget: --seconds, else the session's, else the answers'."""
-    return int(seconds or session.seconds or cfg.seconds)
 
 
 def grace_seconds(cfg: Config, session: Session) -> float:

@@ -7,11 +7,10 @@ import shlex
 
 from . import best as best_state
 from . import candidates, slots, slurm
+from .candidates import WAVE_FILE
 from .config import Config, Session
-from .engine import pool_slots
 from .errors import UserError
 from .fsutil import read_json
-from .iteration import WAVE_FILE
 from .snapshots import restore_train_py
 from .text import one_line
 
@@ -30,7 +29,7 @@ def propose(cfg: Config, args) -> tuple[list[str], int]:
     cand = candidates.propose_train_py(expr)
     best = best_state.read_best(expr)
     back = "train.py back to the best" if restore_train_py(expr, best) or best else "no best yet: train.py left as is"
-    n_slots = len(pool_slots(cfg, Session.load(expr), len(queued) + 1))
+    n_slots = len(slots.for_session(Session.load(expr), len(queued) + 1))
     return [
         one_line(
             f"queued {cand.id} ({cand.note or 'no RUN_NOTE'}); {back}; {len(queued) + 1} queued for "
@@ -49,7 +48,7 @@ def status_lines(cfg: Config, session: Session) -> list[str]:
             one_line(f"slots: slurm, one job per queued candidate (sbatch {opts}); the cluster queues the rest", 160)
         ]
     else:
-        pool = pool_slots(cfg, session, len(queued))
+        pool = slots.for_session(session, len(queued))
         if not pool[0].devices:
             lines = ["slots: 1 (no devices found or set: candidates run one after another)"]
         else:
