@@ -96,20 +96,46 @@ def draw(
     whose scale need not be the primary's).
     """
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     path = Path(path)
     dense = len(rows) >= DENSE
     dot = 5 if dense else 22
     xs_all = [_run_number(r, i) for i, r in enumerate(rows)]
+    best_x, best_y, advances = _running_best(xs_all, rows)
+    ok = [(x, _value(r), r) for x, r in zip(xs_all, rows) if r.get("status") == "ok" and _value(r) is not None]
+    lo, hi = y_range([v for _, v, _ in ok], keep=best_y[-1:])  # the current best is always in view
+    if sigma and best_y:
+        band_lo, band_hi = best_y[-1] - k * sigma, best_y[-1] + k * sigma
+        pad = (max(hi, band_hi) - min(lo, band_lo)) * PAD / 2
+        lo, hi = min(lo, band_lo - pad), max(hi, band_hi + pad)
 
-    # the running best (step line) and its band
-    best_x, best_y, adv_x, adv_y = [], [], [], []
+    fig, ax = plt.subplots(figsize=(10, 4.8) if dense else (8, 4.2))
+    _best_line(ax, best_x, best_y, sigma, k)
+    _points(ax, ok, advances, lo, hi, dot)
+    _axis_marks(ax, xs_all, rows, dot)
+    _frame(ax, xs_all, (lo, hi), metric, direction)
+    n_adv = len(advances)
+    ax.set_title(title or f"{len(rows)} runs, {n_adv} advance{'s' if n_adv != 1 else ''}", fontsize=10, loc="left")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if extra:
+        twin = ax.twinx()
+        for name, points in extra.items():
+            if points:
+                twin.plot(*zip(*points), marker="^", linestyle=":", color="tab:purple", label=name)
+        twin.set_ylabel(", ".join(extra))
+        twin.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(1.01, 0.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _running_best(xs_all: list[int], rows: list[dict]) -> tuple[list, list, list]:
+    """(x, y of the best-so-far step line, [(x, value)] of each advance)."""
+    best_x, best_y, advances = [], [], []
     running = None
     for x, r in zip(xs_all, rows):
         if r.get("verdict") == "advance" and _value(r) is not None:
-            adv_x.append(x)
-            adv_y.append(_value(r))
+            advances.append((x, _value(r)))
             running = _value(r)
         if r.get("best_value") not in (None, ""):  # the best's mean, when the ledger gives it
             try:
@@ -119,47 +145,40 @@ def draw(
         if running is not None:
             best_x.append(x)
             best_y.append(running)
+    return best_x, best_y, advances
 
-    ok = [(x, _value(r), r) for x, r in zip(xs_all, rows) if r.get("status") == "ok" and _value(r) is not None]
-    lo, hi = y_range([v for _, v, _ in ok], keep=best_y[-1:])  # the current best is always in view
-    if sigma and best_y:
-        band_lo, band_hi = best_y[-1] - k * sigma, best_y[-1] + k * sigma
-        pad = (max(hi, band_hi) - min(lo, band_lo)) * PAD / 2
-        lo, hi = min(lo, band_lo - pad), max(hi, band_hi + pad)
 
-    fig, ax = plt.subplots(figsize=(10, 4.8) if dense else (8, 4.2))
-    if best_x:
-        ax.step(best_x, best_y, where="post", color="tab:green", lw=1.6, label="best so far", zorder=4)
-        if sigma:
-            band_lo = [y - k * sigma for y in best_y]
-            band_hi = [y + k * sigma for y in best_y]
-            ax.fill_between(
-                best_x,
-                band_lo,
-                band_hi,
-                step="post",
-                color="tab:green",
-                alpha=0.13,
-                lw=0,
-                label=f"noise band (best ± {k:g}σ)",
-            )
+def _best_line(ax, best_x: list, best_y: list, sigma: float | None, k: float) -> None:
+    if not best_x:
+        return
+    ax.step(best_x, best_y, where="post", color="tab:green", lw=1.6, label="best so far", zorder=4)
+    if sigma:
+        band_lo = [y - k * sigma for y in best_y]
+        band_hi = [y + k * sigma for y in best_y]
+        ax.fill_between(
+            best_x,
+            band_lo,
+            band_hi,
+            step="post",
+            color="tab:green",
+            alpha=0.13,
+            lw=0,
+            label=f"noise band (best ± {k:g}σ)",
+        )
 
+
+def _points(ax, ok: list, advances: list, lo: float, hi: float, dot: float) -> None:
+    """Reverts, runs that needed confirmation, advances; a point off the y-range as an arrow at the edge."""
     reverts = [
         (x, v) for x, v, r in ok if r.get("verdict") != "advance" and "needs confirmation" not in r.get("note", "")
     ]
     pending = [(x, v) for x, v, r in ok if r.get("verdict") != "advance" and "needs confirmation" in r.get("note", "")]
-    clipped = []
+    clipped = [(x, v) for x, v in (*reverts, *pending, *advances) if v < lo or v > hi]
 
     def inside(points):
-        shown = []
-        for x, v in points:
-            if v < lo or v > hi:
-                clipped.append((x, v))
-            else:
-                shown.append((x, v))
-        return shown
+        return [(x, v) for x, v in points if lo <= v <= hi]
 
-    reverts, pending = inside(reverts), inside(pending)
+    reverts, pending, shown_adv = inside(reverts), inside(pending), inside(advances)
     if reverts:
         ax.scatter(*zip(*reverts), s=dot, color="0.6", lw=0, label="revert", zorder=2)
     if pending:
@@ -172,26 +191,28 @@ def draw(
             label="needs confirmation",
             zorder=3,
         )
-    shown_adv = inside(list(zip(adv_x, adv_y)))
     if shown_adv:
         ax.scatter(
             *zip(*shown_adv), s=dot * 2.2, color="tab:green", edgecolors="white", lw=0.5, label="advance", zorder=5
         )
-    if clipped:
-        up = [(x, hi) for x, v in clipped if v > hi]
-        down = [(x, lo) for x, v in clipped if v < lo]
-        for points, marker in ((up, "^"), (down, "v")):
-            if points:
-                ax.scatter(*zip(*points), s=dot * 2, marker=marker, color="tab:blue", zorder=6, clip_on=False)
-        ax.scatter([], [], marker="^", color="tab:blue", s=dot * 2, label=f"off scale ({len(clipped)})")
-        if len(clipped) <= LABELLED_CLIPS:  # a few: say where they are
-            for x, v in clipped:
-                y, va = (hi, "bottom") if v > hi else (lo, "top")
-                ax.annotate(
-                    f"{v:.4g}", (x, y), xytext=(4, 0), textcoords="offset points", fontsize=7, va=va, color="tab:blue"
-                )
+    if not clipped:
+        return
+    up = [(x, hi) for x, v in clipped if v > hi]
+    down = [(x, lo) for x, v in clipped if v < lo]
+    for points, marker in ((up, "^"), (down, "v")):
+        if points:
+            ax.scatter(*zip(*points), s=dot * 2, marker=marker, color="tab:blue", zorder=6, clip_on=False)
+    ax.scatter([], [], marker="^", color="tab:blue", s=dot * 2, label=f"off scale ({len(clipped)})")
+    if len(clipped) <= LABELLED_CLIPS:  # a few: say where they are
+        for x, v in clipped:
+            y, va = (hi, "bottom") if v > hi else (lo, "top")
+            ax.annotate(
+                f"{v:.4g}", (x, y), xytext=(4, 0), textcoords="offset points", fontsize=7, va=va, color="tab:blue"
+            )
 
-    # failed runs: marks on the x axis (axes coordinates for y, so they sit on the axis at any range)
+
+def _axis_marks(ax, xs_all: list[int], rows: list[dict], dot: float) -> None:
+    """Failed runs: marks on the x axis (axes coordinates for y, so they sit on the axis at any range)."""
     trans = ax.get_xaxis_transform()
     seen = set()
     for status, (marker, color, label) in AXIS_MARKS.items():
@@ -212,7 +233,11 @@ def draw(
         )
         seen.add(label)
 
-    ax.set_ylim(lo, hi)
+
+def _frame(ax, xs_all: list[int], ylim: tuple, metric: str, direction: str) -> None:
+    from matplotlib.ticker import MaxNLocator  # matplotlib is imported only when a figure is drawn
+
+    ax.set_ylim(*ylim)
     ax.set_xlim(min(xs_all, default=0) - 0.5, max(xs_all, default=1) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=12))
     ax.set_xlabel("run")
@@ -220,17 +245,3 @@ def draw(
     ax.grid(axis="y", color="0.92", lw=0.6)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    n_adv = len(adv_x)
-    ax.set_title(title or f"{len(rows)} runs, {n_adv} advance{'s' if n_adv != 1 else ''}", fontsize=10, loc="left")
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    if extra:
-        twin = ax.twinx()
-        for name, points in extra.items():
-            if points:
-                twin.plot(*zip(*points), marker="^", linestyle=":", color="tab:purple", label=name)
-        twin.set_ylabel(", ".join(extra))
-        twin.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(1.01, 0.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
