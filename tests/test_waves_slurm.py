@@ -19,7 +19,7 @@ import pytest
 from conftest import Experiment, answers
 from slurm_cluster import slurm_cluster  # noqa: F401
 
-from arunner import iteration, slurm, snapshots
+from arunner import iteration, runs, snapshots
 
 SLURM_ANSWERS = answers(cli_args="{lr: 0.1, sleep: 0.0}", slug="261202-slurm")
 
@@ -107,7 +107,7 @@ def test_node_failure_requeues_the_candidate(sexpr):
     runner = subprocess.Popen(
         [sys.executable, str(sexpr.dir / "ar.py"), "run"], cwd=sexpr.host, stdout=subprocess.PIPE, text=True
     )
-    job_file, log = sexpr.dir / "runs" / "r0002" / slurm.JOB_FILE, sexpr.dir / "runs" / "r0002" / "run.log"
+    job_file, log = sexpr.dir / "runs" / "r0002" / runs.JOB_FILE, sexpr.dir / "runs" / "r0002" / "run.log"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (job_file.exists() and log.exists()):
         time.sleep(0.1)

@@ -30,7 +30,7 @@ from .logtail import exception_line
 from .plans import PlannedRun
 from .record import best_record, primary_field, result_record
 from .results import RunResult, RunStart
-from .slurm import JOB_FILE, SlurmLauncher
+from .runs import JOB_FILE
 from .text import one_line
 
 FAULT_POINTS = ("rerun.started", "wave.allocated", "wave.judged", "wave.committed", "confirm.recorded")
@@ -57,8 +57,10 @@ def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[lis
     if any(planned.candidate for planned in plan):  # a wave of queued candidates
         fault_point("wave.allocated")
     offences = {run.run_id: integrity.guard(cx.cfg, cx.session, source) for _, run, source in started}
-    to_launch = [(planned, run) for planned, run, _ in started if not offences[run.run_id]]
-    launched = dict(zip((run.run_id for _, run in to_launch), _launch(cx, to_launch)))
+    cands = _candidates(cx, [(planned, run) for planned, run, _ in started if not offences[run.run_id]])
+    pool = slots.SlotPool(slots.for_session(cx.session, len(cands), cx.spread_out), label=cx.cfg.slug)
+    outcomes = wave.run_wave(cands, pool, launcher(cx.session), cx.live and len(cands) == 1) if cands else []
+    launched = {o.candidate.name: _launched(o, cx.budget_s) for o in outcomes}  # None: it never started
     results, requeued = [], []
     for planned, run, source in started:
         if offences[run.run_id]:
@@ -105,30 +107,28 @@ def _cand(planned: PlannedRun) -> str | None:
 
 def launcher(session: Session) -> wave.Launcher:
     if session.launcher == "slurm":
-        return SlurmLauncher(shlex.split(session.slurm_args), JOB_FILE)
+        from . import slurm  # only a Slurm session pays for its import
+
+        return slurm.SlurmLauncher(shlex.split(session.slurm_args), JOB_FILE)
     return wave.LocalLauncher()
 
 
-def _launch(cx: Context, runs: list[tuple[PlannedRun, RunStart]]) -> list[LaunchResult | None]:
-    """Every run on a slot of the pool; None for one that never started (Ctrl+C first)."""
-    if not runs:
-        return []
+def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]]) -> list[wave.Candidate]:
+    """What the pool launches for each run: its command, environment, log, budget and marker."""
     cfg, grace = cx.cfg, steps.grace_seconds(cx.cfg, cx.session)
     cands = []
     for planned, run in runs:
         env = {**steps.training_env(cfg, run, cx.budget_s), **planned.env}
         if planned.wave:
             env["AR_WAVE"] = planned.wave
-        train_py = cfg.expr_dir / "train.py" if planned.kind == "candidate" and not planned.wave else None
-        cmd = steps.build_command(cfg, train_py or run.run_dir / "train.py")
+        in_place = planned.kind == "candidate" and not planned.wave  # train.py itself, as a plain run would
+        cmd = steps.build_command(cfg, cfg.expr_dir / "train.py" if in_place else run.run_dir / "train.py")
         cands.append(
             wave.Candidate(
                 run.run_id, cmd, cfg.project_root, env, run.run_dir / "run.log", cx.budget_s, grace, run.marker
             )
         )
-    pool = slots.SlotPool(slots.for_session(cx.session, len(cands), cx.spread_out), label=cfg.slug)
-    outcomes = wave.run_wave(cands, pool, launcher(cx.session), cx.live and len(cands) == 1)
-    return [_launched(o, cx.budget_s) for o in outcomes]
+    return cands
 
 
 def _launched(outcome: wave.Outcome, budget_s: int) -> LaunchResult | None:

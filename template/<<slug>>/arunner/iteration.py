@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import best as best_state
-from . import candidates, engine, integrity, ledger, messages, noise, noise_state, plans, slots, slurm, watchdog
+from . import candidates, engine, integrity, ledger, messages, noise, noise_state, plans, slots, watchdog
 from .candidates import WAVE_FILE
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, read_json, remove
 from .record import primary_field, result_record
 from .results import RunResult
-from .runs import format_run_id, has_runs, run_dir_of, run_numbers
-from .slurm import JOB_FILE
+from .runs import JOB_FILE, format_run_id, has_runs, run_dir_of, run_numbers
 from .snapshots import BASELINE, restore_target, restore_train_py
 from .steps import (
     FAULT_POINTS,
@@ -124,6 +123,8 @@ def _cancel_unrecorded_jobs(expr: Path, numbers: list[int]) -> None:
     for number in numbers:
         run_dir = run_dir_of(expr, number)
         if (run_dir / JOB_FILE).exists() and not (run_dir / "result.json").exists():
+            from . import slurm  # only a run that was a Slurm job pays for its import
+
             slurm.cancel_recorded(run_dir / JOB_FILE)
 
 

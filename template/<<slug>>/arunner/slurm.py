@@ -39,7 +39,6 @@ CHECK_TIMEOUT_S = 300.0  # the visibility check job, queueing included
 UNKNOWN_LIMIT_S = 120.0  # a job neither scontrol nor sacct knows for this long is given up on
 
 # Final states (JobState) -> how the runner records them.
-JOB_FILE = ".slurm_job"  # in runs/rNNNN/: the job id, written right after sbatch (a dot file: never a checkpoint)
 DONE, FAILED, TIMED_OUT, CANCELLED, REQUEUE = "done", "failed", "timeout", "cancelled", "requeue"
 FINAL = {
     "COMPLETED": DONE,

@@ -12,7 +12,6 @@ reached in this order; a SIGKILL between any two is repaired by the next run.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shlex
 import subprocess
@@ -112,6 +111,14 @@ def self_test_data(cfg: Config) -> None:
 # ----------------------------------------------------------------------------- 1. allocate
 
 
+def iso_local(t: float) -> str:
+    """ISO 8601 local time with its offset, to the second (datetime's isoformat, without importing datetime)."""
+    local = time.localtime(t)
+    offset = local.tm_gmtoff or 0
+    sign, offset = ("+" if offset >= 0 else "-"), abs(offset)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f"{sign}{offset // 3600:02d}:{offset % 3600 // 60:02d}"
+
+
 def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
     """The next runs/rNNNN/ with the planned train.py and started.json.
 
@@ -131,7 +138,7 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
         run_dir.mkdir(parents=True)
     (run_dir / "train.py").write_bytes(source)
     started = time.time()
-    started_at = dt.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds")
+    started_at = iso_local(started)
     run = RunStart(run_id, run_dir, uuid.uuid4().hex, started, started_at, planned.label)
     record = {"token": run.token, "started_at": started_at, "note": planned.label, "kind": planned.kind}
     if planned.belongs_to:

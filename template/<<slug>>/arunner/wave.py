@@ -83,8 +83,15 @@ def run_wave(
     """
     launcher = launcher or LocalLauncher()
     outcomes = [Outcome(c) for c in candidates]
-    if len(candidates) == 1:
-        return [_run_one(outcomes[0], pool, launcher, live)]
+    if len(candidates) == 1:  # in this thread, so Ctrl+C and the live line behave exactly as in a single run
+        lease = pool.acquire()
+        if lease is not None:
+            outcomes[0].slot = lease.slot
+            try:
+                outcomes[0].result = launcher.run(candidates[0], _env(candidates[0], lease), live)
+            finally:
+                lease.release()
+        return outcomes
     started: list[tuple[Outcome, threading.Thread, Lease]] = []
     try:
         prev_term = signal.signal(signal.SIGTERM, _interrupt)
@@ -111,20 +118,6 @@ def run_wave(
         if prev_term is not None:
             signal.signal(signal.SIGTERM, prev_term)
     return outcomes
-
-
-def _run_one(outcome: Outcome, pool: SlotPool, launcher: Launcher, live: bool) -> Outcome:
-    """A wave of one: in this thread, so Ctrl+C and the live line behave exactly as in a single run."""
-    lease = pool.acquire()
-    if lease is None:
-        return outcome
-    outcome.slot = lease.slot
-    try:
-        cand = outcome.candidate
-        outcome.result = launcher.run(cand, _env(cand, lease), live)
-    finally:
-        lease.release()
-    return outcome
 
 
 def _env(cand: Candidate, lease: Lease) -> dict[str, str]:
