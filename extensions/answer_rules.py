@@ -86,6 +86,14 @@ def _resume_flag(value: Any, **_: Any) -> str:
     return ""
 
 
+def _seed_key(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
+        return "must be the host's seed option without leading dashes (e.g. seed, system.seed), or empty"
+    return ""
+
+
 def _nonempty(what: str) -> Callable[..., str]:
     def rule(value: Any, **_: Any) -> str:
         return "" if isinstance(value, str) and value.strip() else f"must be a non-empty {what}"
@@ -229,6 +237,7 @@ RULES: dict[str, Callable[..., str]] = {
     "protected_globs": _globs,
     "holdout_metrics": _names,
     "seconds": _seconds,
+    "seed_key": _seed_key,
     "runner": _nonempty("launcher command such as python"),
     "wandb_project": _free_text,
     "topic": _free_text,

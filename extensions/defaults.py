@@ -69,6 +69,7 @@ ANSWER_KEYS = (  # shown by --pretend, in interview order
     "evaluate_code",
     "protected_globs",
     "holdout_metrics",
+    "seed_key",
     "seconds",
     "runner",
     "wandb_project",
@@ -259,12 +260,47 @@ def unknown_overrides(conf, module: str, style: str, args) -> list[str]:
     return [k for k in args if k not in names and not (args[k] is True and str(k).endswith(CONFIG_FILE_SUFFIXES))]
 
 
-def detected(conf, module: str = "") -> Detected:
-    """The detection for this host; `module`, when the person changed the entry, re-derived for it."""
+def detected(conf, module: str = "") -> Detected | Recorded:
+    """The detection for this host; `module`, when the person changed the entry, re-derived for it.
+
+    During `copier update` the experiment's recorded answers come first (see `Recorded`).
+    """
     root = hostpaths.host_root(conf)
     key = str(root)
     if key not in CACHE:
         CACHE[key] = Detected(root)
-        if root is not None:
+        if root is not None and not hostpaths.recorded_answers(conf):
             print(CACHE[key].summary(), file=sys.stderr)
-    return CACHE[key].for_module(module)
+    found = CACHE[key].for_module(module)
+    recorded = hostpaths.recorded_answers(conf)
+    return Recorded(found, recorded) if recorded else found
+
+
+class Recorded:
+    """Detection seen through an experiment's recorded answers (experiment.json) during an update.
+
+    An answer missing from .copier-answers.yml (hidden in an older template version, or not asked
+    for this entry pattern) keeps the value the experiment runs with instead of a fresh guess.
+    Answers the experiment never had (added by a later template version) come from detection.
+    """
+
+    def __init__(self, found: Detected, recorded: dict):
+        self._found = found
+        self._recorded = {k: v for k, v in recorded.items() if k in RECORDED_KEYS and v is not None}
+
+    def __getattr__(self, name: str):
+        if name in self._recorded:
+            value = self._recorded[name]
+            return yaml.safe_dump(value, default_flow_style=True).strip() if name == "mutation_scope" else value
+        return getattr(self._found, name)
+
+    def cli_args_for(self, pattern: str) -> str:
+        if "cli_args" not in self._recorded:
+            return self._found.cli_args_for(pattern)
+        return yaml.safe_dump(
+            self._recorded["cli_args"], default_flow_style=True, sort_keys=False, width=1 << 16
+        ).strip()
+
+
+# The answers experiment.json records whose defaults come from detection (ar_detected(...).key).
+RECORDED_KEYS = (*KEYS, "log_metric_regex", "evaluate_code", "seed_key")

@@ -34,6 +34,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   wave_cmds    `propose`, the wave lines of `status`, the wave settings of `session`
   plot         the progress figure of `report --plot` (matplotlib, imported when drawn)
   inspect_cmds status, tail, report
+  upgrades     what an upgrade leaves: conflicts, the regenerated experiment.json, bytecode, rollback
   copier_cmds  chain and upgrade (drive Copier)
   cli          the command line and its command table
 """

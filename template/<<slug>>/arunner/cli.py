@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--primary-direction", choices=("min", "max"))
     chain.add_argument("--template", help="template source (default: the one recorded in the answers)")
 
-    sub.add_parser("upgrade", help="copier update this experiment (checks git first, reports conflicts)")
+    upgrade = sub.add_parser("upgrade", help="copier update this experiment (checks git first, reports conflicts)")
+    upgrade.add_argument("--rollback", action="store_true", help="undo an upgrade not yet committed")
     return parser
 
 
@@ -115,7 +116,9 @@ Output = tuple[list[str], int]
 
 def cmd_run(cfg: Config, args) -> Output:
     from . import waves_run
+    from .upgrades import refuse_while_conflicted
 
+    refuse_while_conflicted(cfg.expr_dir)  # an upgrade left conflicts: nothing runs until resolved
     session = Session.load(cfg.expr_dir)
     if not args.force:
         from .messages import refuse_after_stop

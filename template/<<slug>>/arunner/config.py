@@ -190,7 +190,10 @@ class Config:
     def load(cls, expr_dir: Path) -> Config:
         expr_dir = Path(expr_dir).resolve()
         path = expr_dir / CONFIG_FILE
-        fix = "re-render it with `copier update --trust -a <slug>/.copier-answers.yml .autoresearch`"
+        fix = (
+            f"restore the committed one with `git checkout HEAD -- {path.name}` (in {path.parent}), then "
+            "`ar.py upgrade` again if an upgrade left it so"
+        )
         data = read_json(path, "experiment config", fix)
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
