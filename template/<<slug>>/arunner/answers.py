@@ -4,12 +4,14 @@ One `Answer` per key, in experiment.json's order: its type, where its default
 comes from, the interview's rule that checks it, whether `copier update` keeps
 it, and the help line the interview shows. experiment.json is rendered from
 this table, `Config` loads it by this table, and the interview takes its types,
-rules and fallback defaults from here. copier.yml asks the questions in its own
-order and words; the template's tests hold it, `Config` and the README to this
-table.
+rules, choices and fallback defaults from here. The template's copier.yml asks
+the questions in its own order and is checked against this table, as are
+`Config`'s fields and the README's answer list.
 
-To add an answer: one `Answer` here, the question in copier.yml, the field on
-`config.Config`, the key in README's answer list (the tests name what is missing).
+A new answer: an `Answer` appended here (experiment.json only gains a line),
+not `required` and with an `absent` value (experiments rendered before it lack
+it), stored by `copier update` (never `when: false`); its question in copier.yml;
+its field on `config.Config`; its key in the README's answer list.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Answer:
     help: str  # the interview's help, one terminal line
     default: Any = ""  # LITERAL: the default; DETECTED: the fallback; DERIVED: unused
     source: str = LITERAL
-    rule: str = ""  # the interview's check, a name in extensions/answer_rules.py RULES ("" = none)
+    rule: str = ""  # the interview's check, by name (the template's answer_rules.RULES_BY_NAME; "" = none)
     choices: tuple = ()  # the allowed values, in the order error messages list them
     stored: str = ALWAYS
     in_config: bool = True  # rendered into experiment.json and loaded into Config
