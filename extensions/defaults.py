@@ -214,7 +214,8 @@ def ar_show_answers(context, conf) -> str:
     print("answers it would use (--pretend: nothing written):", file=sys.stderr)
     for key, value in answers.items():
         shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=1 << 16)
-        print(f"  {key}: {str(shown).strip()}", file=sys.stderr)
+        shown = str(shown).strip().removesuffix("\n...")  # a bare number is a YAML document: no end marker
+        print(f"  {key}: {shown}", file=sys.stderr)
     return ""
 
 
