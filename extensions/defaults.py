@@ -25,57 +25,29 @@ from direction import ar_direction
 from jinja2 import pass_context
 
 import detection
+from arunner.answers import ANSWERS, DETECTED, YAML
 from detection.arguments import hydra_item
 from detection.commands import CONFIG_FILE_SUFFIXES
 from detection.evaluation import propose_evaluate
 from detection.sources import scalar
 
-# The answer a key gets when detection finds nothing (or there is no host to read).
+
+def _as_default(key: str, value):
+    """A YAML answer as the flow text copier.yml's default renders (cli_args has cli_args_for)."""
+    if ANSWERS[key].type == YAML and key != "cli_args" and not isinstance(value, str):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    return value
+
+
+# The answer a key gets when detection finds nothing (or there is no host to read): the
+# fallback of every detected answer that detection.Findings carries (the others are properties).
 LITERAL = {
-    "entry_pattern": "argparse-cli",
-    "entry_main_module": "",
-    "cli_args": {},
-    "cli_style": "space",
-    "resume_flag_name": "",
-    "distributed_framework": "auto",
-    "goal": "lower the validation loss",
-    "metric_backend": "auto",
-    "tb_events_glob": "runs/**/events.out.tfevents.*",
-    "checkpoint_glob": "",
-    "primary_metric": "eval/loss",
-    "mutation_scope": "[]",
-    "runner": "python",
-    "wandb_project": "",
-    "seconds": detection.DEFAULT_SECONDS,
+    name: _as_default(name, a.default)
+    for name, a in ANSWERS.items()
+    if a.source == DETECTED and name in detection.Findings.__dataclass_fields__
 }
 KEYS = tuple(LITERAL)
-ANSWER_KEYS = (  # shown by --pretend, in interview order
-    "entry_pattern",
-    "entry_main_module",
-    "cli_style",
-    "cli_args",
-    "resume_flag_name",
-    "distributed_framework",
-    "goal",
-    "metric_backend",
-    "tb_events_glob",
-    "log_metric_regex",
-    "metric_extract_code",
-    "checkpoint_glob",
-    "primary_metric",
-    "primary_direction",
-    "hard_constraints",
-    "mutation_scope",
-    "evaluate_code",
-    "protected_globs",
-    "holdout_metrics",
-    "seed_key",
-    "seconds",
-    "runner",
-    "wandb_project",
-    "topic",
-    "slug",
-)
+ANSWER_KEYS = tuple(ANSWERS)  # shown by --pretend
 # Per host root (and corrected entry module): Copier renders several times per command. Kept in
 # this plain module, imported by name, because Copier loads each extension file under its own name.
 CACHE: dict = {}
@@ -121,8 +93,7 @@ class Detected:
         self.notes = list(self.found.notes)
         for key in KEYS:
             value = getattr(self.found, key)
-            if key == "mutation_scope":
-                value = yaml.safe_dump(value, default_flow_style=True).strip()
+            value = _as_default(key, value)
             if value in ("", None) and key not in EMPTY_IS_AN_ANSWER:
                 continue  # nothing found: keep the literal default
             setattr(self, key, value)
@@ -193,9 +164,7 @@ class Detected:
             else:
                 other.notes = list(other.found.notes)
                 for name in KEYS:
-                    value = getattr(other.found, name)
-                    if name == "mutation_scope":
-                        value = yaml.safe_dump(value, default_flow_style=True).strip()
+                    value = _as_default(name, getattr(other.found, name))
                     if value not in ("", None) or name in EMPTY_IS_AN_ANSWER:
                         setattr(other, name, value)
                 root = Path(self.root)
@@ -245,7 +214,8 @@ def ar_show_answers(context, conf) -> str:
     print("answers it would use (--pretend: nothing written):", file=sys.stderr)
     for key, value in answers.items():
         shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=1 << 16)
-        print(f"  {key}: {str(shown).strip()}", file=sys.stderr)
+        shown = str(shown).strip().removesuffix("\n...")  # a bare number is a YAML document: no end marker
+        print(f"  {key}: {shown}", file=sys.stderr)
     return ""
 
 
@@ -303,4 +273,4 @@ class Recorded:
 
 
 # The answers experiment.json records whose defaults come from detection (ar_detected(...).key).
-RECORDED_KEYS = (*KEYS, "log_metric_regex", "evaluate_code", "seed_key")
+RECORDED_KEYS = tuple(name for name, a in ANSWERS.items() if a.source == DETECTED and a.in_config)

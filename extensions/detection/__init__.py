@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from arunner.answers import ANSWERS
+
 from . import arguments, checkpoints, commands, entrypoints, goals, launch, pathglob, trackers
 from .sources import Project
 from .walk import walk
 
-DEFAULT_SECONDS = 300  # per-run budget when the host caps nothing itself
+DEFAULT_SECONDS = ANSWERS["seconds"].default  # per-run budget when the host caps nothing itself
 # A host that caps its own training time (TIME_BUDGET = 300) still needs start-up
 # (imports, data) and a final evaluation inside the runner's budget: the cap plus
 # this margin, at least BUDGET_MARGIN_MIN_S, never below the cap.

@@ -7,6 +7,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   fsutil       atomic writes, checked reads, file tails, removal
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
+  answers      every answer of the setup interview, declared once (type, default, rule, storage)
   config       the experiment's rendered config and the session settings
   verdict      status x verdict table, constraints, termination
   noise        the run-to-run spread and the noise rule (advance / revert / confirm)

@@ -7,12 +7,14 @@ read once per command.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .answers import ANSWERS, CONFIG_KEYS, DIRECTIONS
 from .errors import UserError
 from .fsutil import atomic_write_json, read_json
 
@@ -152,8 +154,9 @@ class Session:
 class Config:
     """Answers of the setup interview, as rendered into experiment.json.
 
-    `load` requires every answer in the file; the defaults here serve code and
-    tests that build a Config by hand.
+    One field per answer of `answers.CONFIG_KEYS` (a test holds them equal).
+    `load` reads them by that table; the defaults here serve code and tests that
+    build a Config by hand.
     """
 
     expr_dir: Path
@@ -161,6 +164,7 @@ class Config:
     slug: str = ""
     entry_pattern: str = "argparse-cli"
     entry_main_module: str = ""
+    cli_style: str = "space"  # how train.py passes CLI_OVERRIDES to an argparse-cli script
     cli_args: Any = field(default_factory=dict)
     resume_flag_name: str = ""
     distributed_framework: str = "none"
@@ -197,22 +201,13 @@ class Config:
         data = read_json(path, "experiment config", fix)
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
-        known = set(cls.__dataclass_fields__) - {"expr_dir", "project_root", "constraints"}
-        optional = {
-            "parent_expr",
-            "parent_ckpt",
-            "template_version",
-            "evaluate_code",
-            "protected_globs",
-            "holdout_metrics",
-            "seed_key",
-        }  # answers added after the first release
-        missing = sorted(k for k in known - optional if k not in data)
+        missing = sorted(k for k in CONFIG_KEYS if k not in data and ANSWERS[k].required)
         if missing:
             raise UserError(f"{path} lacks {missing}; {fix}")
-        values = {k: data[k] for k in known if k in data}
+        values = {k: data[k] if k in data else copy.deepcopy(ANSWERS[k].absent) for k in CONFIG_KEYS}
+        values["template_version"] = data.get("template_version", "")
         cfg = cls(expr_dir=expr_dir, project_root=expr_dir.parent.parent, **values)
-        if cfg.primary_direction not in ("min", "max"):
+        if cfg.primary_direction not in DIRECTIONS:
             raise UserError(f"{path}: primary_direction must be min or max, got {cfg.primary_direction!r}; {fix}")
         if not isinstance(cfg.seconds, int) or cfg.seconds <= 0:
             raise UserError(f"{path}: seconds must be a positive integer, got {cfg.seconds!r}; {fix}")

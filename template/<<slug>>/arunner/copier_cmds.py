@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from . import best as best_state
+from .answers import CONFIG_KEYS
 from .config import Config
 from .errors import UserError
 from .fsutil import atomic_write_json
@@ -67,9 +68,8 @@ def chain(cfg: Config, args) -> tuple[list[str], int]:
     src, commit = _answers_source(cfg)
     if args.template:
         src, commit = args.template, ""
-    data = json.loads((cfg.expr_dir / "experiment.json").read_text())
-    for dropped in ("template_version", "ar_preflight"):
-        data.pop(dropped, None)
+    rendered = json.loads((cfg.expr_dir / "experiment.json").read_text())
+    data = {k: rendered[k] for k in CONFIG_KEYS if k in rendered}  # the answers, not template_version
     parent_ckpt = ""
     if best.get("name"):  # the best run's checkpoint, by its original name inside best_ckpt/
         parent_ckpt = str((cfg.expr_dir / "best_ckpt" / best["name"]).relative_to(cfg.project_root))
