@@ -194,11 +194,12 @@ class Config:
     def load(cls, expr_dir: Path) -> Config:
         expr_dir = Path(expr_dir).resolve()
         path = expr_dir / CONFIG_FILE
-        fix = (
+        fix = "re-render it with `copier update --trust -a <slug>/.copier-answers.yml .autoresearch`"
+        unreadable = (
             f"restore the committed one with `git checkout HEAD -- {path.name}` (in {path.parent}), then "
             "`ar.py upgrade` again if an upgrade left it so"
         )
-        data = read_json(path, "experiment config", fix)
+        data = read_json(path, "experiment config", unreadable)
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
         missing = sorted(k for k in CONFIG_KEYS if k not in data and ANSWERS[k].required)
