@@ -26,7 +26,7 @@ PATTERNS = ("argparse-cli", "hydra", "function", "custom")
 CLI_STYLES = ("space", "equals", "constants")
 FRAMEWORKS = ("accelerate", "deepspeed", "fsdp", "ddp", "lightning", "none", "auto")
 DIRECTIONS = ("min", "max")
-YAML_KEYS = ("cli_args", "hard_constraints", "mutation_scope", "protected_globs", "holdout_metrics")
+YAML_KEYS = ("cli_args", "hard_constraints", "mutation_scope", "protected_globs", "holdout_metrics", "output_fixed")
 INT_KEYS = ("seconds",)
 SLUG_RE = re.compile(r"^(\d{6})-([a-z0-9]+(?:-[a-z0-9]+)*)$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -83,6 +83,14 @@ def _resume_flag(value: Any, **_: Any) -> str:
         return ""
     if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
         return "must be a flag name without leading dashes (e.g. resume_from_checkpoint) or a Hydra key, or empty"
+    return ""
+
+
+def _knob_name(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
+        return "must be the name of one of the host's options or constants without leading dashes, or empty"
     return ""
 
 
@@ -221,6 +229,10 @@ RULES: dict[str, Callable[..., str]] = {
     "log_metric_regex": _log_regex,
     "metric_extract_code": _extract_code,
     "checkpoint_glob": _relative_glob,
+    "output_key": _knob_name,
+    "output_fixed": _globs,
+    "length_key": _knob_name,
+    "time_key": _knob_name,
     "primary_metric": _nonempty("metric name"),
     "primary_direction": _choice(DIRECTIONS),
     "hard_constraints": _constraints,

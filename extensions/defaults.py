@@ -47,6 +47,11 @@ LITERAL = {
     "runner": "python",
     "wandb_project": "",
     "seconds": detection.DEFAULT_SECONDS,
+    "output_key": "",
+    "output_fixed": "[]",
+    "length_key": "",
+    "time_key": "",
+    "holdout_metrics": "[]",
 }
 KEYS = tuple(LITERAL)
 ANSWER_KEYS = (  # shown by --pretend, in interview order
@@ -62,6 +67,10 @@ ANSWER_KEYS = (  # shown by --pretend, in interview order
     "log_metric_regex",
     "metric_extract_code",
     "checkpoint_glob",
+    "output_key",
+    "output_fixed",
+    "length_key",
+    "time_key",
     "primary_metric",
     "primary_direction",
     "hard_constraints",
@@ -78,7 +87,9 @@ ANSWER_KEYS = (  # shown by --pretend, in interview order
 # Per host root (and corrected entry module): Copier renders several times per command. Kept in
 # this plain module, imported by name, because Copier loads each extension file under its own name.
 CACHE: dict = {}
-EMPTY_IS_AN_ANSWER = ("resume_flag_name", "checkpoint_glob", "wandb_project")  # "" found = "" answered
+# "" found = "" answered
+EMPTY_IS_AN_ANSWER = ("resume_flag_name", "checkpoint_glob", "wandb_project", "output_key", "length_key", "time_key")
+YAML_LISTS = ("mutation_scope", "output_fixed", "holdout_metrics")  # list answers, handed to the interview as YAML text
 
 
 class Detected:
@@ -120,7 +131,7 @@ class Detected:
         self.notes = list(self.found.notes)
         for key in KEYS:
             value = getattr(self.found, key)
-            if key == "mutation_scope":
+            if key in YAML_LISTS:
                 value = yaml.safe_dump(value, default_flow_style=True).strip()
             if value in ("", None) and key not in EMPTY_IS_AN_ANSWER:
                 continue  # nothing found: keep the literal default
@@ -144,6 +155,52 @@ class Detected:
                     self.entry_pattern, self.entry_main_module = "custom", ""  # custom asks for no module
                 else:
                     setattr(self, key, LITERAL[key])
+
+    def _output_lines(self) -> list[str]:
+        """Where the host writes, how long it trains, what caps its time: the knobs the runner sets."""
+        found = self.found.output
+        if self.output_key:
+            known = found.key == self.output_key and found.key_default is not None
+            default = f", default {found.key_default!r}" if known else ""
+            out = f"{self.output_key}{default} ({found.key_source or 'your answer'}): each run gets its own folder"
+        else:
+            out = "no knob found"
+        lines = [f"  outputs      {out}"]
+        fixed = yaml.safe_load(self.output_fixed) if isinstance(self.output_fixed, str) else self.output_fixed
+        for path in fixed or []:
+            source = found.fixed_source.get(path, "")
+            lines.append(f"  fixed path   {path}{f' ({source})' if source else ''}: written by every run, not per run")
+        if self.length_key:
+            text = f"{self.length_key}, default {found.length_default!r}"
+            if found.forever:
+                text += " = trains forever"
+                given = self._given(self.length_key)
+                if given is not None and given != found.length_default:
+                    text += f"; the baseline sets {given!r}"
+                else:
+                    text += f": set {self.length_key} in cli_args or every run ends at the time budget"
+            lines.append(f"  length       {text}")
+        else:
+            lines.append("  length       no step/epoch limit knob found")
+        if self.seed_key:
+            default = next((k["default"] for k in self.knobs if str(k["name"]).lstrip("-") == self.seed_key), None)
+            lines.append(f"  seed         {self.seed_key}{f', default {default!r}' if default is not None else ''}")
+        elif self.found.seed_fixed:
+            lines.append(
+                f"  seed         no seed knob: the host fixes its seed at {self.found.seed_fixed}; "
+                "repeats vary only what the seed cannot"
+            )
+        if self.time_key:
+            lines.append(
+                f"  time cap     {self.time_key}, default {self.found.output.time_default!r}: gets the run's budget"
+            )
+        return lines
+
+    def _given(self, key: str):
+        args = yaml.safe_load(self.cli_args_for(self.entry_pattern)) or {}
+        if isinstance(args, list):
+            args = dict(str(a).lstrip("+~").split("=", 1) for a in args if "=" in str(a))
+        return args.get(key)
 
     @property
     def evaluator(self) -> tuple:
@@ -193,7 +250,7 @@ class Detected:
                 other.notes = list(other.found.notes)
                 for name in KEYS:
                     value = getattr(other.found, name)
-                    if name == "mutation_scope":
+                    if name in YAML_LISTS:
                         value = yaml.safe_dump(value, default_flow_style=True).strip()
                     if value not in ("", None) or name in EMPTY_IS_AN_ANSWER:
                         setattr(other, name, value)
@@ -220,8 +277,14 @@ class Detected:
             f"  metric       {self.primary_metric} ({ar_direction(self.primary_metric)}) "
             f"via {self.metric_backend}{', ' + metric_from if metric_from else ''}"
         )
+        holdout = yaml.safe_load(self.holdout_metrics) if isinstance(self.holdout_metrics, str) else None
+        if holdout:
+            lines.append(
+                f"  holdout      {', '.join(holdout)}: a test metric, proposed as holdout_metrics (never optimised)"
+            )
         ckpt = f"{self.checkpoint_glob} ({where['checkpoint']})" if self.checkpoint_glob else "none found"
         lines.append(f"  checkpoint   {ckpt}")
+        lines += self._output_lines()
         lines.append(f"  runner       {self.runner} ({where.get('runner', 'default')})")
         lines.append(f"  budget       {where.get('budget', f'{self.seconds} s')}")
         code, why = self.evaluator

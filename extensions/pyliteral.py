@@ -1,7 +1,8 @@
-"""Jinja filter `pyliteral`: an answer as Python source for train.py.
+"""Jinja filters `pyliteral` (an answer as Python source for train.py) and `numbers`.
 
 YAML 1.1 reads `3e-4` as a string, so number-looking strings become numbers
-(CLI_OVERRIDES must hold 0.0003, not '3e-4'); Hydra `key=value` strings stay.
+(CLI_OVERRIDES must hold 0.0003, not '3e-4'; experiment.json and program.md
+show 0.0003 too); Hydra `key=value` strings stay.
 """
 
 from __future__ import annotations
@@ -45,3 +46,4 @@ class PythonLiteral(Extension):
     def __init__(self, environment):
         super().__init__(environment)
         environment.filters["pyliteral"] = pyliteral
+        environment.filters["numbers"] = _coerce
