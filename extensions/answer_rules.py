@@ -34,7 +34,12 @@ FLAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 def parse_value(key: str, value: Any) -> Any:
-    """Turn a raw --data string into the typed answer (YAML for lists/mappings, int for seconds)."""
+    """Turn a raw --data string into the typed answer (YAML for lists/mappings, int for seconds).
+
+    Whitespace only is an empty answer for every key (Enter in a multi-line field adds a newline).
+    """
+    if isinstance(value, str) and not value.strip():
+        value = ""
     if key in YAML_KEYS and isinstance(value, str):
         try:
             return yaml.safe_load(value) if value.strip() else None

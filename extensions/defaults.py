@@ -96,6 +96,7 @@ class Detected:
     """What detection found; every attribute is a ready-to-use interview default."""
 
     log_metric_regex = ""  # empty = the runner's built-in rule (name=value, name: value, name value)
+    corrected = False  # derived for an entry module the person gave, not the one detection chose
 
     def __init__(self, root: Path | None):
         self.root = root
@@ -175,7 +176,9 @@ class Detected:
             if found.forever:
                 text += " = trains forever"
                 given = self._given(self.length_key)
-                if given is not None and given != found.length_default:
+                if given is not None and given == found.proposed:
+                    text += f": the baseline proposes {given!r} (change it in cli_args)"
+                elif given is not None and given != found.length_default:
                     text += f"; the baseline sets {given!r}"
                 else:
                     text += f": set {self.length_key} in cli_args or every run ends at the time budget"
@@ -237,7 +240,7 @@ class Detected:
         key = (str(self.root), module)
         if key not in CACHE:
             other = Detected.__new__(Detected)
-            other.root = self.root
+            other.root, other.corrected = self.root, True
             for name, value in LITERAL.items():
                 setattr(other, name, value)
             other.notes = []
@@ -259,10 +262,18 @@ class Detected:
             CACHE[key] = other
         return CACHE[key]
 
+    def holdout_for(self, primary: str) -> str:
+        """holdout_metrics' default once primary_metric is answered: never the metric being optimised."""
+        found = yaml.safe_load(self.holdout_metrics) if isinstance(self.holdout_metrics, str) else []
+        if primary != self.primary_metric:
+            found = [] if primary and "test" in primary.lower() else found
+        return yaml.safe_dump([m for m in found or [] if m != primary], default_flow_style=True).strip()
+
     def summary(self) -> str:
         """A few lines for the person confirming the defaults: what was found and where."""
         where = self.where
-        lines = ["detected (static analysis, nothing run; every answer below can be changed):"]
+        head = "detected (static analysis, nothing run; every answer below can be changed)"
+        lines = [f"{head}, for the entry module you gave:" if self.corrected else f"{head}:"]
         if self.entry_pattern == "custom" or not self.entry_main_module:
             lines.append(
                 "  entry point  none found: answer entry_main_module (a module of this project), "
@@ -323,11 +334,22 @@ def unknown_overrides(conf, module: str, style: str, args) -> list[str]:
 
 
 def detected(conf, module: str = "") -> Detected:
-    """The detection for this host; `module`, when the person changed the entry, re-derived for it."""
+    """The detection for this host; `module`, when the person changed the entry, re-derived for it.
+
+    An entry module given with --data counts from the first question on (entry_pattern's default
+    is derived from it too), and the summary printed is the one for it: what the copy will use.
+    """
     root = hostpaths.host_root(conf)
+    given = str((hostpaths.conf_value(conf, "data") or {}).get("entry_main_module") or "")
     key = str(root)
     if key not in CACHE:
         CACHE[key] = Detected(root)
-        if root is not None:
-            print(CACHE[key].summary(), file=sys.stderr)
-    return CACHE[key].for_module(module)
+    found = CACHE[key].for_module(module or given)
+    if root is not None and (key, found.entry_main_module) not in PRINTED:
+        if not PRINTED or found.entry_main_module != CACHE[key].entry_main_module:
+            print(found.summary(), file=sys.stderr)  # first, then once more for each corrected entry module
+        PRINTED.add((key, found.entry_main_module))
+    return found
+
+
+PRINTED: set = set()  # (host root, entry module) whose summary was printed

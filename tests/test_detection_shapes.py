@@ -92,7 +92,7 @@ def test_each_shape_is_detected_right_the_first_time(name, tmp_path):
 def test_forever_step_limit_is_named_in_the_summary_and_made_finite(tmp_path):
     d = Detected(clean_copy("charlevel_host", tmp_path / "c"))
     assert d.found.output.forever and d.found.output.length_default == -1
-    assert "max-steps, default -1 = trains forever; the baseline sets 1000" in d.summary()
+    assert "max-steps, default -1 = trains forever: the baseline proposes 1000" in d.summary()
     # without a step count in the printed progress, nothing is proposed: the summary names the knob
     root = write(
         tmp_path / "epochs",
