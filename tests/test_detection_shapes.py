@@ -230,3 +230,42 @@ def test_yacs_config_keys_come_from_the_config_functions_and_classes(tmp_path):
     assert "score" not in d.candidates["primary_metric"]  # the other project's metric is not mixed in
     other = d.for_module("projects.adder.adder")
     assert other.primary_metric == "score" and other.output_key == "system.work_dir"
+
+
+def test_library_repo_without_a_command_says_which_projects_tie(tmp_path):
+    root = clean_copy("libproj_host", tmp_path / "lib")
+    (root / "projects" / "chars" / "README.md").unlink()
+    d = Detected(root)
+    assert any("2 equally likely entry points" in n for n in d.notes), d.notes
+    # whichever was taken, its findings are its own: metric and output folder of that project
+    own = {"projects.adder.adder": ("score", "./out/adder"), "projects.chars.chars": ("val loss", "./out/chars")}
+    metric, folder = own[d.entry_main_module]
+    assert d.primary_metric == metric and d.found.output.key_default == folder
+
+
+def test_answered_entry_module_rederives_and_the_summary_shows_it(tmp_path):
+    host = clean_copy("libproj_host", tmp_path / "lib")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [
+        COPIER,
+        "copy",
+        "--trust",
+        "--defaults",
+        "--vcs-ref",
+        "HEAD",
+        "--data",
+        "entry_main_module=projects.adder.adder",
+    ]
+    proc = subprocess.run([*cmd, str(REPO), ".autoresearch"], cwd=host, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = proc.stderr[proc.stderr.index("detected (static analysis") :]
+    assert "entry point  projects.adder.adder [argparse-cli, --k=v]" in summary
+    assert "chars" not in summary and "score (max)" in summary
+    (expr,) = (host / ".autoresearch").iterdir()
+    config = json.loads((expr / "experiment.json").read_text())
+    assert (config["primary_metric"], config["primary_direction"], config["output_key"]) == (
+        "score",
+        "max",
+        "system.work_dir",
+    )
+    assert config["cli_args"]["trainer.max_iters"] == 1000  # its own forever default, made finite

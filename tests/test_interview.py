@@ -268,3 +268,11 @@ def test_enter_alone_at_every_question_renders_the_experiment(host_name, tmp_pat
     if host_name == "eval_host":  # the proposed multi-line evaluate() body was kept by Enter
         assert "def" not in config["evaluate_code"] and "evaluate_model" in config["evaluate_code"]
         assert "\n" in config["evaluate_code"]
+
+
+def test_numbers_stay_numbers_in_experiment_json_and_program_md(minimal_host):
+    render(minimal_host, {**GOOD, "cli_args": "{lr: 5e-4, name: run1}", "slug": "261125-num"})
+    expr = minimal_host / ".autoresearch" / "261125-num"
+    assert json.loads((expr / "experiment.json").read_text())["cli_args"] == {"lr": 0.0005, "name": "run1"}
+    program = (expr / "program.md").read_text()
+    assert '{"lr": 0.0005, "name": "run1"}' in program and "5e-4" not in program

@@ -352,6 +352,12 @@ def find(project: Project, commands: list[Command], wandb_program: str, forced: 
     entry.command = cmd or next((c for c in commands if project.module_file(c.module) == f.rel), None)
     if note:
         entry.notes.append(note)
+    tied = [c[0] for c in entry.candidates if c[2] == best[0]]
+    if len(tied) > 1 and entry.source == "file name":  # nothing names one of them: say so, do not guess silently
+        entry.notes.append(
+            f"{len(tied)} equally likely entry points ({', '.join(tied[:4])}): {f.dotted} was taken; "
+            "answer entry_main_module with the one you train"
+        )
     strong_source = entry.source != "file name"
     entry.confidence = "high" if strength >= 2 and strong_source else "medium" if strength >= 2 else "low"
     entry.nearby = [
