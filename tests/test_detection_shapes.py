@@ -269,3 +269,11 @@ def test_answered_entry_module_rederives_and_the_summary_shows_it(tmp_path):
         "system.work_dir",
     )
     assert config["cli_args"]["trainer.max_iters"] == 1000  # its own forever default, made finite
+
+
+def test_a_literal_global_seed_is_reported_a_data_generator_is_not(tmp_path):
+    d = Detected(clean_copy("gptmodule_host", tmp_path / "gpt"))
+    assert d.seed_key == "" and d.found.seed_fixed.startswith("gpt.py:21 (torch.manual_seed(1337))")
+    assert "the host fixes its seed at gpt.py:21" in d.summary()
+    f = Detected(clean_copy("fixedpath_host", tmp_path / "fixed"))  # only torch.Generator().manual_seed(1234)
+    assert f.found.seed_fixed == "" and "fixes its seed" not in f.summary()

@@ -221,6 +221,7 @@ def fixed_seed(modules: list, files: dict) -> str:
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Call)
+                and pathglob._attr_path(node.func) is not None  # a global seed, not torch.Generator().manual_seed
                 and ast.unparse(node.func).rsplit(".", 1)[-1] in SEED_CALLS
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
