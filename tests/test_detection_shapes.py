@@ -277,3 +277,21 @@ def test_a_literal_global_seed_is_reported_a_data_generator_is_not(tmp_path):
     assert "the host fixes its seed at gpt.py:21" in d.summary()
     f = Detected(clean_copy("fixedpath_host", tmp_path / "fixed"))  # only torch.Generator().manual_seed(1234)
     assert f.found.seed_fixed == "" and "fixes its seed" not in f.summary()
+
+
+def test_minus_one_steps_beside_a_finite_epoch_count_is_not_forever(tmp_path):
+    root = write(
+        tmp_path / "hf",
+        {
+            "train.py": (
+                "import argparse\np = argparse.ArgumentParser()\np.add_argument('--max_steps', type=int, default=-1)\n"
+                "p.add_argument('--num_train_epochs', type=int, default=3)\n"
+                "p.add_argument('--timeout', type=int, default=1800)\nargs = p.parse_args()\n"
+                "print(f'step 1 eval_loss={0.1}')\n"
+            )
+        },
+    )
+    d = Detected(root)
+    assert d.length_key == "max_steps" and not d.found.output.forever
+    assert yaml.safe_load(d.cli_args_for("argparse-cli")).get("max_steps", -1) == -1
+    assert d.time_key == ""  # a distributed or I/O timeout is not a training-time cap

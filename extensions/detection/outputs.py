@@ -34,7 +34,7 @@ MAX_DEPTH = 8
 STEP_NAMES = ("max_steps", "max_iters", "max_iter", "max_iterations", "num_steps", "n_steps", "total_steps")
 STEP_NAMES += ("train_steps", "num_iterations", "iterations", "iters", "steps")
 EPOCH_NAMES = ("max_epochs", "num_train_epochs", "num_epochs", "n_epochs", "epochs")
-TIME_NAMES = ("max_time", "time_limit", "time_budget", "max_seconds", "max_runtime", "time_cap", "budget", "timeout")
+TIME_NAMES = ("max_time", "time_limit", "time_budget", "max_seconds", "max_runtime", "time_cap", "budget")
 PROPOSED_STEPS = 1000  # a finite step limit proposed for a host whose default trains forever
 PROGRESS_RE = re.compile(r"\b(step|iter|iteration)s?\b", re.I)
 
@@ -198,15 +198,21 @@ def length_and_time(out: Outputs, modules: list, values: dict, given: Callable[[
             out.length_key, out.length_default = match, values[match]
             break
     for wanted in TIME_NAMES:
-        match = next((n for n in names if _leaf(n) == wanted and not isinstance(values[n], (bool, str))), "")
+        match = next((n for n in names if _leaf(n) == wanted and isinstance(values[n], (int, float, type(None)))), "")
         if match:
             out.time_key, out.time_default = match, values[match]
             break
     if not out.length_key:
         return
     default = out.length_default
+    if default is not None and not isinstance(default, (int, float, str)):
+        out.length_default = None  # not a literal (a library's default): nothing to say about it
+        return
     number = isinstance(default, (int, float)) and not isinstance(default, bool)
     out.forever = (number and default < 0) or ((default is None or default == 0) and _open_loop(modules))
+    others = [values[n] for n in names if n != out.length_key and _leaf(n) in STEP_NAMES + EPOCH_NAMES]
+    if any(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in others):
+        out.forever = False  # `--max_steps -1` beside `--epochs 3`: -1 means "count epochs" (HF's convention)
     baseline = given(out.length_key)
     if out.forever and baseline == default and _leaf(out.length_key) in STEP_NAMES and _prints_steps(modules):
         out.proposed = PROPOSED_STEPS
