@@ -166,8 +166,6 @@ def outputs(modules: list, scopes, values: dict, globals_are_knobs: bool, patter
             out.fixed_source[resolved] = what
     if not out.key and "output_dir" in values and any("TrainingArguments" in w for _p, _c, w in _path_nodes(modules)):
         out.key, out.key_source = "output_dir", "TrainingArguments"
-    if out.key:
-        out.fixed = [p for p in out.fixed if p != "runs" or out.key_source.startswith("SummaryWriter")]
     return out
 
 
