@@ -31,7 +31,12 @@ FLAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 def parse_value(key: str, value: Any) -> Any:
-    """Turn a raw --data string into the typed answer (YAML for lists/mappings, int for seconds)."""
+    """Turn a raw --data string into the typed answer (YAML for lists/mappings, int for seconds).
+
+    Whitespace only is an empty answer for every key (Enter in a multi-line field adds a newline).
+    """
+    if isinstance(value, str) and not value.strip():
+        value = ""
     if key in YAML_KEYS and isinstance(value, str):
         try:
             return yaml.safe_load(value) if value.strip() else None
@@ -77,6 +82,14 @@ def _resume_flag(value: Any, **_: Any) -> str:
         return ""
     if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
         return "must be a flag name without leading dashes (e.g. resume_from_checkpoint) or a Hydra key, or empty"
+    return ""
+
+
+def _knob_name(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
+        return "must be the name of one of the host's options or constants without leading dashes, or empty"
     return ""
 
 
@@ -229,6 +242,7 @@ RULES_BY_NAME: dict[str, Callable[..., str]] = {
     "metric_names": _names,
     "seconds": _seconds,
     "seed_option": _seed_key,
+    "knob": _knob_name,
     "launcher": _nonempty("launcher command such as python"),
     "one_line": _free_text,
     "slug": _slug,

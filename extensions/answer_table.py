@@ -12,8 +12,9 @@ import copy
 from jinja2 import pass_context
 from jinja2.ext import Extension
 from jinja2.utils import missing
+from pyliteral import as_numbers
 
-from arunner.answers import ANSWERS, CONFIG_KEYS, INT, NO_VALUE
+from arunner.answers import ANSWERS, CONFIG_KEYS, INT, NO_VALUE, YAML
 
 
 @pass_context
@@ -27,7 +28,11 @@ def ar_answer(context, key: str):
         if value is missing:  # an answer that is always there is not: stop the render naming it
             context.environment.undefined(name=key)._fail_with_undefined_error()
         return None
-    return int(value) if answer.type == INT else value
+    if answer.type == INT:
+        return int(value)
+    if answer.type == YAML:
+        return as_numbers(value)  # YAML 1.1 reads 3e-4 as a string: experiment.json holds the number
+    return value.strip() if isinstance(value, str) and "\n" not in value else value  # whitespace-only = empty
 
 
 class AnswerTable(Extension):

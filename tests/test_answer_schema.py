@@ -20,6 +20,7 @@ import defaults  # noqa: E402
 from arunner.answers import (  # noqa: E402
     ALWAYS,
     ANSWERS,
+    BOOL,
     CONFIG_KEYS,
     DERIVED,
     DETECTED,
@@ -59,14 +60,18 @@ def test_every_copier_question_is_in_the_table_and_agrees_with_it():
         q = asked[name]
         assert q["type"] == a.type, (name, "type")
         assert storage(q) == a.stored, (name, "when (stored by copier update?)")
-        assert q["help"] == a.help, (name, "help")
+        if "<<" in q["help"]:  # a help that says how the editor finishes, when the editor is on
+            assert f"else '{a.help}'" in q["help"], (name, "help")
+        else:
+            assert q["help"] == a.help, (name, "help")
         choices = q.get("choices", ())
         assert set(choices.values() if isinstance(choices, dict) else choices) == set(a.choices), (name, "choices")
         default = str(q.get("default", ""))
         if a.source == DETECTED:
             assert re.search(rf"\bar_detected\(.*\)\.{name}(_for\(\w+\))?(?!\w)", default), (name, default)
         elif a.source == LITERAL:
-            parsed = yaml.safe_load(default) if a.type == YAML else int(default) if a.type == INT else default
+            raw = q.get("default", "")
+            parsed = yaml.safe_load(default) if a.type == YAML else int(default) if a.type == INT else raw
             assert parsed == a.default, (name, default)
         else:
             assert a.source == DERIVED and "<<" in default and "ar_detected" not in default, (name, default)
@@ -86,7 +91,7 @@ def test_every_answer_that_shapes_the_experiment_survives_update():
 
 def test_the_table_is_complete_and_its_rules_exist():
     for name, a in ANSWERS.items():
-        assert a.type in (STR, YAML, INT) and a.source in (DETECTED, LITERAL, DERIVED), name
+        assert a.type in (STR, YAML, INT, BOOL) and a.source in (DETECTED, LITERAL, DERIVED), name
         assert a.stored in (ALWAYS, IF_ASKED, NEVER), name
         assert "\n" not in a.help and len(a.help) <= HELP_WIDTH, (name, len(a.help))
         assert (a.rule == "choice") == bool(a.choices), name

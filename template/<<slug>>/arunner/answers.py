@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Copier's question types.
-STR, YAML, INT = "str", "yaml", "int"
+STR, YAML, INT, BOOL = "str", "yaml", "int", "bool"
 
 # Whether `copier update` keeps an answer (Copier stores exactly the answers whose `when` is true).
 ALWAYS = "always"  # no `when`: asked and stored every time
@@ -69,7 +69,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "slug",
             STR,
-            "Experiment folder: YYMMDD-kebab, lowercase ASCII, kebab at most 40 characters",
+            "Experiment folder: YYMMDD-kebab, lowercase ASCII, kebab <= 40 characters",
             source=DERIVED,
             rule="slug",
             required=True,
@@ -87,7 +87,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "entry_main_module",
             STR,
-            "Dotted module of the entry point (must be a file in this project, e.g. mypkg.train)",
+            "Dotted module of the entry point, a file of this project (mypkg.train)",
             source=DETECTED,
             rule="module",
             stored=IF_ASKED,
@@ -108,7 +108,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "cli_args",
             YAML,
-            "Baseline overrides the agent starts from (CLI_OVERRIDES): a mapping; key=value strings for hydra",
+            "Baseline overrides (CLI_OVERRIDES): a mapping; hydra: a list of k=v",
             default={},
             source=DETECTED,
             rule="cli_args",
@@ -119,7 +119,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "resume_flag_name",
             STR,
-            "Flag (without --) or Hydra key that resumes from a checkpoint; empty = none",
+            "Option (no --) or Hydra key that resumes a checkpoint; empty = none",
             source=DETECTED,
             rule="flag",
             stored=IF_ASKED,
@@ -129,7 +129,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "distributed_framework",
             STR,
-            "Distributed framework (auto = resolve at launch from the runner)",
+            "Distributed framework (auto = decided at launch from the runner)",
             default="auto",
             source=DETECTED,
             rule="choice",
@@ -148,7 +148,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "metric_backend",
             STR,
-            "How does training report the metric? (auto tries wandb, tensorboard, log per run)",
+            "How does training report the metric? (auto: wandb, tensorboard, log)",
             default="auto",
             source=DETECTED,
             rule="choice",
@@ -169,7 +169,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "log_metric_regex",
             STR,
-            "Regex with one group capturing the value; {name} stands for the metric name",
+            "Regex with one group capturing the value ({name} = the metric)",
             source=DETECTED,
             rule="log_regex",
             stored=IF_ASKED,
@@ -179,7 +179,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "metric_extract_code",
             STR,
-            "Python function body; gets run_dir: Path and run_log_text: str, returns dict[str, float]",
+            "Metric extraction body (README: custom backend); Enter keeps it",
             default="return {}",
             rule="extract_code",
             stored=IF_ASKED,
@@ -189,7 +189,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "checkpoint_glob",
             STR,
-            "Where training saves checkpoints, a glob relative to the project root (empty = none)",
+            "Glob of the checkpoints training saves (empty = none)",
             source=DETECTED,
             rule="glob",
             absent="",
@@ -216,7 +216,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "hard_constraints",
             YAML,
-            'Hard constraints, a list of "name op threshold" (op: <= < >= >); a violation makes a run invalid',
+            'Hard constraints, a list of "name op threshold" (op: <= < >= >)',
             default=[],
             rule="constraints",
             absent=[],
@@ -225,7 +225,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "mutation_scope",
             YAML,
-            "Modules/classes train.py may monkey-patch (advisory), a list of dotted paths",
+            "Modules/classes train.py may monkey-patch, a list of dotted paths",
             default=[],
             source=DETECTED,
             rule="dotted_paths",
@@ -235,7 +235,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "seconds",
             INT,
-            "Per-run time budget in seconds (a host that caps its own time gets that cap plus a margin)",
+            "Per-run time budget in seconds",
             default=300,
             source=DETECTED,
             rule="seconds",
@@ -244,7 +244,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "runner",
             STR,
-            "Launcher prefix, verbatim (python, torchrun --nproc-per-node 2, uv run python, ...)",
+            "Launcher prefix, verbatim (python, torchrun --nproc-per-node 2, ...)",
             default="python",
             source=DETECTED,
             rule="launcher",
@@ -267,7 +267,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "evaluate_code",
             STR,
-            "Body of prepare.py's evaluate(checkpoint_path) -> dict[str, float] (empty = no independent check)",
+            "prepare.py evaluate() body (README: Metric integrity); Enter keeps it",
             source=DETECTED,
             rule="evaluate_code",
             absent="",
@@ -275,7 +275,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "protected_globs",
             YAML,
-            "Extra files the agent must not change (data splits, configs): globs relative to the project root",
+            "Extra files the agent must not change, a list of globs",
             default=[],
             rule="globs",
             absent=[],
@@ -283,18 +283,59 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "holdout_metrics",
             YAML,
-            "Metrics evaluate() returns that the agent is never shown (a check on overfitting), a list of names",
+            "Metrics evaluate() returns that the agent never sees, a list",
             default=[],
+            source=DETECTED,
             rule="metric_names",
             absent=[],
         ),
         Answer(
             "seed_key",
             STR,
-            "Host option that sets the random seed (repeats vary it); empty = none",
+            "Option that sets the random seed (repeats vary it); empty = none",
             source=DETECTED,
             rule="seed_option",
             absent="",
+        ),
+        Answer(
+            "output_key",
+            STR,
+            "Option that sets where training writes its outputs (empty = none)",
+            source=DETECTED,
+            rule="knob",
+            absent="",
+        ),
+        Answer(
+            "output_fixed",
+            YAML,
+            "Paths written that no option moves (a list, from the project root)",
+            default=[],
+            source=DETECTED,
+            rule="globs",
+            absent=[],
+        ),
+        Answer(
+            "length_key",
+            STR,
+            "Option that limits training steps or epochs (empty = none)",
+            source=DETECTED,
+            rule="knob",
+            absent="",
+        ),
+        Answer(
+            "time_key",
+            STR,
+            "Option that caps training time, set to each run's budget (empty = none)",
+            source=DETECTED,
+            rule="knob",
+            absent="",
+        ),
+        Answer(
+            "edit_code",
+            BOOL,
+            "Write Python answers (evaluate, metric extraction) in a multi-line editor?",
+            default=False,
+            in_config=False,
         ),
     )
 }

@@ -188,6 +188,10 @@ class Config:
     protected_globs: list[str] = field(default_factory=list)  # extra files the agent must not change
     holdout_metrics: list[str] = field(default_factory=list)  # evaluate() metrics never shown to the agent
     seed_key: str = ""  # the host's seed option (detected), varied by repeats and confirmations
+    output_key: str = ""  # the host's option or constant that decides where it writes (its default may be a file)
+    output_fixed: list[str] = field(default_factory=list)  # paths the host writes to that no option moves
+    length_key: str = ""  # the host's step / epoch / iteration limit
+    time_key: str = ""  # the host's own time cap, set to the run's budget
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod
