@@ -29,7 +29,9 @@ from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove
 from .runs import run_dir_of, run_key
 
 # Names the runner itself keeps in a run folder; everything else there is the host's.
-RUNNER_NAMES = frozenset({"train.py", "run.log", "decision.json", "result.json", "ckpt", "wandb", "candidate"})
+RUNNER_NAMES = frozenset(
+    {"train.py", "run.log", "decision.json", "result.json", "ckpt", "wandb", "candidate", "work"}
+)  # work: a wave candidate's working folder (workdir.py), never a checkpoint
 CAPTURE_FILE = ".capture.json"
 PARTIAL = ".ckpt-partial"
 HELD_DIR = ".ckpt-held"

@@ -184,6 +184,9 @@ class Config:
     protected_globs: list[str] = field(default_factory=list)  # extra files the agent must not change
     holdout_metrics: list[str] = field(default_factory=list)  # evaluate() metrics never shown to the agent
     seed_key: str = ""  # the host's seed option (detected), varied by repeats and confirmations
+    output_key: str = ""  # the host's output-folder option: every run points it into its own run folder
+    output_fixed: list[str] = field(default_factory=list)  # project paths the host always writes (no option)
+    length_key: str = ""  # the host's step/epoch limit: named when a run never ends within the budget
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod
@@ -203,6 +206,9 @@ class Config:
             "protected_globs",
             "holdout_metrics",
             "seed_key",
+            "output_key",
+            "output_fixed",
+            "length_key",
         }  # answers added after the first release
         missing = sorted(k for k in known - optional if k not in data)
         if missing:

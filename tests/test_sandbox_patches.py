@@ -1,0 +1,76 @@
+"""Sandbox patches reach the objects the host trains with, whatever the entry shape.
+
+Hosts: tests/hosts/guard_host (argparse under `if __name__ == "__main__":`, an activation class)
+and tests/hosts/modlevel_host (lowercase constants, then data, classes and the loop at module
+level). Pure Python, a run takes well under a second.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import answers
+
+GUARD = answers(entry_main_module="chargen", cli_args="{steps: 200}", primary_metric="val_loss", slug="261203-guard")
+MODLEVEL = answers(
+    entry_main_module="gpt",
+    cli_style="constants",
+    cli_args="{max_iters: 200}",
+    primary_metric="val loss",
+    slug="261203-modlevel",
+)
+RAISING = "\nimport {mod} as host\n\n\ndef _raises(self, x):\n    raise RuntimeError('patched activation ran')\n\n\nhost.{cls}.forward = _raises\n"
+
+
+def sandbox(expr, code: str) -> None:
+    expr.edit('RUN_NOTE = "baseline"', 'RUN_NOTE = "patch"')
+    expr.edit("# ---- FROZEN: resume and invocation", code + "\n# ---- FROZEN: resume and invocation")
+
+
+@pytest.mark.parametrize(
+    ("host", "data", "module", "cls"),
+    [("guard_host", GUARD, "chargen", "NewGELU"), ("modlevel_host", MODLEVEL, "gpt", "FeedForward")],
+    ids=["main-guard", "module-level-constants"],
+)
+def test_a_patch_that_raises_inside_a_host_class_crashes_the_run(rendered_once, tmp_path, host, data, module, cls):
+    expr = rendered_once(host, data, tmp_path / host)
+    base = expr.run()
+    assert base["status"] == "ok" and isinstance(base["primary"]["value"], float), base["note"]
+    sandbox(expr, RAISING.format(mod=module, cls=cls))
+    patched = expr.run()
+    assert patched["status"] == "crash"
+    assert "RuntimeError: patched activation ran" in patched["note"]  # proof the patch ran in training
+    log = (expr.dir / "runs" / patched["run_id"] / "run.log").read_text()
+    assert log.count("Traceback") == 1 and "val" not in log.split("Traceback")[0]  # it crashed before any metric
+
+
+def test_a_patch_to_a_name_the_host_lacks_fails_before_training_in_one_line(rendered_once, tmp_path):
+    expr = rendered_once("guard_host", GUARD, tmp_path / "guard")
+    expr.run()
+    sandbox(expr, "\nimport chargen\n\nchargen.NewGELU.foward = lambda self, x: x  # misspelt\n")
+    result = expr.run()
+    assert result["status"] == "crash"
+    log = (expr.dir / "runs" / result["run_id"] / "run.log").read_text().strip()
+    assert len(log.splitlines()) == 1 and "chargen.NewGELU.foward" in log and "forward" in log, log
+    assert "step" not in log
+
+
+def test_constants_still_replace_and_the_sandbox_sees_them(rendered_once, tmp_path):
+    expr = rendered_once("modlevel_host", MODLEVEL, tmp_path / "modlevel")
+    sandbox(expr, "\nimport gpt\n\nprint('sandbox saw max_iters', gpt.max_iters, gpt.__name__, flush=True)\n")
+    result = expr.run()
+    assert result["status"] == "ok", result["note"]
+    log = (expr.dir / "runs" / result["run_id"] / "run.log").read_text()
+    assert "sandbox saw max_iters 200 __main__" in log and "step 200: val loss" in log
+    assert log.count("val loss") == 1  # the script trained once, not again on import
+
+
+def test_a_sandbox_only_edit_with_the_best_value_bit_for_bit_asks_whether_the_patch_ran(rendered_once, tmp_path):
+    expr = rendered_once("guard_host", GUARD, tmp_path / "guard")
+    best = expr.run()
+    sandbox(expr, "\nimport chargen\n\nchargen.NewGELU.forward = chargen.NewGELU.forward  # no effect\n")
+    same = expr.run()
+    assert same["primary"]["value"] == best["primary"]["value"]
+    assert f"equals {best['run_id']}'s to the last digit: did the patch run?" in same["note"]
+    sandbox(expr, "\nimport chargen\n\nchargen.NewGELU.forward = lambda self, x: max(x, 0.0)\n")
+    changed = expr.run()  # a patch that took effect: a new value, no question
+    assert changed["primary"]["value"] != best["primary"]["value"] and "did the patch run" not in changed["note"]
