@@ -125,7 +125,7 @@ def _from_glob(cfg, root: Path, started_at: float) -> Path | None:
                 f"checkpoint_glob {pattern!r} matched {m} which resolves to {real}, outside the project "
                 f"root {root}; checkpoints are only taken from inside the project (fix the glob or the link)"
             )
-        if not _within(real, stores):
+        if _within(root, stores) or not _within(real, stores):  # a run's own working folder is inside them
             matches.append(m)
     return _newest_fresh(matches, started_at)
 

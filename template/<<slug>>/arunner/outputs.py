@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from . import workdir
 from .config import Config
+from .errors import UserError
 
 OUT = "out"  # runs/rNNNN/out/: the host's output folder when output_key is set
 
@@ -58,13 +59,20 @@ def cwd(cfg: Config, run_dir: Path, parallel: bool) -> Path:
 def check_parallel(cfg: Config) -> None:
     """Several runs at once: refuse in one line when their outputs would share a path."""
     fix = (
-        "answer output_key with the host's output-folder option, or output_fixed with the folders it writes, "
-        "and run copier update; or run one candidate at a time (no queue, ar.py session --devices none)"
+        "answer output_key (the host's output-folder option) or output_fixed (the folders it writes) and run "
+        "copier update, or let candidates run one after another (ar.py session --devices '')"
     )
     paths = fixed_paths(cfg)
-    if not paths and cfg.checkpoint_glob:
-        workdir.check([cfg.checkpoint_glob], fix)
-    workdir.check(paths, fix)
+    inferred = not cfg.output_key and not cfg.output_fixed and cfg.checkpoint_glob
+    for path in paths:
+        why = workdir.bad_path(path)
+        if why and inferred:
+            raise UserError(
+                f"checkpoint_glob {cfg.checkpoint_glob!r} names no single folder the host writes, so runs at "
+                f"once would write the same files; {fix}"
+            )
+        if why:
+            raise UserError(f"output path {path!r} cannot get a folder per run ({why}); {fix}")
 
 
 def measuring(cfg: Config, run_dir: Path) -> Config:

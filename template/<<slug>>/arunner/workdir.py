@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
 from .fsutil import remove
 
 WORK = "work"
@@ -30,14 +29,6 @@ def bad_path(path: str) -> str:
     if p.parts[0] in (".git", ".autoresearch"):
         return "it is the project's own bookkeeping"
     return ""
-
-
-def check(paths: list[str], fix: str) -> None:
-    """Refuse in one line when a fixed output path cannot get a per-run folder."""
-    for path in paths:
-        why = bad_path(str(path))
-        if why:
-            raise UserError(f"output path {path!r} cannot get a folder per run ({why}); {fix}")
 
 
 def make(project_root: Path, run_dir: Path, paths: list[str]) -> Path:
