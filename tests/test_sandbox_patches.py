@@ -74,3 +74,24 @@ def test_a_sandbox_only_edit_with_the_best_value_bit_for_bit_asks_whether_the_pa
     sandbox(expr, "\nimport chargen\n\nchargen.NewGELU.forward = lambda self, x: max(x, 0.0)\n")
     changed = expr.run()  # a patch that took effect: a new value, no question
     assert changed["primary"]["value"] != best["primary"]["value"] and "did the patch run" not in changed["note"]
+
+
+def test_a_module_level_script_splits_into_definitions_and_training():
+    import ast
+
+    from conftest import HOSTS
+
+    from arunner import hostentry
+
+    source = (HOSTS / "modlevel_host" / "gpt.py").read_text()
+    source += "\nclass Late:\n    size = len(data)\n"  # reads a training-time name while being defined: stays put
+    head, rest = hostentry.split_module(ast.parse(source))
+    defined = [n.name for n in head if isinstance(n, ast.ClassDef)]
+    assert defined == ["FeedForward", "Model"]  # defined further down, needing nothing from the training part
+    assert ast.unparse(rest[0]) == "random.seed(seed)" and any(getattr(n, "name", "") == "Late" for n in rest)
+    assert {t.id for n in head if isinstance(n, ast.Assign) for t in n.targets} == {
+        "n_hidden",
+        "learning_rate",
+        "max_iters",
+        "seed",
+    }

@@ -313,8 +313,8 @@ class ScriptLoader:
     def exec_module(self, module):
         module.__builtins__ = __builtins__
         sys.modules["__main__"] = module
-        exec(compile_part(self.definitions, self.path, self.flags), module.__dict__)
-        self.entry.loaded(module)
+        code = compile_part(self.definitions, self.path, self.flags)
+        self.entry.loading(module, lambda m: exec(code, m.__dict__))
 
 
 class Entry:
@@ -327,6 +327,7 @@ class Entry:
         self.tree = self.path = self.rest = None
         self.script = False  # loaded by ScriptLoader (else a plain import)
         self.snapshots = {}  # host module -> names right after it loaded
+        self.chain = []  # host modules being loaded by the current outermost host import
         self.prepared = False
         self.top_names = set()  # module names the project's files can be imported as
         for folder in (self.project_root, os.path.join(self.project_root, "src")):
@@ -401,8 +402,20 @@ class Entry:
             self.definitions, self.rest = split_module(self.tree)
             self.flags = future_flags(self.tree)
 
-    def loaded(self, module):
+    def loading(self, module, exec_module):
+        """Run a host module's code, then record its names. When the outermost host import ends, every
+        module it loaded is recorded again: what the host's own code set meanwhile is not a patch."""
+        self.chain.append(module)
+        try:
+            exec_module(module)
+        except BaseException:
+            self.chain.remove(module)
+            raise
         self.snapshots[module] = snapshot_names(module)
+        if self.chain and self.chain[0] is module:
+            for loaded in self.chain:
+                self.snapshots[loaded] = snapshot_names(loaded)
+            self.chain = []
 
     # -- after the sandbox
     def run(self):
@@ -446,8 +459,7 @@ class SnapshotLoader:
         return self.inner.create_module(spec)
 
     def exec_module(self, module):
-        self.inner.exec_module(module)
-        self.entry.loaded(module)
+        self.entry.loading(module, self.inner.exec_module)
 
     def __getattr__(self, name):  # get_source, get_code, ...: as the file loader answers
         return getattr(self.inner, name)

@@ -126,4 +126,5 @@ def timeout_hint(cfg: Config, result: dict) -> str:
     else:
         knob = f"set the host's step or epoch limit in CLI_OVERRIDES of {train_py} so it ends within {budget}"
     what = "the baseline" if not result.get("previous_best_run_id") else "training"
-    return f"timeout: {what} did not end within {budget}, so no metric was read; {knob}"
+    see = ar_command(cfg, "tail", "--run", result["run_id"])
+    return f"timeout: {what} did not end within {budget}, so no metric was read; {knob}; see: {see}"
