@@ -95,3 +95,26 @@ def test_a_module_level_script_splits_into_definitions_and_training():
         "max_iters",
         "seed",
     }
+
+
+# The torch hosts of tests/test_hosts.py, one patched run each (it crashes at the patched call).
+TORCH_SHAPES = [
+    ("argparse_host", "argparse-cli", "hfargs_lm.train", "{}", "hfargs_lm.train.BigramLM.forward"),  # package main()
+    ("hydra_host", "hydra", "hydra_app.train", "[]", "hydra_app.train.build_optimizer"),
+    ("function_host", "function", "fn_host.train", "{use_wandb: false}", "fn_host.train.evaluate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("host", "pattern", "module", "args", "target"), TORCH_SHAPES, ids=[t[1] for t in TORCH_SHAPES]
+)
+def test_a_patch_reaches_the_torch_hosts_entry_shapes(rendered_once, tmp_path, host, pattern, module, args, target):
+    data = answers(
+        entry_pattern=pattern, entry_main_module=module, cli_args=args, slug=f"261203-{host.replace('_', '-')}"
+    )
+    expr = rendered_once(host, data, tmp_path / host)
+    owner, attr = target.rsplit(".", 1)
+    code = f"\nimport {module}\n\n\ndef _raises(*a, **k):\n    raise RuntimeError('patched {attr} ran')\n\n\n{owner}.{attr} = _raises\n"
+    sandbox(expr, code)
+    result = expr.run()
+    assert result["status"] == "crash" and f"RuntimeError: patched {attr} ran" in result["note"], result["note"]
