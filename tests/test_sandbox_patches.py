@@ -7,8 +7,11 @@ level). Pure Python, a run takes well under a second.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from conftest import answers
+from conftest import RUNNER_SRC, answers
 
 GUARD = answers(entry_main_module="chargen", cli_args="{steps: 200}", primary_metric="val_loss", slug="261203-guard")
 MODLEVEL = answers(
@@ -118,3 +121,37 @@ def test_a_patch_reaches_the_torch_hosts_entry_shapes(rendered_once, tmp_path, h
     sandbox(expr, code)
     result = expr.run()
     assert result["status"] == "crash" and f"RuntimeError: patched {attr} ran" in result["note"], result["note"]
+
+
+HOOKED = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("_h", {hostentry!r})
+hostentry = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hostentry)
+sys.path.insert(0, {root!r})
+entry = hostentry.Entry("argparse-cli", "main", "space", "", {root!r}, lambda: {{}})
+entry.install()
+{sandbox}
+entry.run()
+"""
+
+
+def hooked_run(tmp_path, sandbox_code: str) -> subprocess.CompletedProcess:
+    """main.py run as train.py runs it, with `sandbox_code` in between; main.py's own import sets conf.ready."""
+    root = tmp_path / "proj"
+    root.mkdir(exist_ok=True)
+    (root / "conf.py").write_text("ready = False\n\n\nclass Conf:\n    lr = 0.1\n")
+    (root / "main.py").write_text(
+        "import conf\n\nconf.late = 1  # the host's own doing, not a patch\n\n"
+        "if __name__ == '__main__':\n    print('lr', conf.Conf.lr, conf.late)\n"
+    )
+    script = HOOKED.format(hostentry=str(RUNNER_SRC / "arunner" / "hostentry.py"), root=str(root), sandbox=sandbox_code)
+    return subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True)
+
+
+def test_what_the_hosts_own_imports_set_is_not_taken_for_a_patch(tmp_path):
+    ok = hooked_run(tmp_path, "import main, conf\nconf.Conf.lr = 0.5")
+    assert ok.returncode == 0 and ok.stdout.strip() == "lr 0.5 1", ok.stderr
+    missed = hooked_run(tmp_path, "import main, conf\nconf.Conf.learning_rate = 0.5")
+    assert missed.returncode == 1 and missed.stdout == ""
+    assert missed.stderr.strip().startswith("train.py: the sandbox sets conf.Conf.learning_rate"), missed.stderr
