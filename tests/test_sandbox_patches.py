@@ -142,8 +142,8 @@ def hooked_run(tmp_path, sandbox_code: str) -> subprocess.CompletedProcess:
     root.mkdir(exist_ok=True)
     (root / "conf.py").write_text("ready = False\n\n\nclass Conf:\n    lr = 0.1\n")
     (root / "main.py").write_text(
-        "import conf\n\nconf.late = 1  # the host's own doing, not a patch\n\n"
-        "if __name__ == '__main__':\n    print('lr', conf.Conf.lr, conf.late)\n"
+        "import conf\nfrom conf import Conf\n\nconf.late = 1  # the host's own doing, not a patch\n\n"
+        "if __name__ == '__main__':\n    print('lr', Conf.lr, conf.late)\n"
     )
     script = HOOKED.format(hostentry=str(RUNNER_SRC / "arunner" / "hostentry.py"), root=str(root), sandbox=sandbox_code)
     return subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True)
@@ -155,3 +155,11 @@ def test_what_the_hosts_own_imports_set_is_not_taken_for_a_patch(tmp_path):
     missed = hooked_run(tmp_path, "import main, conf\nconf.Conf.learning_rate = 0.5")
     assert missed.returncode == 1 and missed.stdout == ""
     assert missed.stderr.strip().startswith("train.py: the sandbox sets conf.Conf.learning_rate"), missed.stderr
+
+
+def test_rebinding_a_class_another_module_imported_by_name_is_one_line(tmp_path):
+    stale = hooked_run(tmp_path, "import main, conf\nconf.Conf = type('Conf', (), {'lr': 0.5})")
+    assert stale.returncode == 1 and stale.stdout == ""
+    assert "rebinds conf.Conf, but main.Conf still holds the original" in stale.stderr, stale.stderr
+    both = hooked_run(tmp_path, "import main, conf\nconf.Conf = main.Conf = type('Conf', (), {'lr': 0.5})")
+    assert both.returncode == 0 and both.stdout.strip() == "lr 0.5 1", both.stderr

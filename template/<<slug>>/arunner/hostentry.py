@@ -270,9 +270,14 @@ def future_flags(tree):
 # ----------------------------------------------------------------------------- patches that miss
 
 
+def module_name(module):
+    return module.__spec__.name if getattr(module, "__spec__", None) else module.__name__
+
+
 def snapshot_names(module):
-    """(module name set, {class: its attribute names}) for the classes the module defines."""
-    names = set(vars(module))
+    """(module name set, {class: its attribute names} for the classes it defines, {name: value})."""
+    values = dict(vars(module))
+    names = set(values)
     classes = {}
     for value in list(vars(module).values()):
         if isinstance(value, type) and value.__module__ in (
@@ -280,13 +285,13 @@ def snapshot_names(module):
             getattr(module, "__spec__", None) and module.__spec__.name,
         ):
             classes[value] = {n for klass in value.__mro__ for n in vars(klass)}
-    return names, classes
+    return names, classes, values
 
 
 def missed_patches(module, snapshot):
     """`module.X` or `Class.Y` names set since the snapshot (a module imported since does not count)."""
-    names, classes = snapshot
-    where = module.__spec__.name if getattr(module, "__spec__", None) else module.__name__
+    names, classes, _ = snapshot
+    where = module_name(module)
     missed = []
     for name in set(vars(module)) - names:
         if not isinstance(vars(module)[name], types.ModuleType):
@@ -295,6 +300,22 @@ def missed_patches(module, snapshot):
         for name in set(vars(klass)) - attrs:
             missed.append((f"{where}.{klass.__name__}.{name}", sorted(n for n in attrs if not n.startswith("__"))))
     return missed
+
+
+def stale_copies(snapshots):
+    """(`model.Block`, `main.Block`) for a class or function the sandbox rebound in the module that
+    defines it while another host module still holds the original (imported by name before the patch)."""
+    for module, (_, _, values) in snapshots.items():
+        for name, old in values.items():
+            if vars(module).get(name) is old or not isinstance(old, (type, types.FunctionType)):
+                continue
+            if getattr(old, "__module__", None) not in (module.__name__, module_name(module)):
+                continue  # rebinding a name the module imported itself: not the original's home
+            for other in snapshots:
+                holder = next((n for n, v in vars(other).items() if v is old), None) if other is not module else None
+                if holder:
+                    return f"{module_name(module)}.{name}", f"{module_name(other)}.{holder}"
+    return None
 
 
 # ----------------------------------------------------------------------------- the entry
@@ -446,6 +467,13 @@ class Entry:
             fail(
                 f"the sandbox sets {name}, which the host does not define before training starts, so the "
                 f"patch would change nothing; patch a name that exists (there: {shown or '(none)'})"
+            )
+        stale = stale_copies(self.snapshots)
+        if stale:
+            fail(
+                f"the sandbox rebinds {stale[0]}, but {stale[1]} still holds the original (imported by name "
+                f"before the patch), so training would not see it; patch its attributes instead "
+                f"({stale[0]}.forward = ...) or rebind {stale[1]} too"
             )
 
 
