@@ -5,10 +5,15 @@ One module per job (none imports a module listed below it, except lazily for spe
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
   fsutil       atomic writes, checked reads, file tails, removal
+  hostentry    loaded by train.py in the training process: the entry module loaded once, so the
+               sandbox patches what training uses (standard library only, imports nothing here)
+  sandbox      a sandbox-only edit that measured the best's value bit for bit: the note
+  workdir      a run's own working folder mirroring the project (fixed output paths)
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
   answers      every answer of the setup interview, declared once (type, default, rule, storage)
   config       the experiment's rendered config and the session settings
+  outputs      every run's outputs in its own folder: output_key, working folders, where measure reads
   verdict      status x verdict table, constraints, termination
   noise        the run-to-run spread and the noise rule (advance / revert / confirm)
   seeds        the seed of a re-run, and "only a seed changed is not an improvement"

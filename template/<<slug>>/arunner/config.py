@@ -8,6 +8,7 @@ read once per command.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,22 @@ OPS = ("<=", ">=", "<", ">")
 CONSTRAINT_RE = re.compile(r"^\s*([^\s<>=]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")  # as the interview checks it
 LAUNCHERS = ("torchrun", "accelerate", "deepspeed", "srun", "mpirun")
 PYTHON_RE = re.compile(r"python(3(\.\d+)?)?")  # a bare interpreter name: means the one running ar.py
+
+
+def path_list(value: Any, what: str, fix: str) -> list[str]:
+    """A list of project paths; one path, or a JSON list written as text, is read as such."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise UserError(f"{what} {value!r} is not a list of paths; {fix}") from None
+        else:
+            value = [text] if text else []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{what} must be a list of project paths, got {value!r}; {fix}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,7 @@ class Config:
         if not isinstance(cfg.seconds, int) or cfg.seconds <= 0:
             raise UserError(f"{path}: seconds must be a positive integer, got {cfg.seconds!r}; {fix}")
         cfg.constraints = [Constraint.parse(c) for c in (cfg.hard_constraints or [])]
+        cfg.output_fixed = path_list(cfg.output_fixed, f"{path}: output_fixed", fix)
         return cfg
 
     @property

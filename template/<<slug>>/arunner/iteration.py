@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, messages, noise, noise_runs, watchdog
+from . import integrity, ledger, messages, noise, noise_runs, sandbox, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -176,7 +176,8 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
             value = float(result["primary"]["value"])
             action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
-        if remark:  # said, never silent: a baseline run, or the best re-run unchanged
+        remark = " | ".join(r for r in (remark, sandbox_remark(expr, source, best, result)) if r)
+        if remark:  # said, never silent: a baseline run, the best re-run unchanged, a patch that did nothing
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
@@ -190,6 +191,17 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
                 said = f"{what} {len(again)}x: " + noise_runs.status_line(expr, session)
                 result = {**result, "note": " | ".join(n for n in (result["note"], said) if n)}
         return result
+
+
+def sandbox_remark(expr: Path, source: bytes, best: dict | None, result: dict) -> str:
+    """A sandbox-only edit whose value is the best's, bit for bit: the note asks whether the patch ran."""
+    if not best or result["status"] != "ok":
+        return ""
+    try:
+        best_source = restore_target(expr, best)
+    except UserError:
+        return ""
+    return sandbox.unchanged_patch_note(expr, source, best_source, best, result["primary"]["value"])
 
 
 def _snapshot_remark(expr: Path, source: bytes, best: dict | None) -> str:
@@ -218,6 +230,8 @@ def summary_lines(cfg: Config, result: dict) -> list[str]:
         if result["status"] in ("crash", "timeout", "unclean"):
             exception = exception_line(cfg.expr_dir / "runs" / result["run_id"] / "run.log")
             hint = [messages.crash_hint(cfg, result)]  # before the rest: it must survive the cut
+            if result["status"] == "timeout":  # no traceback to point at: the knob that ends training
+                hint = [messages.timeout_hint(cfg, result)]
             if exception and result["status"] == "crash":
                 hint.insert(0, f"crash: {one_line(exception, SUMMARY_EXCEPTION_CAP, '...')}")
                 note = " | ".join(n for n in note.split(" | ") if n != exception)  # said once

@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import best as best_state
-from . import candidates, integrity, ledger, noise, noise_runs, slots, verdict, wave
+from . import candidates, integrity, ledger, noise, noise_runs, outputs, slots, verdict, wave
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, remove
@@ -193,6 +193,8 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
     check_sentinel(expr)
     with iteration.ExperimentLock(expr):
         _repair(cfg)
+        if len(pool_slots(cfg, session, len(candidates.list_queued(expr)))) > 1:
+            outputs.check_parallel(cfg)  # runs at once whose outputs would share a path: refused, nothing moved
         reruns = _rerun_launcher(cfg, session, seconds, live)
         noise_runs.finish_repeats(cfg, session, seconds, live, reruns, parallel=True)  # a SIGKILL cut them short
         best = best_state.read_best(expr)
@@ -234,11 +236,12 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
 
         # -- train every candidate on its own slot, under its own watchdog and budget
         grace = grace_seconds(cfg, session)
+        parallel = len(to_launch) > 1 and len(wave_slots) > 1  # at the same time: each in its own folder
         cands = [
             wave.Candidate(
                 r.run_id,
                 build_command(cfg, r.run_dir / "train.py"),
-                cfg.project_root,
+                outputs.cwd(cfg, r.run_dir, parallel),  # its own working folder on a fixed-path host
                 {**training_env(cfg, r, budget), **({"AR_WAVE": wave_id} if wave_id else {})},
                 r.run_dir / "run.log",
                 budget,
@@ -273,6 +276,9 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             checked = integrity.after_training(cfg, session, r, measured)  # files again; the evaluator decides
             result = {**judge(cfg, session, r, launched, measured, best, history), **checked}
             result["wave"] = wave_id
+            said = iteration.sandbox_remark(expr, (r.run_dir / "train.py").read_bytes(), best, result)
+            if said:  # a sandbox-only edit that measured exactly the best's value
+                result["note"] = " | ".join(n for n in (result["note"], said) if n)
             if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
                 source = (r.run_dir / "train.py").read_bytes()
                 value = float(result["primary"]["value"])
@@ -327,11 +333,13 @@ def _rerun_launcher(cfg: Config, session: Session, seconds: int | None, live: bo
     budget = run_budget(cfg, session, seconds)
 
     def launch(items):
+        slots_now = pool_slots(cfg, session, len(items))
+        parallel = len(items) > 1 and len(slots_now) > 1  # at the same time: each in its own folder
         cands = [
             wave.Candidate(
                 run.run_id,
                 build_command(cfg, run.run_dir / "train.py"),
-                cfg.project_root,
+                outputs.cwd(cfg, run.run_dir, parallel),
                 {**training_env(cfg, run, budget), **env},
                 run.run_dir / "run.log",
                 budget,
@@ -340,7 +348,7 @@ def _rerun_launcher(cfg: Config, session: Session, seconds: int | None, live: bo
             )
             for run, env in items
         ]
-        pool = slots.SlotPool(pool_slots(cfg, session, len(cands)), label=cfg.slug)
+        pool = slots.SlotPool(slots_now, label=cfg.slug)
         outcomes = wave.run_wave(cands, pool, _launcher(session), live and len(cands) == 1)
         done = []
         for o in outcomes:
