@@ -146,3 +146,16 @@ def test_the_output_option_points_every_run_into_its_own_folder(rendered_once, t
         kept = expr.dir / "runs" / run_id / "ckpt" / "model.json"
         if res["verdict"] != "advance":
             assert json.loads(kept.read_text())["lr"] == lr
+
+
+def test_an_output_option_that_names_a_file_gets_that_file_in_the_run_folder(rendered_once, tmp_path):
+    """`--save model.pt` (detected with --defaults): each run saves runs/rNNNN/out/model.pt, and that
+    file is the one promoted; pointing the option at a folder would have crashed `open(path, "wb")`."""
+    expr = rendered_once("testmetric_host", {"slug": "261203-savefile"}, tmp_path / "host")
+    cfg = json.loads((expr.dir / "experiment.json").read_text())
+    assert cfg["output_key"] == "save" and cfg["checkpoint_glob"] == "model.pt", cfg
+    result = expr.run()
+    assert result["status"] == "ok" and result["verdict"] == "advance", result
+    assert not (expr.host / "model.pt").exists()  # nothing written at the shared path
+    promoted = [p.name for p in (expr.dir / "best_ckpt").rglob("*") if p.is_file()]
+    assert "model.pt" in promoted, promoted

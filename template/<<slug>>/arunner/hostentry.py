@@ -58,6 +58,9 @@ def with_output_dir(overrides):
     if not key or not folder:
         return overrides
     os.makedirs(folder, exist_ok=True)  # a host may expect its output folder to exist
+    name = os.environ.get("AR_OUTPUT_FILE")
+    if name:  # the option names a file (`--save model.pt`): that file, inside the run's folder
+        folder = os.path.join(folder, name)
     if isinstance(overrides, dict):
         return {**overrides, key: folder}
     bare = key.lstrip("+~")

@@ -40,11 +40,24 @@ def fixed_paths(cfg: Config) -> list[str]:
     return [glob] if glob else []
 
 
+def output_file(cfg: Config) -> str:
+    """The file name when the host's output option names a file, not a folder (`--save model.pt`):
+    its checkpoint_glob is then that one plain file name."""
+    glob = (cfg.checkpoint_glob or "").strip()
+    parts = PurePosixPath(glob).parts if glob else ()
+    return parts[0] if len(parts) == 1 and not any(c in glob for c in "*?[") else ""
+
+
 def env(cfg: Config, run_dir: Path) -> dict[str, str]:
-    """AR_OUTPUT_KEY / AR_OUTPUT_DIR for train.py when the host has an output option."""
+    """AR_OUTPUT_KEY / AR_OUTPUT_DIR for train.py when the host has an output option (AR_OUTPUT_FILE
+    when that option names a file: the run's folder then holds that file)."""
     if not cfg.output_key:
         return {}
-    return {"AR_OUTPUT_KEY": cfg.output_key, "AR_OUTPUT_DIR": str(Path(run_dir) / OUT)}
+    out = Path(run_dir) / OUT
+    name = output_file(cfg)
+    if name:
+        return {"AR_OUTPUT_KEY": cfg.output_key, "AR_OUTPUT_DIR": str(out), "AR_OUTPUT_FILE": name}
+    return {"AR_OUTPUT_KEY": cfg.output_key, "AR_OUTPUT_DIR": str(out)}
 
 
 def cwd(cfg: Config, run_dir: Path, parallel: bool) -> Path:
