@@ -27,7 +27,19 @@ from .snapshots import BASELINE, read_run_note, restore_target
 from .text import one_line
 
 INDEX = ".ar-changes.tsv"
-INDEX_COLUMNS = ("run_id", "against", "code_key", "rerun_of", "status", "verdict", "delta", "margin", "summary", "note")
+INDEX_COLUMNS = (
+    "run_id",
+    "against",
+    "code_key",
+    "rerun_of",
+    "status",
+    "verdict",
+    "delta",
+    "margin",
+    "touched",  # what the change touched: override keys and patched names, comma-separated (report groups by it)
+    "summary",
+    "note",
+)
 INDEX_HEADER = "\t".join(INDEX_COLUMNS) + "\n"
 CHANGE_FILE = "change.json"
 DIFF_FILE = "train.diff"
@@ -303,6 +315,13 @@ def _cell(value, cap: int = SUMMARY_CAP) -> str:
     return one_line(value, cap)
 
 
+def touched(change: dict) -> str:
+    """`lr,patched Block.forward`: the key a report groups reverted ideas by."""
+    parts = list(change.get("overrides") or {}) + [f"patched {n}" for n in change.get("patched") or []]
+    parts += [f"removed {n}" for n in change.get("removed") or []]
+    return ",".join(parts) or ("re-run" if change.get("rerun_of") else "no code change")
+
+
 def _append_index(expr: Path, data: dict) -> None:
     path = expr / INDEX
     if path.exists():
@@ -318,6 +337,7 @@ def _append_index(expr: Path, data: dict) -> None:
         data["verdict"] or "",
         _cell(data["delta"]),
         _cell(data["margin"]),
+        _cell(touched(data)),
         _cell(data["summary"]),
         _cell(data["note"], 120),
     ]

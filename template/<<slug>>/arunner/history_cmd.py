@@ -32,6 +32,7 @@ class Tried:
     note: str  # RUN_NOTE
     ledger_note: str
     against: str
+    touched: str
     repeats: list[str] = field(default_factory=list)
     confirmed_by: str = ""
 
@@ -89,6 +90,7 @@ def tried(expr: Path) -> list[Tried]:
             note,
             row.get("note") or "",
             indexed.get("against", ""),
+            indexed.get("touched", ""),
         )
         by_id[run_id] = cand
         out.append(cand)
