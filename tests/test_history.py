@@ -70,6 +70,14 @@ def loop(rendered_once, tmp_path_factory):
     return exp, said
 
 
+def test_program_md_sends_the_agent_to_history(loop):
+    exp, _ = loop
+    program = (exp.dir / "program.md").read_text()
+    command = f"python .autoresearch/{exp.slug}/ar.py history"
+    assert command in program and "context was reset" in program
+    assert exp.ar(*command.split()[2:]).stdout.startswith("# ")  # the command as printed works
+
+
 def ledger_rows(exp) -> dict:
     return {r["run_id"]: r for r in exp.rows()}
 
@@ -213,3 +221,33 @@ def test_report_html_renders_in_headless_chromium(loop, tmp_path):
         timeout=120,
     )
     assert snap.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, snap.stderr[-2000:]
+
+
+def test_before_any_run_and_the_queue(rendered_once, tmp_path):
+    exp = rendered_once("minimal", MINIMAL_ANSWERS, tmp_path / "minimal")
+    assert exp.ar("history").stdout.strip() == "no runs yet: `ar.py run` records the first"
+    exp.ar("report", "--html")
+    assert "no runs yet" in (exp.dir / "report.html").read_text()
+    set_lr(exp, 0.2, "lr up")
+    exp.ar("propose")
+    set_lr(exp, 0.2, "lr up, said differently")  # the same program: refused before it is queued
+    (exp.train_py).write_text(exp.train_py.read_text() + "# a comment changes nothing\n")
+    twin = exp.ar("propose", check=False)
+    assert twin.returncode == 2 and "already queued as c0001" in twin.stderr and len(twin.stderr.splitlines()) == 1
+    assert "queued c0002" in exp.ar("propose", "--force").stdout
+
+
+def test_delta_in_noise_sigmas_and_the_band():
+    from arunner import report_html
+
+    cand = history_cmd.Tried("r0005", "ok", "revert", 1.2, "0.2", "-1.5", "lr 1→2", "n", "n", "r0004", "lr")
+    assert history_cmd.delta_text(cand) == "-1.5σ"
+    cand.margin = ""
+    assert history_cmd.delta_text(cand) == "Δ+0.2"
+    rows = [
+        {"run_id": f"r{i:04d}", "status": "ok", "valid": "true", "verdict": v, "primary_value": x}
+        for i, (v, x) in enumerate([("advance", 1.0), ("revert", 1.1), ("advance", 0.8), ("revert", 0.9)], 1)
+    ]
+    with_band = report_html.progress_svg(rows, "min", 0.05, 2.0, {})
+    assert with_band.count("<rect x=") == 1 + 4 and 'class="noise-band"' in with_band
+    assert 'class="noise-band"' not in report_html.progress_svg(rows, "min", None, 2.0, {})
