@@ -67,9 +67,12 @@ def _is_named(node, name: str) -> bool:
     return any(isinstance(t, ast.Name) and t.id == name for t in targets)
 
 
-def code_key(source: bytes) -> str:
-    """Same key, same program: the syntax tree with RUN_NOTE's value blanked (comments never reach it)."""
-    tree = _parse(source)
+def code_key(source: bytes, tree=None) -> str:
+    """Same key, same program: the syntax tree with RUN_NOTE's value blanked (comments never reach it).
+
+    `tree`: the source already parsed (its RUN_NOTE value is blanked in place).
+    """
+    tree = tree or _parse(source)
     if tree is None:  # does not parse: only byte-identical files are the same
         return "raw:" + hashlib.sha1(source).hexdigest()[:16]
     for node in tree.body:
@@ -115,7 +118,7 @@ def _dotted(node) -> str | None:
 def _module_aliases(tree) -> set[str]:
     """Names bound by imports: `m` in `import pkg.model as m` (dropped from `m.Block.forward`)."""
     names = set()
-    for node in ast.walk(tree) if tree else []:
+    for node in tree.body if tree else []:  # the sandbox imports at the top level
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
     return names
@@ -154,40 +157,50 @@ def _names(node, aliases: set[str]) -> list[str]:
     return out
 
 
-def patched_names(new_tree, old_tree) -> tuple[list[str], list[str]]:
-    """(names of statements added or changed, names only in statements taken out), RUN_NOTE and CLI_OVERRIDES aside."""
+def _statements(tree, source: str) -> list[tuple[str, object]]:
+    """(its source text, node) per top-level statement, RUN_NOTE and CLI_OVERRIDES aside."""
+    lines = source.splitlines()
+    out = []
+    for node in tree.body if tree else []:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and (
+            _is_named(node, NOTE_NAME) or _is_named(node, OVERRIDES_NAME)
+        ):
+            continue
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        out.append(("\n".join(line.rstrip() for line in lines[first - 1 : node.end_lineno]), node))
+    return out
 
-    def statements(tree):
-        return [
-            (ast.dump(n), n)
-            for n in (tree.body if tree else [])
-            if not (
-                isinstance(n, (ast.Assign, ast.AnnAssign)) and (_is_named(n, NOTE_NAME) or _is_named(n, OVERRIDES_NAME))
-            )
-        ]
 
-    old, new = statements(old_tree), statements(new_tree)
+def _unmatched(mine: list, theirs: list, key) -> list:
+    """Items of `mine` whose key is not in `theirs` (as a multiset: a statement written twice counts twice)."""
     pool = {}
-    for key, _ in old:
-        pool[key] = pool.get(key, 0) + 1
-    added = []
-    for key, node in new:
-        if pool.get(key):
-            pool[key] -= 1
+    for item in theirs:
+        pool[key(item)] = pool.get(key(item), 0) + 1
+    out = []
+    for item in mine:
+        k = key(item)
+        if pool.get(k):
+            pool[k] -= 1
         else:
-            added.append(node)
-    left = {}
-    for key, _ in new:
-        left[key] = left.get(key, 0) + 1
-    removed = []
-    for key, node in old:
-        if left.get(key):
-            left[key] -= 1
-        else:
-            removed.append(node)
+            out.append(item)
+    return out
+
+
+def patched_names(new_tree, old_tree, new_source: str = "", old_source: str = "") -> tuple[list[str], list[str]]:
+    """(names of statements added or changed, names only in statements taken out), RUN_NOTE and CLI_OVERRIDES aside.
+
+    Statements are matched by their text first (cheap: most of train.py is the same), and the
+    rest by syntax tree, so a comment edited inside a function is not a change.
+    """
+    old, new = _statements(old_tree, old_source), _statements(new_tree, new_source)
+    added, removed = _unmatched(new, old, lambda s: s[0]), _unmatched(old, new, lambda s: s[0])
+    added, removed = (
+        _unmatched(added, removed, lambda s: ast.dump(s[1])),
+        _unmatched(removed, added, lambda s: ast.dump(s[1])),
+    )
     new_aliases, old_aliases = _module_aliases(new_tree), _module_aliases(old_tree)
-    patched = list(dict.fromkeys(n for node in added for n in _names(node, new_aliases)))
-    gone = [n for n in dict.fromkeys(n for node in removed for n in _names(node, old_aliases)) if n not in patched]
+    patched = list(dict.fromkeys(n for _, node in added for n in _names(node, new_aliases)))
+    gone = [n for n in dict.fromkeys(n for _, node in removed for n in _names(node, old_aliases)) if n not in patched]
     return patched, gone
 
 
@@ -221,12 +234,15 @@ def describe(new_source: bytes, old_source: bytes | None) -> dict:
     new_tree = _parse(new_source)
     old_tree = _parse(old_source) if old_source is not None else None
     overrides = override_changes(_overrides(old_tree), _overrides(new_tree)) if old_source is not None else {}
-    patched, removed = patched_names(new_tree, old_tree) if old_source is not None and new_tree else ([], [])
+    patched, removed = [], []
+    if old_source is not None and new_tree:
+        texts = new_source.decode("utf-8", errors="replace"), old_source.decode("utf-8", errors="replace")
+        patched, removed = patched_names(new_tree, old_tree, *texts)
     return {
         "overrides": overrides,
         "patched": patched,
         "removed": removed,
-        "code_key": code_key(new_source),
+        "code_key": code_key(new_source, new_tree),
         "summary": summary_of(overrides, patched, removed, new_tree is not None)
         if old_source is not None
         else "first run",
