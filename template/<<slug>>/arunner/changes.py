@@ -49,7 +49,8 @@ VALUE_CAP = 24  # characters of one override value in a summary
 SUMMARY_CAP = 200  # characters of a summary in the index
 DIFF_CONTEXT = 3  # lines of context in train.diff
 INDEX_TAIL_BYTES = 8192  # an index line is under 600 bytes: the last few lines fit
-UNDECIDED = ("interrupted",)  # statuses that decided nothing: their code may be run again
+MEASURED = ("ok", "invalid")  # a run that measured (or refused) the program decided it; a crash or timeout may
+# come from the machine or the host (out of memory, a data path fixed since): said, never refused
 
 
 # ----------------------------------------------------------------------------- the code itself
@@ -396,12 +397,10 @@ def same_code(expr: Path, source: bytes, best: dict | None) -> tuple[str, str]:
         if row["rerun_of"] and row["verdict"]:
             final[row["rerun_of"]] = row["verdict"]
     same = [
-        r
-        for r in index.values()
-        if r["code_key"] == key and not r["rerun_of"] and r["status"] not in UNDECIDED and r["run_id"] != current
+        r for r in index.values() if r["code_key"] == key and not r["rerun_of"] and r["run_id"] != current
     ]  # the best itself is left to the noise rule ("a re-run measures noise")
     for row in reversed(same):
-        if row["against"] == current:
+        if row["against"] == current and row["status"] in MEASURED:
             verdict = final.get(row["run_id"], row["verdict"])
             against = f"best {current}" if current else "the baseline"
             return (
@@ -412,6 +411,8 @@ def same_code(expr: Path, source: bytes, best: dict | None) -> tuple[str, str]:
     if same:
         row = same[-1]
         verdict = final.get(row["run_id"], row["verdict"])
+        if row["against"] == current:  # it crashed or timed out against this best: run, but said
+            return "", f"same program as {row['run_id']} ({verdict} against this best)"
         older = f"older best {row['against']}" if row["against"] else "the baseline"
         return "", f"same program as {row['run_id']} ({verdict} against {older})"
     return "", ""
