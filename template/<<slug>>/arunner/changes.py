@@ -366,18 +366,19 @@ def _append_index(expr: Path, data: dict) -> None:
         os.close(fd)
 
 
-def read_index(expr: Path) -> dict[str, dict]:
-    """The index by run id (the last line wins); {} when there is none yet."""
+def read_index(expr: Path) -> dict[str, list[str]]:
+    """The index by run id, each line as its cells in INDEX_COLUMNS order (the last line of a run
+    wins); {} when there is none yet. A line of another width (cut by a kill) is skipped."""
     try:
         text = (Path(expr) / INDEX).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return {}
-    out = {}
-    for line in text.split("\n")[1:]:
-        cells = line.split("\t")
-        if len(cells) == len(INDEX_COLUMNS):
-            out[cells[0]] = dict(zip(INDEX_COLUMNS, cells))
-    return out
+    width = len(INDEX_COLUMNS)
+    return {cells[0]: cells for cells in (line.split("\t") for line in text.split("\n")[1:]) if len(cells) == width}
+
+
+def index_row(cells: list[str]) -> dict:
+    return dict(zip(INDEX_COLUMNS, cells))
 
 
 # ----------------------------------------------------------------------------- no paying twice
@@ -386,19 +387,18 @@ def read_index(expr: Path) -> dict[str, dict]:
 def same_code(expr: Path, source: bytes, best: dict | None) -> tuple[str, str]:
     """(refusal, remark) for a candidate about to launch.
 
-    refusal: the same program (code key) was already decided against this same best: one line naming
-    that run and its verdict. remark: it was tried against an older best only (allowed; said in the note).
+    refusal: the same program (code key) was already measured against this same best: one line naming
+    that run and its verdict. remark: it was tried against an older best, or it crashed (allowed; said in
+    the note). The best's own program is neither: the noise rule speaks about a re-run of the best.
     """
     key = code_key(source)
     current = (best or {}).get("run_id") or ""
-    index = read_index(expr)
-    final = {}  # a confirmation decides its candidate
-    for row in index.values():
-        if row["rerun_of"] and row["verdict"]:
-            final[row["rerun_of"]] = row["verdict"]
-    same = [
-        r for r in index.values() if r["code_key"] == key and not r["rerun_of"] and r["run_id"] != current
-    ]  # the best itself is left to the noise rule ("a re-run measures noise")
+    cells = read_index(expr)
+    if current in cells and cells[current][INDEX_COLUMNS.index("code_key")] == key:
+        return "", ""  # the best's own program: the noise rule says what a re-run of it measures
+    at = INDEX_COLUMNS.index
+    final = {c[at("rerun_of")]: c[at("verdict")] for c in cells.values() if c[at("rerun_of")]}  # confirmations decide
+    same = [index_row(c) for c in cells.values() if c[at("code_key")] == key and not c[at("rerun_of")]]
     for row in reversed(same):
         if row["against"] == current and row["status"] in MEASURED:
             verdict = final.get(row["run_id"], row["verdict"])

@@ -309,7 +309,7 @@ def _integrity(cfg: Config, session: Session, cands: list[Tried]) -> str:
 def render(cfg: Config, session: Session) -> str:
     expr = cfg.expr_dir
     rows = ledger.read(expr / "results.tsv")
-    cands = tried(expr)
+    cands, _ = tried(expr)
     best = best_state.read_best(expr)
     state = noise_runs.load(expr)
     found = noise_runs.spread(state)
