@@ -251,3 +251,23 @@ def test_delta_in_noise_sigmas_and_the_band():
     with_band = report_html.progress_svg(rows, "min", 0.05, 2.0, {})
     assert with_band.count("<rect x=") == 1 + 4 and 'class="noise-band"' in with_band
     assert 'class="noise-band"' not in report_html.progress_svg(rows, "min", None, 2.0, {})
+
+
+def test_a_crash_does_not_decide_and_the_best_is_left_to_the_noise_rule(tmp_path):
+    """Index lines written by the runner's own writer (changes._append_index), no run needed."""
+    idea, best_code = b"CLI_OVERRIDES = {'lr': 9}\n", b"CLI_OVERRIDES = {'lr': 1}\n"
+
+    def line(run_id, against, source, status, verdict):
+        data = {"run_id": run_id, "against": against, "code_key": changes.code_key(source), "rerun_of": None}
+        data.update(status=status, verdict=verdict, delta=None, margin=None, summary="s", note="n")
+        changes._append_index(tmp_path, data)
+
+    line("r0001", "baseline", best_code, "ok", "advance")
+    line("r0002", "r0001", idea, "crash", "crash")
+    best = {"run_id": "r0001"}
+    assert changes.same_code(tmp_path, idea, best) == ("", "same program as r0002 (crash against this best)")
+    assert changes.same_code(tmp_path, best_code + b"# c\n", best) == ("", "")
+    line("r0003", "r0001", idea, "ok", "revert")
+    refusal, _ = changes.same_code(tmp_path, idea, best)
+    assert refusal.startswith("train.py is the same program as r0003") and ": revert;" in refusal
+    assert changes.check_same_code(tmp_path, idea, best, force=True).startswith("run again with --force")
