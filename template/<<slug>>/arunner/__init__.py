@@ -26,6 +26,7 @@ One module per job (none imports a module listed below it, except lazily for spe
   ledger       results.tsv and result.json
   messages     what the agent is told: project-root paths, budget and counts, the stop refusal
   snapshots    train.py per run, and the restore after a non-advance
+  changes      what a run changed against its best (change.json, train.diff, .ar-changes.tsv), same-program refusal
   protect      the protected-file manifest and the static guard on train.py
   evaluate     the independent evaluator process (prepare.py's evaluate)
   integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
@@ -39,6 +40,8 @@ One module per job (none imports a module listed below it, except lazily for spe
   waves_run    `run` over the queue (one wave, judged together)
   wave_cmds    `propose`, the wave lines of `status`, the wave settings of `session`
   plot         the progress figure of `report --plot` (matplotlib, imported when drawn)
+  history_cmd  `history`: one line per idea tried
+  report_html  `report --html`: one self-contained page
   inspect_cmds status, tail, report
   upgrades     what an upgrade leaves: conflicts, the regenerated experiment.json, bytecode, rollback
   copier_cmds  chain and upgrade (drive Copier)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, messages, noise, noise_runs, sandbox, watchdog
+from . import changes, integrity, ledger, messages, noise, noise_runs, sandbox, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -124,6 +124,7 @@ def repair(cfg: Config) -> list[str]:
             result["confirms"] = noise_runs.rerun_of(started.get("note", ""))
         if result["verdict"] != "advance" or result.get("confirms"):
             restore_train_py(expr, best_state.read_best(expr))
+        changes.record(expr, run_dir, result, best_state.read_best(expr), unjudged=not pending)  # idempotent
         if not ledger.has_row(expr / "results.tsv", result["run_id"]):
             ledger.append(expr / "results.tsv", result)
         ledger.write_result(run_dir, result)
@@ -137,8 +138,11 @@ def repair(cfg: Config) -> list[str]:
 # ----------------------------------------------------------------------------- run
 
 
-def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> dict:
-    """One iteration: snapshot train.py, train, measure, judge against the best, record. Returns result.json."""
+def run_once(cfg: Config, session: Session, seconds: int | None, live: bool, force: bool = False) -> dict:
+    """One iteration: snapshot train.py, train, measure, judge against the best, record. Returns result.json.
+
+    `force`: run a train.py already decided against this best (changes.same_code refuses it otherwise).
+    """
     expr = cfg.expr_dir
     check_sentinel(expr)
     with ExperimentLock(expr):
@@ -153,6 +157,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         # -- snapshot: runs/rNNNN/ gets this train.py and started.json
         source = (expr / "train.py").read_bytes()
         remark = _snapshot_remark(expr, source, best)
+        remark = " | ".join(r for r in (remark, changes.check_same_code(expr, source, best, force)) if r)
         run = allocate(cfg, source, read_run_note(source.decode("utf-8", errors="replace")))
 
         # -- the static guard: a train.py that reports the metric itself or rebinds the judge never trains

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import best as best_state
-from . import checkpoints, ledger, outputs, verdict
+from . import changes, checkpoints, ledger, outputs, verdict
 from .config import LAUNCHERS, PYTHON_RE, Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
@@ -384,6 +384,7 @@ def commit(
     else:
         restore_train_py(expr, best)
     fault_point("run.restored")
+    changes.record(expr, run.run_dir, result, best)  # change.json, train.diff, .ar-changes.tsv: before the row
     ledger.append(expr / "results.tsv", result)
     fault_point("run.ledger")
     ledger.write_result(run.run_dir, result)

@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import best as best_state
-from . import candidates, integrity, ledger, noise, noise_runs, outputs, slots, verdict, wave
+from . import candidates, changes, integrity, ledger, noise, noise_runs, outputs, slots, verdict, wave
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, remove
@@ -61,16 +61,19 @@ def needs_wave(cfg: Config, session: Session) -> bool:
     return bool(candidates.list_queued(cfg.expr_dir)) or session.launcher != "local" or session.devices is not None
 
 
-def run(cfg: Config, session: Session, seconds: int | None, live: bool) -> list[str]:
-    """`ar.py run`: a wave when needed, else today's single run; returns the lines to print."""
+def run(cfg: Config, session: Session, seconds: int | None, live: bool, force: bool = False) -> list[str]:
+    """`ar.py run`: a wave when needed, else today's single run; returns the lines to print.
+
+    `force`: run a train.py already decided against this best (see changes.check_same_code).
+    """
     from . import iteration
 
     if not needs_wave(cfg, session):
         if (cfg.expr_dir / WAVE_FILE).exists():  # a wave was cut short: finish it under the lock first
             with iteration.ExperimentLock(cfg.expr_dir):
                 _repair(cfg)
-        return iteration.summary_lines(cfg, iteration.run_once(cfg, session, seconds, live))
-    results, wave_id, slot_count, requeued = run_wave(cfg, session, seconds, live)
+        return iteration.summary_lines(cfg, iteration.run_once(cfg, session, seconds, live, force))
+    results, wave_id, slot_count, requeued = run_wave(cfg, session, seconds, live, force)
     if wave_id is None:
         return iteration.summary_lines(cfg, results[0])
     return wave_summary(cfg, results, wave_id, slot_count, requeued)
@@ -182,7 +185,7 @@ def _error_result(exc: BaseException) -> LaunchResult:
     )
 
 
-def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
+def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool, force: bool = False):
     """Run the queue (or train.py itself when it is empty) as one wave.
 
     Returns (results in run order, wave id or None for a wave of train.py alone, slot count, requeued ids).
@@ -223,6 +226,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             ids = {format_run_id(first + i): c.id for i, c in enumerate(queued)}
         else:
             source = (expr / "train.py").read_bytes()
+            changes.check_same_code(expr, source, best, force)  # decided against this best: refused
             runs = [allocate(cfg, source, read_run_note(source.decode("utf-8", errors="replace")))]
         fault_point("wave.allocated")
 
