@@ -2,10 +2,11 @@
 validators and the up-front check of --data values.
 
 Each rule returns "" when the value is fine, else a short reason that names
-what is allowed. No Jinja or Copier here: plain functions, easy to test. The
-rules the runner also applies (constraint syntax, metric backends, how
-metric_extract_code is wrapped) are imported from the vendored runner, so the
-interview accepts exactly what the runner will run.
+what is allowed. No Jinja or Copier here: plain functions, easy to test. Which
+rule checks which key, each key's type and its allowed choices come from the
+runner's answer table (arunner.answers); the rules the runner also applies
+(constraint syntax, how metric_extract_code is wrapped) are imported from the
+vendored runner, so the interview accepts exactly what the runner will run.
 """
 
 from __future__ import annotations
@@ -17,24 +18,25 @@ from typing import Any, Callable
 
 import yaml
 
+from arunner.answers import ANSWERS, INT, YAML
 from arunner.config import CONSTRAINT_RE
 from arunner.fsutil import module_file
-from arunner.metrics import BACKENDS
 from arunner.metrics.custom import compile_extract
 
-PATTERNS = ("argparse-cli", "hydra", "function", "custom")
-CLI_STYLES = ("space", "equals", "constants")
-FRAMEWORKS = ("accelerate", "deepspeed", "fsdp", "ddp", "lightning", "none", "auto")
-DIRECTIONS = ("min", "max")
-YAML_KEYS = ("cli_args", "hard_constraints", "mutation_scope", "protected_globs", "holdout_metrics")
-INT_KEYS = ("seconds",)
+YAML_KEYS = tuple(a.name for a in ANSWERS.values() if a.type == YAML)
+INT_KEYS = tuple(a.name for a in ANSWERS.values() if a.type == INT)
 SLUG_RE = re.compile(r"^(\d{6})-([a-z0-9]+(?:-[a-z0-9]+)*)$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 FLAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 def parse_value(key: str, value: Any) -> Any:
-    """Turn a raw --data string into the typed answer (YAML for lists/mappings, int for seconds)."""
+    """Turn a raw --data string into the typed answer (YAML for lists/mappings, int for seconds).
+
+    Whitespace only is an empty answer for every key (Enter in a multi-line field adds a newline).
+    """
+    if isinstance(value, str) and not value.strip():
+        value = ""
     if key in YAML_KEYS and isinstance(value, str):
         try:
             return yaml.safe_load(value) if value.strip() else None
@@ -49,11 +51,8 @@ def parse_value(key: str, value: Any) -> Any:
     return value
 
 
-def _choice(allowed: tuple[str, ...]) -> Callable[..., str]:
-    def rule(value: Any, **_: Any) -> str:
-        return "" if value in allowed else f"must be one of {', '.join(allowed)}"
-
-    return rule
+def _choice(value: Any, choices: tuple[str, ...] = (), **_: Any) -> str:
+    return "" if value in choices else f"must be one of {', '.join(choices)}"
 
 
 def _entry_main_module(value: Any, root: Path | None = None, **_: Any) -> str:
@@ -83,6 +82,22 @@ def _resume_flag(value: Any, **_: Any) -> str:
         return ""
     if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
         return "must be a flag name without leading dashes (e.g. resume_from_checkpoint) or a Hydra key, or empty"
+    return ""
+
+
+def _knob_name(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
+        return "must be the name of one of the host's options or constants without leading dashes, or empty"
+    return ""
+
+
+def _seed_key(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
+        return "must be the host's seed option without leading dashes (e.g. seed, system.seed), or empty"
     return ""
 
 
@@ -208,40 +223,38 @@ def _parent_ckpt(value: Any, root: Path | None = None, **_: Any) -> str:
     return "" if path.exists() else f"does not exist ({path}); chain from an experiment that has a best checkpoint"
 
 
-RULES: dict[str, Callable[..., str]] = {
-    "entry_pattern": _choice(PATTERNS),
-    "entry_main_module": _entry_main_module,
-    "cli_style": _choice(CLI_STYLES),
+# The rules by the name arunner.answers gives them (Answer.rule).
+RULES_BY_NAME: dict[str, Callable[..., str]] = {
+    "choice": _choice,
+    "module": _entry_main_module,
     "cli_args": _cli_args,
-    "resume_flag_name": _resume_flag,
-    "distributed_framework": _choice(FRAMEWORKS),
+    "flag": _resume_flag,
     "goal": _nonempty("goal"),
-    "metric_backend": _choice(BACKENDS),
-    "tb_events_glob": lambda v, **kw: _relative_glob(v, required=True),
-    "log_metric_regex": _log_regex,
-    "metric_extract_code": _extract_code,
-    "checkpoint_glob": _relative_glob,
-    "primary_metric": _nonempty("metric name"),
-    "primary_direction": _choice(DIRECTIONS),
-    "hard_constraints": _constraints,
-    "mutation_scope": _scope,
+    "events_glob": lambda v, **kw: _relative_glob(v, required=True),
+    "log_regex": _log_regex,
+    "extract_code": _extract_code,
+    "glob": _relative_glob,
+    "metric_name": _nonempty("metric name"),
+    "constraints": _constraints,
+    "dotted_paths": _scope,
     "evaluate_code": _evaluate_code,
-    "protected_globs": _globs,
-    "holdout_metrics": _names,
+    "globs": _globs,
+    "metric_names": _names,
     "seconds": _seconds,
-    "runner": _nonempty("launcher command such as python"),
-    "wandb_project": _free_text,
-    "topic": _free_text,
+    "seed_option": _seed_key,
+    "knob": _knob_name,
+    "launcher": _nonempty("launcher command such as python"),
+    "one_line": _free_text,
     "slug": _slug,
-    "parent_expr": _free_text,
     "parent_ckpt": _parent_ckpt,
 }
+RULES: dict[str, Callable[..., str]] = {a.name: RULES_BY_NAME[a.rule] for a in ANSWERS.values() if a.rule}
 
 
 def check(key: str, value: Any, **context: Any) -> str:
     """The reason `value` is not allowed for `key`, or "" when it is."""
     rule = RULES.get(key)
-    return rule(value, **context) if rule else ""
+    return rule(value, **{**context, "choices": ANSWERS[key].choices}) if rule else ""
 
 
 def describe(key: str, value: Any, reason: str) -> str:

@@ -85,3 +85,34 @@ def host_root(conf: Any) -> Path | None:
     if is_scratch(dst):
         return None
     return dst.parent
+
+
+# The answers an experiment was rendered with, per experiment.json path: read once, before the
+# update's real render overwrites the file.
+RECORDED: dict = {}
+
+
+def recorded_answers(conf: Any) -> dict:
+    """The answers in the experiment.json being updated ({} for a copy or a scratch render).
+
+    `copier update` recomputes every answer missing from .copier-answers.yml (hidden ones, or
+    ones an older template version did not store); the experiment's own experiment.json says
+    what they were, so an update never changes them behind the person's back.
+    """
+    dst = destination(conf)
+    if operation() != "update" or is_scratch(dst):
+        return {}  # (answers_file renders <<slug>>: reading it before slug is answered fails a copy)
+    answers_file = str(conf_value(conf, "answers_file", "") or "")
+    if not answers_file or "<<" in answers_file:
+        return {}
+    path = (dst / answers_file).parent / "experiment.json"
+    key = str(path)
+    if key not in RECORDED:
+        try:
+            import json
+
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None  # unreadable (conflict markers): detection's defaults stand
+        RECORDED[key] = data if isinstance(data, dict) else {}
+    return RECORDED[key]

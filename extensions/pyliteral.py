@@ -1,7 +1,8 @@
-"""Jinja filter `pyliteral`: an answer as Python source for train.py.
+"""Jinja filters `pyliteral` (an answer as Python source for train.py) and `numbers`.
 
 YAML 1.1 reads `3e-4` as a string, so number-looking strings become numbers
-(CLI_OVERRIDES must hold 0.0003, not '3e-4'); Hydra `key=value` strings stay.
+(CLI_OVERRIDES must hold 0.0003, not '3e-4'; experiment.json and program.md
+show 0.0003 too); Hydra `key=value` strings stay.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ def as_number(text: str) -> int | float | None:
     return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
 
 
-def _coerce(value):
+def as_numbers(value):
     if isinstance(value, str) and as_number(value.strip()) is not None:
         return as_number(value.strip())
     if isinstance(value, dict):
-        return {k: _coerce(v) for k, v in value.items()}
+        return {k: as_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_coerce(v) for v in value]
+        return [as_numbers(v) for v in value]
     return value
 
 
 def pyliteral(value, indent: int = 4) -> str:
-    value = _coerce(value)
+    value = as_numbers(value)
     if isinstance(value, dict) and value:
         items = "".join(f"{' ' * indent}{k!r}: {v!r},\n" for k, v in value.items())
         return "{\n" + items + "}"
@@ -45,3 +46,4 @@ class PythonLiteral(Extension):
     def __init__(self, environment):
         super().__init__(environment)
         environment.filters["pyliteral"] = pyliteral
+        environment.filters["numbers"] = as_numbers

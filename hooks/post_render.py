@@ -20,6 +20,7 @@ from hostpaths import is_scratch  # noqa: E402
 
 from arunner.ledger import HEADER  # noqa: E402  (the runner's own definitions: one source)
 from arunner.snapshots import BASELINE  # noqa: E402
+from arunner.upgrades import drop_bytecode, keep_rendered  # noqa: E402
 
 
 def main(slug: str) -> int:
@@ -38,6 +39,11 @@ def main(slug: str) -> int:
     # merges the agent's edits back in, so this is the new baseline and the source
     # of the FROZEN blocks the runner splices into every restore.
     (expr / BASELINE).write_bytes((expr / "train.py").read_bytes())
+    # experiment.json as rendered from the answers, before Copier merges anything into it: the
+    # after-update step puts it back if the merge leaves it conflicted. Bytecode goes, so an
+    # experiment that committed its __pycache__ before .gitignore said otherwise merges without it.
+    keep_rendered(expr)
+    drop_bytecode(expr)
     return 0
 
 

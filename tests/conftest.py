@@ -24,6 +24,10 @@ sys.path.insert(0, str(REPO / "tests" / "procs"))
 
 from liveness import pid_alive  # noqa: E402, F401  (tests import it from here)
 
+# The last two landed commits of main, oldest first: experiments rendered by both exist in the
+# wild (test_upgrade_matrix upgrades them; move this on when a session lands).
+LANDED = ("9528f93", "50bd609")
+
 # The answers every runner test starts from (the minimal host, exact metrics); tests override keys.
 MINIMAL_ANSWERS = {
     "entry_pattern": "argparse-cli",

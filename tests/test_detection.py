@@ -334,14 +334,15 @@ def test_no_entry_point_says_so_plainly(tmp_path):
 
 def test_copier_choices_match_the_runners_rules():
     """copier.yml's choices and the interview's rules name exactly what the runner accepts."""
+    from arunner.answers import ANSWERS
     from arunner.config import CONSTRAINT_RE, LAUNCHERS, PYTHON_RE
     from arunner.metrics import BACKENDS
     from detection import commands
 
     questions = yaml.safe_load((REPO / "copier.yml").read_text())
     assert set(questions["metric_backend"]["choices"]) == set(BACKENDS)
-    assert set(questions["cli_style"]["choices"].values()) == set(answer_rules.CLI_STYLES)
-    assert set(questions["entry_pattern"]["choices"].values()) == set(answer_rules.PATTERNS)
+    assert set(questions["cli_style"]["choices"].values()) == set(ANSWERS["cli_style"].choices)
+    assert set(questions["entry_pattern"]["choices"].values()) == set(ANSWERS["entry_pattern"].choices)
     assert answer_rules.CONSTRAINT_RE is CONSTRAINT_RE and commands.LAUNCHERS is LAUNCHERS
     assert commands.PYTHON_RE is PYTHON_RE
     # metric_extract_code: the runner's wrapping (dedented), so indented code is fine in both

@@ -5,11 +5,14 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shlex
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from conftest import COPIER, REPO, Experiment, render
+from conftest import COPIER, REPO, Experiment, make_host, render
 
 GOOD = {
     "entry_pattern": "argparse-cli",
@@ -185,3 +188,91 @@ def test_slug_defaults_to_date_and_kebab_of_topic(minimal_host):
     render(minimal_host, {**data, "topic": "The Effect of Warmup on Loss!"})
     made = [p.name for p in (minimal_host / ".autoresearch").iterdir() if p.is_dir()]
     assert len(made) == 1 and made[0].endswith("-effect-warmup-loss") and made[0][:6].isdigit()
+
+
+# ---------------------------------------------------------------- a person at a terminal
+
+QUESTION_WIDTH = 76  # Copier prefixes each question with an emoji and a space: 80 columns in all
+
+
+def _helps() -> dict:
+    """Every question's help text; a templated help gives each of its quoted alternatives."""
+    import re
+
+    import yaml
+
+    out = {}
+    for key, spec in yaml.safe_load((REPO / "copier.yml").read_text()).items():
+        if key.startswith("_") or not isinstance(spec, dict) or "help" not in spec:
+            continue
+        help_text = str(spec["help"])
+        out[key] = re.findall(r"'([^']*)'", help_text) if help_text.startswith("<<") else [help_text]
+        for label in spec.get("choices") or []:
+            out.setdefault(f"{key} choice", []).append(str(label))
+    return out
+
+
+def test_every_question_fits_one_terminal_line():
+    too_long = {k: t for k, texts in _helps().items() for t in texts if len(t) > QUESTION_WIDTH}
+    assert not too_long, too_long
+    # a multi-line question says how to finish in the question itself
+    for key in ("evaluate_code", "metric_extract_code"):
+        assert any("Esc then Enter" in t for t in _helps()[key]), key
+
+
+def test_whitespace_only_is_an_empty_answer(minimal_host):
+    proc = render(
+        minimal_host,
+        {**GOOD, "evaluate_code": "\n\n  \n", "resume_flag_name": "  ", "output_key": " ", "slug": "261125-ws"},
+    )
+    assert proc.returncode == 0
+    config = json.loads((minimal_host / ".autoresearch" / "261125-ws" / "experiment.json").read_text())
+    assert (config["evaluate_code"].strip(), config["resume_flag_name"], config["output_key"]) == ("", "", "")
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="needs tmux for a real terminal")
+@pytest.mark.parametrize("host_name", ["eval_host", "charlevel_host"])
+def test_enter_alone_at_every_question_renders_the_experiment(host_name, tmp_path):
+    """`copier copy --trust` in a real pseudo-terminal (tmux), a person pressing Enter at every question."""
+    host = make_host(host_name, tmp_path / host_name)
+    status = tmp_path / "status"
+    socket = f"ar-test-{os.getpid()}-{host_name}"
+    env_path = f"{Path(COPIER).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    command = (
+        f"cd {shlex.quote(str(host))} && PATH={shlex.quote(env_path)} "
+        f"{shlex.quote(COPIER)} copy --trust --vcs-ref HEAD {shlex.quote(str(REPO))} .autoresearch; "
+        f"echo $? > {shlex.quote(str(status))}; sleep 120"
+    )
+    tmux = ["tmux", "-L", socket]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "50", command], check=True)
+    try:
+        presses = 0
+        for _ in range(300):  # about 2 minutes: many renders per question on a loaded machine
+            if status.exists():
+                break
+            screen = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True).stdout
+            if "Validation error" in screen:
+                break
+            if screen.rstrip().splitlines()[-1:] != [] and "🎤" in screen:
+                subprocess.run([*tmux, "send-keys", "Enter"], capture_output=True)
+                presses += 1
+            time.sleep(0.4)
+        screen = subprocess.run([*tmux, "capture-pane", "-p", "-S", "-400"], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    assert "Validation error" not in screen, screen[-2000:]
+    assert status.exists() and status.read_text().strip() == "0", screen[-2000:]
+    (expr,) = (host / ".autoresearch").iterdir()
+    config = json.loads((expr / "experiment.json").read_text())
+    assert config["entry_main_module"] and presses >= 15
+    if host_name == "eval_host":  # the proposed multi-line evaluate() body was kept by Enter
+        assert "def" not in config["evaluate_code"] and "evaluate_model" in config["evaluate_code"]
+        assert "\n" in config["evaluate_code"]
+
+
+def test_numbers_stay_numbers_in_experiment_json_and_program_md(minimal_host):
+    render(minimal_host, {**GOOD, "cli_args": "{lr: 5e-4, name: run1}", "slug": "261125-num"})
+    expr = minimal_host / ".autoresearch" / "261125-num"
+    assert json.loads((expr / "experiment.json").read_text())["cli_args"] == {"lr": 0.0005, "name": "run1"}
+    program = (expr / "program.md").read_text()
+    assert '{"lr": 0.0005, "name": "run1"}' in program and "5e-4" not in program

@@ -188,6 +188,7 @@ def test_pretend_prints_the_answers_and_writes_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "answers it would use" in proc.stderr
     assert "  primary_metric: valid loss" in proc.stderr and "  checkpoint_glob: model.pt" in proc.stderr
+    assert "\n  seconds: 300\n" in proc.stderr and "\n  seed_key: seed\n" in proc.stderr  # every answer, plainly
     assert not (host / ".autoresearch").exists()
 
 

@@ -160,7 +160,7 @@ def test_ar_upgrade_checks_git_and_reports_conflicts(tmp_path, template_v1):
     assert proc.returncode == 1 and "WITH CONFLICTS in train.py" in proc.stdout, proc.stdout + proc.stderr
     assert "RUNNER_RELEASE = 2" in (expr.dir / "arunner" / "__init__.py").read_text()
     refused = expr.ar("run", check=False)
-    assert refused.returncode == 2 and "merge conflict markers" in refused.stderr
+    assert refused.returncode == 2 and "left merge conflicts in train.py" in refused.stderr
 
 
 def tmpl_train(tmpl: Path) -> Path:

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import arguments, checkpoints, commands, entrypoints, goals, launch, pathglob, trackers
+from arunner.answers import ANSWERS
+
+from . import arguments, checkpoints, commands, entrypoints, goals, launch, outputs, pathglob, trackers
 from .sources import Project
 from .walk import walk
 
-DEFAULT_SECONDS = 300  # per-run budget when the host caps nothing itself
+DEFAULT_SECONDS = ANSWERS["seconds"].default  # per-run budget when the host caps nothing itself
 # A host that caps its own training time (TIME_BUDGET = 300) still needs start-up
 # (imports, data) and a final evaluation inside the runner's budget: the cap plus
 # this margin, at least BUDGET_MARGIN_MIN_S, never below the cap.
@@ -48,6 +50,13 @@ class Findings:
     wandb_project: str = ""
     cli_style: str = entrypoints.STYLE_SPACE  # how train.py passes CLI_OVERRIDES: space, equals, constants
     seconds: int = DEFAULT_SECONDS
+    output_key: str = ""  # the knob that decides where the host writes checkpoints and tracker logs
+    output_fixed: list = field(default_factory=list)  # project-relative paths the host writes to with no knob
+    length_key: str = ""  # the step / epoch / iteration limit knob
+    time_key: str = ""  # a knob that caps the host's own training time
+    holdout_metrics: list = field(default_factory=list)  # test metrics printed beside a validation primary
+    seed_fixed: str = ""  # "gpt.py:20 (torch.manual_seed(1337))": the host seeds itself with a literal
+    output: outputs.Outputs = field(default_factory=outputs.Outputs)  # the details, for the summary
     knobs: list = field(default_factory=list)  # [{"name", "default", "help"}]: what CLI_OVERRIDES may set
     knobs_open: bool = True  # the entry accepts more than the knobs listed (or what it accepts is unknown)
     where: dict = field(default_factory=dict)  # entry / metric / checkpoint / runner / budget -> "what, where"
@@ -109,6 +118,7 @@ def analyse(root: Path, direction: Callable[[str], str], entry_module: str = "")
     )
     out.primary_metric = tracked.primary
     out.candidates["primary_metric"] = tracked.candidates
+    out.holdout_metrics = tracked.holdout
     out.confidence.update(tracked.confidence)
     out.notes += tracked.notes
 
@@ -128,6 +138,16 @@ def analyse(root: Path, direction: Callable[[str], str], entry_module: str = "")
     out.confidence["distributed_framework"] = launched.framework_confidence
     out.where["runner"] = launched.source
     out.seconds, out.where["budget"] = _budget(modules, opts)
+
+    globals_are_knobs = entry.cli_style in (entrypoints.STYLE_EQUALS, entrypoints.STYLE_CONSTANTS)
+    found = outputs.outputs(modules, scopes, opts.values, globals_are_knobs, entry.pattern)
+    outputs.length_and_time(found, modules, opts.values, option)
+    out.output, out.output_key, out.output_fixed = found, found.key, found.fixed
+    out.length_key, out.time_key = found.length_key, found.time_key
+    files = {dotted: project.module_file(dotted) or dotted for dotted, _tree in modules}
+    out.seed_fixed = outputs.fixed_seed(modules[:1], files)  # the entry's own call, not a library helper's
+    if found.proposed is not None:
+        out.cli_args = _with_length(out.cli_args, found.length_key, found.proposed)
 
     out.candidates["goal"] = goals.goal_candidates(project, out.primary_metric, direction)
     out.goal = out.candidates["goal"][0]
@@ -175,6 +195,13 @@ def _config_variants(glob: str, entry) -> str:
     if rest and first in {v for v in entry.facts.constants.values() if isinstance(v, str)}:
         return f"{first}*/{rest}"
     return glob
+
+
+def _with_length(args: Any, key: str, value: Any) -> Any:
+    """The baseline with a finite training length (the host's default trains forever)."""
+    if isinstance(args, list):
+        return [a for a in args if not str(a).lstrip("+~").startswith(f"{key}=")] + [f"{key}={value}"]
+    return {**(args or {}), key: value}
 
 
 def _as_mapping(args: Any) -> dict:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .commands import CONFIG_FILE_SUFFIXES, parse_args
-from .entrypoints import STYLE_CONSTANTS, STYLE_EQUALS, Entry
+from .entrypoints import STYLE_CONSTANTS, STYLE_EQUALS, Entry, knob_constants
 from .sources import Project
 
 MISSING = object()  # an option whose default is not a literal
@@ -243,6 +243,62 @@ def _hydra(project: Project, entry: Entry, out: Options) -> None:
     _flatten(primary, "", out.values)
 
 
+CONFIG_NODES = ("CN", "CfgNode", "ConfigNode", "ConfigDict")  # a nested section, not a value
+MAX_NESTING = 4
+
+
+def _yacs(entry: Entry, out: Options) -> None:
+    """Dotted keys of a yacs-style config: `C.system.seed = 3407` in `get_config()`, and the sections it
+    fills from classes (`C.model = GPT.get_default_config()`), later assignments winning."""
+    modules = [(entry.dotted, entry.facts.tree)] + entry.nearby
+    funcs = {n.name: n for n in entry.facts.tree.body if isinstance(n, ast.FunctionDef)}
+    classes = {}
+    for _dotted, tree in modules:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, node)
+
+    def builder(call: ast.AST) -> ast.FunctionDef | None:
+        """The function a `get_config()` / `GPT.get_default_config()` call runs, when it is in the project."""
+        if not isinstance(call, ast.Call):
+            return None
+        func = call.func
+        if isinstance(func, ast.Name):
+            return funcs.get(func.id)
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in classes:
+            body = classes[func.value.id].body
+            return next((n for n in body if isinstance(n, ast.FunctionDef) and n.name == func.attr), None)
+        return None
+
+    def read(func: ast.FunctionDef, prefix: str, depth: int) -> None:
+        for stmt in func.body:
+            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                continue
+            chain = []
+            target = stmt.targets[0]
+            while isinstance(target, ast.Attribute):
+                chain.insert(0, target.attr)
+                target = target.value
+            if not chain or not isinstance(target, ast.Name):
+                continue
+            key = prefix + ".".join(chain)
+            inner = builder(stmt.value)
+            if inner is not None and depth < MAX_NESTING:
+                read(inner, key + ".", depth + 1)
+            elif isinstance(stmt.value, ast.Call) and ast.unparse(stmt.value.func).split(".")[-1] in CONFIG_NODES:
+                continue
+            else:
+                out.values[key] = _literal(stmt.value)
+
+    calls = [n for n in ast.walk(entry.facts.tree) if isinstance(n, ast.Call)]
+    calls.sort(key=lambda c: not isinstance(c.func, ast.Name))  # the script's own get_config() first
+    for call in calls:
+        func = builder(call)
+        if func is not None and ("config" in func.name or "cfg" in func.name):
+            read(func, "", 0)
+            break
+
+
 def options(project: Project, entry: Entry) -> Options:
     out = Options()
     f = entry.facts
@@ -251,11 +307,14 @@ def options(project: Project, entry: Entry) -> Options:
     if entry.pattern == "hydra":
         _hydra(project, entry, out)
         return out
+    if "yacs" in f.kinds:
+        _yacs(entry, out)
+        return out
     if entry.cli_style == STYLE_EQUALS:  # configurator: the globals it may override
         out.values = {k: v for k, v in f.constants.items() if not k.startswith("_")}
         return out
     if entry.cli_style == STYLE_CONSTANTS:
-        out.values = {k: v for k, v in f.constants.items() if k.isupper()}
+        out.values = knob_constants(f)
         return out
     if f.kinds & {"hfparser", "simple_parsing"}:
         _dataclasses(project, entry, out)

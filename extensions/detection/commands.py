@@ -24,6 +24,29 @@ HEADING_RE = re.compile(r"^#+\s*(.+)$", re.M)
 CONFIG_FILE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".toml")  # positional config files kept as {path: True}
 MAX_DOCS = 10
 LAUNCHER_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+CONTROL_WORDS = ("&&", "||", ";", "|", "&")  # the command ends at the first of these
+REDIRECT_RE = re.compile(r"^(\d*|&)(>>?|<)(&\d+)?(.*)$")  # > log, >log, 2>&1, &>log, < in.txt
+
+
+def shell_words(line: str) -> list[str]:
+    """The words of the first command on a shell line: no comment, no redirection, nothing after && ; |."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    words: list[str] = []
+    skip_target = False
+    for word in lexer:
+        if word in CONTROL_WORDS or word.startswith(("&&", "||", ";", "|")):
+            break
+        if skip_target:
+            skip_target = False
+            continue
+        m = REDIRECT_RE.match(word)
+        if m and word not in ("<", "") and (m.group(2) and (m.group(1) or word.startswith(("<", ">")))):
+            skip_target = not m.group(3) and not m.group(4)  # `> log`: the next word is the target
+            continue
+        words.append(word)
+    return words
 
 
 @dataclass
@@ -93,7 +116,7 @@ def _from_code(code: str) -> tuple[str, dict]:
 def split(line: str, heading: str, project: Project, source: str = "") -> Command | None:
     """One shell line as a Command, or None when it runs no Python target."""
     try:
-        words = shlex.split(line)
+        words = shell_words(line)
     except ValueError:
         return None
     while words and re.match(r"^[A-Za-z_]\w*=", words[0]):
@@ -119,7 +142,11 @@ def split(line: str, heading: str, project: Project, source: str = "") -> Comman
             cmd.module, cmd.args = _from_code(words[i + 1])
             return cmd if cmd.module else None
         if word.endswith(".py"):
-            cmd.module, rest = project.dotted(word[2:] if word.startswith("./") else word) or "", words[i + 1 :]
+            path = word[2:] if word.startswith("./") else word
+            here = source.rsplit("/", 1)[0] if "/" in source else ""
+            if here and not (project.root / path).is_file() and (project.root / here / path).is_file():
+                path = f"{here}/{path}"  # `python chars.py` in projects/chars/README.md runs from that folder
+            cmd.module, rest = project.dotted(path) or "", words[i + 1 :]
             break
         cmd.prefix.append(word)
         i += 1

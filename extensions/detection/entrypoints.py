@@ -24,6 +24,7 @@ from .commands import Command
 from .sources import Project
 
 PARSERS = {"ArgumentParser": "argparse", "HfArgumentParser": "hfparser"}
+YACS_MERGES = ("merge_from_args",)  # a yacs-style config node reading `--a.b=value` words from sys.argv
 CUSTOM_NOTES = {
     "lightningcli": "LightningCLI entry point: wire the call in train.py's run_host() (pattern custom)",
     "fire": "python-fire entry point: wire the call in train.py's run_host() (pattern custom)",
@@ -51,6 +52,7 @@ class Facts:
     hydra: dict = field(default_factory=dict)  # config_path / config_name of @hydra.main
     configurator: ast.AST | None = None  # the `exec(open('configurator.py').read())` statement
     constants: dict = field(default_factory=dict)  # module-level NAME -> literal value, in file order
+    prelude: set = field(default_factory=set)  # constants set before the first statement that does work
     trains_at_top: bool = False  # calls .backward() / .step() outside any function
     line: int = 0  # the line that makes it an entry point
     why: str = ""  # what that line is
@@ -133,6 +135,8 @@ def facts(dotted: str, rel: str, tree: ast.Module) -> Facts:
             if name in PARSERS:
                 f.kinds.add(PARSERS[name])
                 parser_calls.append(node)
+            elif name in YACS_MERGES:
+                f.kinds.add("yacs")
             elif name == "LightningCLI":
                 f.kinds.add("lightningcli")
             elif name == "Fire":
@@ -158,6 +162,8 @@ def facts(dotted: str, rel: str, tree: ast.Module) -> Facts:
         elif isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.argv" and isinstance(node.ctx, ast.Load):
             f.kinds.add("sysargv")
     _top_level(f)
+    if "yacs" in f.kinds:
+        f.kinds.discard("sysargv")  # sys.argv[1:] handed to the config's merge: not a hand-rolled parser
     if {"_imports_click", "_command_decorator"} <= f.kinds:
         f.kinds.add("click")
     f.kinds -= {"_imports_click", "_command_decorator"}
@@ -175,8 +181,25 @@ def _literal(node: ast.AST):
 _NOT_LITERAL = object()
 
 
+def _prelude(tree: ast.Module) -> set:
+    """Names of the literal constants a script sets before its first statement that does work."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if _literal(node.value) is not _NOT_LITERAL:
+                names.add(node.targets[0].id)
+                continue
+        break
+    return names
+
+
 def _top_level(f: Facts) -> None:
     """Module-level facts: literal globals, a configurator exec, training outside functions."""
+    f.prelude = _prelude(f.tree)
     for node in f.tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             value = _literal(node.value)
@@ -209,8 +232,9 @@ def classify(f: Facts) -> tuple[str, int, str]:
         return "argparse-cli", 3, ""
     if f.configurator is not None:
         return "argparse-cli", 3, "a configurator script: CLI_OVERRIDES become --key=value arguments"
-    upper = [n for n in f.constants if n.isupper()]
-    if f.trains_at_top and upper and "sysargv" not in f.kinds:
+    if "yacs" in f.kinds:
+        return "argparse-cli", 3, "a yacs-style config: CLI_OVERRIDES become --section.key=value arguments"
+    if f.trains_at_top and knob_constants(f) and "sysargv" not in f.kinds:
         return "argparse-cli", 2, "no command line: CLI_OVERRIDES keys replace its module-level constants"
     if f.main_typed:
         return "function", 2, ""
@@ -225,9 +249,15 @@ def style(f: Facts) -> str:
     """How the entry reads CLI_OVERRIDES: --k v, --k=v (configurator) or module constants."""
     if f.kinds & {"argparse", "hfparser", "simple_parsing"}:
         return STYLE_SPACE
-    if f.configurator is not None:
+    if f.configurator is not None or "yacs" in f.kinds:
         return STYLE_EQUALS
-    return STYLE_CONSTANTS if f.trains_at_top and any(n.isupper() for n in f.constants) else STYLE_SPACE
+    return STYLE_CONSTANTS if f.trains_at_top and knob_constants(f) else STYLE_SPACE
+
+
+def knob_constants(f: Facts) -> dict:
+    """Module-level literal constants a constants script may have replaced: `n_layer = 4` and `LR = 3e-4`
+    alike, set before the script starts working (`step = 0` in the loop's set-up is not a knob)."""
+    return {k: v for k, v in f.constants.items() if not k.startswith("_") and k in f.prelude}
 
 
 def _where(f: Facts, pattern: str) -> tuple[int, str]:
@@ -241,6 +271,9 @@ def _where(f: Facts, pattern: str) -> tuple[int, str]:
                 return node.lineno, f"{name}()"
     if f.configurator is not None:
         return f.configurator.lineno, "exec(configurator.py) over module globals"
+    for node in ast.walk(f.tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in YACS_MERGES:
+            return node.lineno, f"{ast.unparse(node.func)}(): --section.key=value options"
     if pattern == "function" and f.main_func is not None:
         return f.main_func.lineno, "def main(...) with defaults"
     if f.constants and f.trains_at_top:
@@ -319,6 +352,12 @@ def find(project: Project, commands: list[Command], wandb_program: str, forced: 
     entry.command = cmd or next((c for c in commands if project.module_file(c.module) == f.rel), None)
     if note:
         entry.notes.append(note)
+    tied = [c[0] for c in entry.candidates if c[2] == best[0]]
+    if len(tied) > 1 and entry.source == "file name":  # nothing names one of them: say so, do not guess silently
+        entry.notes.append(
+            f"{len(tied)} equally likely entry points ({', '.join(tied[:4])}): {f.dotted} was taken; "
+            "answer entry_main_module with the one you train"
+        )
     strong_source = entry.source != "file name"
     entry.confidence = "high" if strength >= 2 and strong_source else "medium" if strength >= 2 else "low"
     entry.nearby = [

@@ -26,7 +26,9 @@ from . import pathglob
 from .sources import Project
 
 RUN_RE = re.compile(r"^(offline-)?run-(\d{8}_\d{6})-\w+$")
-EVAL_WORDS = {"eval", "val", "valid", "validation", "dev", "test"}
+VALIDATION_WORDS = {"eval", "val", "valid", "validation", "dev"}
+TEST_WORDS = {"test", "testing", "holdout"}
+EVAL_WORDS = VALIDATION_WORDS | TEST_WORDS
 METRIC_WORDS = {
     "loss",
     "acc",
@@ -88,6 +90,7 @@ class Trackers:
     primary: str = ""
     candidates: list = field(default_factory=list)  # metric names, best first
     wandb_project: str = ""
+    holdout: list = field(default_factory=list)  # test metrics the host reports beside a validation primary
     confidence: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     where: dict = field(default_factory=dict)  # metric name -> "module:line" it is printed or logged at
@@ -156,9 +159,27 @@ def generalise(paths: list[str]) -> str:
 
 def _metric_score(name: str) -> int:
     words = set(re.split(r"[^a-z0-9]+", name.lower()))
-    score = 2 if words & EVAL_WORDS else 0
+    score = 2 if words & VALIDATION_WORDS else 1 if words & TEST_WORDS else 0  # never optimise on the test set
     score -= 3 if "train" in words or "training" in words else 0
     return score + (1 if words & METRIC_WORDS or any(w.endswith(("loss", "acc")) for w in words) else 0)
+
+
+def _words(name: str) -> set:
+    return set(re.split(r"[^a-z0-9]+", name.lower()))
+
+
+def is_validation(name: str) -> bool:
+    return bool(_words(name) & VALIDATION_WORDS) and not _words(name) & TEST_WORDS
+
+
+def is_test(name: str) -> bool:
+    return bool(_words(name) & TEST_WORDS)
+
+
+def _same_measure(test: str, primary: str) -> bool:
+    """`test loss` beside `valid loss`: the same quantity on the held-out split (not `test_acc` beside a loss)."""
+    rest = lambda n: _words(n) - EVAL_WORDS - {""}  # noqa: E731
+    return not rest(primary) or not rest(test) or bool(rest(primary) & rest(test))
 
 
 def _is_metric(name: str) -> bool:
@@ -302,6 +323,8 @@ def detect(project: Project, modules: list, wandb: Wandb, scope_for) -> Trackers
     if ranked:
         out.primary = ranked[0]
         out.confidence["primary_metric"] = "high" if _metric_score(ranked[0]) >= 3 else "medium"
+        if is_validation(out.primary):
+            out.holdout = [n for n in ranked if is_test(n) and _same_measure(n, out.primary)]
     out.wandb_project = wandb.project or _wandb_project(calls.get("wandb"))
     return out
 

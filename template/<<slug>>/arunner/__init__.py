@@ -6,9 +6,15 @@ some import a lower one lazily, for speed):
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
   fsutil       atomic writes, checked reads, file tails, removal
+  hostentry    loaded by train.py in the training process: the entry module loaded once, so the
+               sandbox patches what training uses (standard library only, imports nothing here)
+  sandbox      a sandbox-only edit that measured the best's value bit for bit: the note
+  workdir      a run's own working folder mirroring the project (fixed output paths)
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
+  answers      every answer of the setup interview, declared once (type, default, rule, storage)
   config       the experiment's rendered config and the session settings
+  outputs      every run's outputs in its own folder: output_key, working folders, where measure reads
   verdict      status x verdict table, constraints, termination
   noise        the run-to-run spread and the noise rule (advance / revert / confirm)
   seeds        the seed of a re-run, and "only a seed changed is not an improvement"
@@ -24,6 +30,7 @@ some import a lower one lazily, for speed):
   tally        the ledger's running summary (.ar-tally.json): termination, plateau, counts
   messages     what the agent is told: project-root paths, budget and counts, the stop refusal
   snapshots    train.py per run, and the restore after a non-advance
+  changes      what a run changed against its best (change.json, train.diff, .ar-changes.tsv), same-program refusal
   protect      the protected-file manifest and the static guard on train.py
   evaluate     the independent evaluator process (prepare.py's evaluate)
   integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
@@ -39,7 +46,10 @@ some import a lower one lazily, for speed):
   output       what `run` prints: one line per run (kind first), the decision
   wave_cmds    `propose`, the wave lines of `status`, the wave settings of `session`
   plot         the progress figure of `report --plot` (matplotlib, imported when drawn)
+  history_cmd  `history`: one line per idea tried
+  report_html  `report --html`: one self-contained page
   inspect_cmds status, tail, report
+  upgrades     what an upgrade leaves: conflicts, the regenerated experiment.json, bytecode, rollback
   copier_cmds  chain and upgrade (drive Copier)
   cli          the command line and its command table
 """

@@ -29,7 +29,9 @@ from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove
 from .runs import run_dir_of, run_key
 
 # Names the runner itself keeps in a run folder; everything else there is the host's.
-RUNNER_NAMES = frozenset({"train.py", "run.log", "decision.json", "result.json", "ckpt", "wandb", "candidate"})
+RUNNER_NAMES = frozenset(
+    {"train.py", "run.log", "decision.json", "result.json", "ckpt", "wandb", "candidate", "work"}
+)  # work: a wave candidate's working folder (workdir.py), never a checkpoint
 CAPTURE_FILE = ".capture.json"
 PARTIAL = ".ckpt-partial"
 HELD_DIR = ".ckpt-held"
@@ -123,7 +125,7 @@ def _from_glob(cfg, root: Path, started_at: float) -> Path | None:
                 f"checkpoint_glob {pattern!r} matched {m} which resolves to {real}, outside the project "
                 f"root {root}; checkpoints are only taken from inside the project (fix the glob or the link)"
             )
-        if not _within(real, stores):
+        if _within(root, stores) or not _within(real, stores):  # a run's own working folder is inside them
             matches.append(m)
     return _newest_fresh(matches, started_at)
 

@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="one iteration: train, measure, keep or revert")
     run.add_argument("--seconds", type=_positive_int, help="time budget for this run (default: session, then answers)")
-    run.add_argument("--force", action="store_true", help="run even though the session has ended (after STOP)")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="run even though the session has ended (after STOP), or train.py was already decided against this best",
+    )
 
     status = sub.add_parser("status", help="where the experiment stands")
     status.add_argument("--compact", action="store_true", help="at most 10 lines")
@@ -56,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="Markdown summary")
     report.add_argument("--plot", action="store_true", help="also write progress.png")
+    report.add_argument("--html", action="store_true", help="write report.html instead (one page, no network)")
+
+    history = sub.add_parser("history", help="what was tried: one line per candidate")
+    history.add_argument("--last", type=_positive_int, metavar="N", help="the last N candidates (default 100)")
+    history.add_argument("--grep", metavar="WORD", help="only candidates whose line mentions WORD (any case)")
+    history.add_argument("--kept", action="store_true", help="only the candidates that became the best")
 
     session = sub.add_parser("session", help="termination conditions and run defaults")
     session.add_argument("--max-runs", type=_positive_int)
@@ -93,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     propose = sub.add_parser("propose", help="queue train.py as a wave candidate, put train.py back to the best")
     propose.add_argument("--list", action="store_true", help="show the queued candidates")
     propose.add_argument("--discard", metavar="ID", help="drop a queued candidate, e.g. c0003")
+    propose.add_argument("--force", action="store_true", help="queue it even if already decided against this best")
 
     protect = sub.add_parser("protect", help="the files the agent must not change")
     protect.add_argument("--accept", action="store_true", help="accept their current content as the new reference")
@@ -105,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--primary-direction", choices=("min", "max"))
     chain.add_argument("--template", help="template source (default: the one recorded in the answers)")
 
-    sub.add_parser("upgrade", help="copier update this experiment (checks git first, reports conflicts)")
+    upgrade = sub.add_parser("upgrade", help="copier update this experiment (checks git first, reports conflicts)")
+    upgrade.add_argument("--rollback", action="store_true", help="undo an upgrade not yet committed")
     return parser
 
 
@@ -115,14 +127,16 @@ Output = tuple[list[str], int]
 
 def cmd_run(cfg: Config, args) -> Output:
     from . import iteration, output
+    from .upgrades import refuse_while_conflicted
 
+    refuse_while_conflicted(cfg.expr_dir)  # an upgrade left conflicts: nothing runs until resolved
     session = Session.load(cfg.expr_dir)
     if not args.force:
         from .messages import refuse_after_stop
 
         refuse_after_stop(cfg, session)  # after STOP: one line, nothing allocated
     live = sys.stdout.isatty() and sys.stderr.isatty()
-    return output.lines(cfg, session, iteration.iterate(cfg, session, args.seconds, live)), 0
+    return output.lines(cfg, session, iteration.iterate(cfg, session, args.seconds, live, args.force)), 0
 
 
 def cmd_session(cfg: Config, args) -> Output:
@@ -189,6 +203,7 @@ COMMANDS: dict[str, Callable[[Config, object], Output]] = {
     "status": _later("inspect_cmds", "status"),
     "tail": _later("inspect_cmds", "tail"),
     "report": _later("inspect_cmds", "report"),
+    "history": _later("history_cmd", "history"),
     "protect": _later("integrity", "protect_command"),
     "chain": _later("copier_cmds", "chain"),
     "upgrade": _later("copier_cmds", "upgrade"),

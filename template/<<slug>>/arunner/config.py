@@ -7,12 +7,15 @@ read once per command.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .answers import ANSWERS, CONFIG_KEYS, DIRECTIONS
 from .errors import UserError
 from .fsutil import atomic_write_json, read_json
 
@@ -22,6 +25,22 @@ OPS = ("<=", ">=", "<", ">")
 CONSTRAINT_RE = re.compile(r"^\s*([^\s<>=]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")  # as the interview checks it
 LAUNCHERS = ("torchrun", "accelerate", "deepspeed", "srun", "mpirun")
 PYTHON_RE = re.compile(r"python(3(\.\d+)?)?")  # a bare interpreter name: means the one running ar.py
+
+
+def path_list(value: Any, what: str, fix: str) -> list[str]:
+    """A list of project paths; one path, or a JSON list written as text, is read as such."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise UserError(f"{what} {value!r} is not a list of paths; {fix}") from None
+        else:
+            value = [text] if text else []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{what} must be a list of project paths, got {value!r}; {fix}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -152,8 +171,9 @@ class Session:
 class Config:
     """Answers of the setup interview, as rendered into experiment.json.
 
-    `load` requires every answer in the file; the defaults here serve code and
-    tests that build a Config by hand.
+    One field per answer of `answers.CONFIG_KEYS` (a test holds them equal).
+    `load` reads them by that table; the defaults here serve code and tests that
+    build a Config by hand.
     """
 
     expr_dir: Path
@@ -161,6 +181,7 @@ class Config:
     slug: str = ""
     entry_pattern: str = "argparse-cli"
     entry_main_module: str = ""
+    cli_style: str = "space"  # how train.py passes CLI_OVERRIDES to an argparse-cli script
     cli_args: Any = field(default_factory=dict)
     resume_flag_name: str = ""
     distributed_framework: str = "none"
@@ -184,6 +205,10 @@ class Config:
     protected_globs: list[str] = field(default_factory=list)  # extra files the agent must not change
     holdout_metrics: list[str] = field(default_factory=list)  # evaluate() metrics never shown to the agent
     seed_key: str = ""  # the host's seed option (detected), varied by repeats and confirmations
+    output_key: str = ""  # the host's option or constant that decides where it writes (its default may be a file)
+    output_fixed: list[str] = field(default_factory=list)  # paths the host writes to that no option moves
+    length_key: str = ""  # the host's step / epoch / iteration limit
+    time_key: str = ""  # the host's own time cap, set to the run's budget
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod
@@ -191,29 +216,25 @@ class Config:
         expr_dir = Path(expr_dir).resolve()
         path = expr_dir / CONFIG_FILE
         fix = "re-render it with `copier update --trust -a <slug>/.copier-answers.yml .autoresearch`"
-        data = read_json(path, "experiment config", fix)
+        unreadable = (
+            f"restore the committed one with `git checkout HEAD -- {path.name}` (in {path.parent}), then "
+            "`ar.py upgrade` again if an upgrade left it so"
+        )
+        data = read_json(path, "experiment config", unreadable)
         if data is None:
             raise UserError(f"{path} is missing; this folder is not a rendered experiment ({fix})")
-        known = set(cls.__dataclass_fields__) - {"expr_dir", "project_root", "constraints"}
-        optional = {
-            "parent_expr",
-            "parent_ckpt",
-            "template_version",
-            "evaluate_code",
-            "protected_globs",
-            "holdout_metrics",
-            "seed_key",
-        }  # answers added after the first release
-        missing = sorted(k for k in known - optional if k not in data)
+        missing = sorted(k for k in CONFIG_KEYS if k not in data and ANSWERS[k].required)
         if missing:
             raise UserError(f"{path} lacks {missing}; {fix}")
-        values = {k: data[k] for k in known if k in data}
+        values = {k: data[k] if k in data else copy.deepcopy(ANSWERS[k].absent) for k in CONFIG_KEYS}
+        values["template_version"] = data.get("template_version", "")
         cfg = cls(expr_dir=expr_dir, project_root=expr_dir.parent.parent, **values)
-        if cfg.primary_direction not in ("min", "max"):
+        if cfg.primary_direction not in DIRECTIONS:
             raise UserError(f"{path}: primary_direction must be min or max, got {cfg.primary_direction!r}; {fix}")
         if not isinstance(cfg.seconds, int) or cfg.seconds <= 0:
             raise UserError(f"{path}: seconds must be a positive integer, got {cfg.seconds!r}; {fix}")
         cfg.constraints = [Constraint.parse(c) for c in (cfg.hard_constraints or [])]
+        cfg.output_fixed = path_list(cfg.output_fixed, f"{path}: output_fixed", fix)
         return cfg
 
     @property

@@ -15,10 +15,19 @@ import tempfile
 from pathlib import Path
 
 from . import best as best_state
+from .answers import CONFIG_KEYS
 from .config import Config
 from .errors import UserError
 from .fsutil import atomic_write_json
-from .snapshots import CONFLICT_MARK
+from .upgrades import (
+    conflicts,
+    is_bytecode,
+    keep_manifest,
+    record_conflicts,
+    restore_generated,
+    rollback,
+    untrack_bytecode,
+)
 
 INSTALL = "uv tool install copier --with copier-template-extensions"
 
@@ -59,9 +68,8 @@ def chain(cfg: Config, args) -> tuple[list[str], int]:
     src, commit = _answers_source(cfg)
     if args.template:
         src, commit = args.template, ""
-    data = json.loads((cfg.expr_dir / "experiment.json").read_text())
-    for dropped in ("template_version", "ar_preflight"):
-        data.pop(dropped, None)
+    rendered = json.loads((cfg.expr_dir / "experiment.json").read_text())
+    data = {k: rendered[k] for k in CONFIG_KEYS if k in rendered}  # the answers, not template_version
     parent_ckpt = ""
     if best.get("name"):  # the best run's checkpoint, by its original name inside best_ckpt/
         parent_ckpt = str((cfg.expr_dir / "best_ckpt" / best["name"]).relative_to(cfg.project_root))
@@ -108,21 +116,38 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
 
 
-def conflicts(expr_dir: Path) -> list[str]:
-    """Files of the rendered experiment with conflict markers or .rej leftovers (runs/ and the store skipped)."""
-    found = []
-    for path in [*expr_dir.iterdir(), *(expr_dir / "arunner").rglob("*")]:
-        if not path.is_file() or path.name.startswith(".ar-"):
-            continue
-        if path.suffix == ".rej" or CONFLICT_MARK in b"\n" + path.read_bytes():
-            found.append(str(path.relative_to(expr_dir)))
-    return sorted(found)
+def _set_bytecode_aside(root: Path, dirty: list[str]) -> list[str]:
+    """Bytecode Python wrote into the experiment is not a change to commit: drop it, keep the rest.
+
+    Untracked caches are deleted (Python writes them again); committed ones that Python rewrote
+    go back to their committed bytes, and the update's real render drops them for good.
+    """
+    kept = []
+    for line in dirty:
+        path = line[3:].strip('"')
+        if not is_bytecode(path):
+            kept.append(line)
+        elif line.startswith("??"):
+            target = root / path
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        else:
+            _git(root, "checkout", "-q", "HEAD", "--", path)
+    return kept
+
+
+def _template_version(expr_dir: Path) -> str:
+    try:
+        return str(json.loads((expr_dir / "experiment.json").read_text(encoding="utf-8")).get("template_version", ""))
+    except (OSError, ValueError):
+        return "?"
 
 
 def upgrade(cfg: Config, args) -> tuple[list[str], int]:
     """`copier update` for this experiment only, with the checks Copier does not do, and a conflict report."""
-    copier = _copier()
     root, rel = cfg.project_root, cfg.expr_dir.relative_to(cfg.project_root)
+    if getattr(args, "rollback", False):
+        return rollback(cfg.expr_dir, root), 0
+    copier = _copier()
     if _git(root, "rev-parse", "--is-inside-work-tree").returncode != 0:
         raise UserError(f"upgrade: {root} is not a git repository; copier update needs git (git init, commit, retry)")
     if _git(root, "check-ignore", "-q", str(rel / "train.py")).returncode == 0:
@@ -133,40 +158,32 @@ def upgrade(cfg: Config, args) -> tuple[list[str], int]:
     if _git(root, "ls-files", "--error-unmatch", str(rel / "train.py")).returncode != 0:
         raise UserError(f"upgrade: {rel} is not committed; run `git add {rel} && git commit` first")
     dirty = _git(root, "status", "--porcelain", "--", str(rel.parent)).stdout.splitlines()
+    dirty = _set_bytecode_aside(root, dirty)
     if dirty:
         raise UserError(
             f"upgrade: {len(dirty)} uncommitted change(s) under {rel.parent} (e.g. {dirty[0][3:]}); "
             "copier refuses a dirty repository: commit them first"
         )
     before = cfg.template_version
-    proc = subprocess.run(
-        [
-            copier,
-            "update",
-            "--trust",
-            "--defaults",
-            "--quiet",
-            "--conflict",
-            "inline",
-            "-a",
-            f"{cfg.slug}/.copier-answers.yml",
-            str(rel.parent),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
+    keep_manifest(cfg.expr_dir)  # --rollback puts the pre-upgrade reference back
+    cmd = [copier, "update", "--trust", "--defaults", "--quiet", "--conflict", "inline"]
+    answers = f"{cfg.slug}/.copier-answers.yml"
+    proc = subprocess.run([*cmd, "-a", answers, str(rel.parent)], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"upgrade: copier update failed: {_last_line(proc)}")
-    after = json.loads((cfg.expr_dir / "experiment.json").read_text()).get("template_version", "")
+    # both also done by the template's own after-update step (when both versions are tagged)
+    notes = [*restore_generated(cfg.expr_dir, root), *untrack_bytecode(cfg.expr_dir, root)]
+    after = _template_version(cfg.expr_dir)
     from .integrity import accept_upgrade
 
-    accepted = accept_upgrade(cfg)  # the new release's runner files are the new reference; says which
+    notes += accept_upgrade(cfg)  # the new release's runner files are the new reference; says which
     found = conflicts(cfg.expr_dir)
+    record_conflicts(cfg.expr_dir, found)
     if found:
         return [
-            f"upgraded {cfg.slug} ({before} -> {after}) WITH CONFLICTS in {', '.join(found)}: "
-            "resolve the <<<<<<< markers (ar.py run refuses until then), then commit",
-            *accepted,
+            f"upgraded {cfg.slug} ({before} -> {after}) WITH CONFLICTS in {', '.join(found)}: resolve the "
+            f"<<<<<<< markers and commit (ar.py run refuses until then), or roll back with "
+            f"`python {rel}/ar.py upgrade --rollback`",
+            *notes,
         ], 1
-    return [f"upgraded {cfg.slug} ({before} -> {after}); review `git diff {rel}` and commit", *accepted], 0
+    return [f"upgraded {cfg.slug} ({before} -> {after}); review `git diff {rel}` and commit", *notes], 0

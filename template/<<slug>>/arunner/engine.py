@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 
 from . import best as best_state
-from . import candidates, integrity, noise_state, slots, steps, verdict, wave
+from . import candidates, integrity, noise_state, sandbox, slots, steps, verdict, wave
 from .config import Config, Session
 from .decide import Evidence, Rules, decide
+from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
 from .launch import LaunchResult
 from .logtail import exception_line
@@ -31,6 +32,7 @@ from .plans import PlannedRun
 from .record import best_record, primary_field, result_record
 from .results import RunResult, RunStart
 from .runs import JOB_FILE
+from .snapshots import restore_target
 from .text import one_line
 
 FAULT_POINTS = ("rerun.started", "wave.allocated", "wave.judged", "wave.committed", "confirm.recorded")
@@ -57,8 +59,10 @@ def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[lis
     if any(planned.candidate for planned in plan):  # a wave of queued candidates
         fault_point("wave.allocated")
     offences = {run.run_id: integrity.guard(cx.cfg, cx.session, source) for _, run, source in started}
-    cands = _candidates(cx, [(planned, run) for planned, run, _ in started if not offences[run.run_id]])
-    pool = slots.SlotPool(slots.for_session(cx.session, len(cands), cx.spread_out), label=cx.cfg.slug)
+    runnable = [(planned, run) for planned, run, _ in started if not offences[run.run_id]]
+    pool_slots = slots.for_session(cx.session, len(runnable), cx.spread_out)
+    cands = _candidates(cx, runnable, parallel=len(runnable) > 1 and len(pool_slots) > 1)
+    pool = slots.SlotPool(pool_slots, label=cx.cfg.slug)
     outcomes = wave.run_wave(cands, pool, launcher(cx.session), cx.live and len(cands) == 1) if cands else []
     launched = {o.candidate.name: _launched(o, cx.budget_s) for o in outcomes}  # None: it never started
     results, requeued = [], []
@@ -113,8 +117,9 @@ def launcher(session: Session) -> wave.Launcher:
     return wave.LocalLauncher()
 
 
-def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]]) -> list[wave.Candidate]:
-    """What the pool launches for each run: its command, environment, log, budget and marker."""
+def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]], parallel: bool) -> list[wave.Candidate]:
+    """What the pool launches for each run: its command, working folder (its own on a fixed-path host
+    when runs go at the same time), environment, log, budget and marker."""
     cfg, grace = cx.cfg, steps.grace_seconds(cx.cfg, cx.session)
     cands = []
     for planned, run in runs:
@@ -270,8 +275,20 @@ def _decide(cx: Context, results: list[RunResult], best: dict | None) -> None:
             margin=d.margin,
         )
         r.notes[1:2] = [d.notes[0]]  # the outcome's reason, right after the label
-        r.notes += [*d.notes[1:], r.remark]
+        said = sandbox_remark(cx.cfg.expr_dir, r.source, best, r.record) if r.kind == "candidate" else ""
+        r.notes += [*d.notes[1:], r.remark, said]
         r.action, r.values = d.action, d.values
+
+
+def sandbox_remark(expr, source: bytes, best: dict | None, record: dict) -> str:
+    """A sandbox-only edit whose value is the best's, bit for bit: the note asks whether the patch ran."""
+    if not best or record["status"] != "ok":
+        return ""
+    try:
+        best_source = restore_target(expr, best)
+    except UserError:
+        return ""
+    return sandbox.unchanged_patch_note(expr, source, best_source, best, record["primary"]["value"])
 
 
 def _requeue_lost(cfg: Config, results: list[RunResult]) -> list[str]:

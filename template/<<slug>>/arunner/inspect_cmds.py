@@ -123,6 +123,11 @@ def tail(cfg: Config, args) -> tuple[list[str], int]:
 
 
 def report(cfg: Config, args) -> tuple[list[str], int]:
+    if getattr(args, "html", False):  # one self-contained page: report_html
+        from .report_html import write
+
+        path = write(cfg, Session.load(cfg.expr_dir))
+        return [f"wrote {shown_path(cfg, path)}"], 0
     rows = ledger.read(cfg.expr_dir / "results.tsv")
     best = best_state.read_best(cfg.expr_dir)
     out = [

@@ -18,7 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import best as best_state
-from . import candidates, engine, integrity, ledger, messages, noise, noise_state, plans, slots, watchdog
+from . import (
+    candidates,
+    changes,
+    engine,
+    integrity,
+    ledger,
+    messages,
+    noise,
+    noise_state,
+    outputs,
+    plans,
+    slots,
+    watchdog,
+)
 from .candidates import WAVE_FILE
 from .config import Config, Session
 from .errors import UserError
@@ -153,6 +166,7 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
             result["confirms"] = noise_state.rerun_of(started)
         if result["verdict"] != "advance" or result.get("confirms"):
             restore_train_py(expr, best_state.read_best(expr))
+        changes.record(expr, run_dir, result, best_state.read_best(expr), unjudged=not pending)  # idempotent
         if not ledger.has_row(expr / "results.tsv", result["run_id"]):
             ledger.append(expr / "results.tsv", result)
         ledger.write_result(run_dir, result)
@@ -165,14 +179,19 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
 # ----------------------------------------------------------------------------- the iteration
 
 
-def iterate(cfg: Config, session: Session, seconds: int | None, live: bool) -> Iteration:
-    """One `ar.py run`: every plan it needs, each through the engine, under the experiment lock."""
+def iterate(cfg: Config, session: Session, seconds: int | None, live: bool, force: bool = False) -> Iteration:
+    """One `ar.py run`: every plan it needs, each through the engine, under the experiment lock.
+
+    `force`: run a train.py already decided against this best (changes.check_same_code refuses it otherwise).
+    """
     expr = cfg.expr_dir
     check_sentinel(expr)
     with ExperimentLock(expr):
         repair(cfg)
         queued = candidates.list_queued(expr)
         spread_out = bool(queued) or session.devices is not None or session.launcher != "local"
+        if spread_out and len(slots.for_session(session, len(queued))) > 1:
+            outputs.check_parallel(cfg)  # runs at once whose outputs would share a path: refused, nothing moved
         cx = engine.Context(cfg, session, run_budget(cfg, session, seconds), live, spread_out)
         done = Iteration(remeasure_best(cx))  # a SIGKILL cut the best's re-runs short
         best = best_state.read_best(expr)
@@ -181,7 +200,7 @@ def iterate(cfg: Config, session: Session, seconds: int | None, live: bool) -> I
         if not has_runs(expr):
             self_test_data(cfg)
         integrity.before_run(cfg, session)  # protected files changed: blocked, nothing touched
-        plan = _plan(cx, queued, best, done)
+        plan = _plan(cx, queued, best, done, force)
         results, done.requeued = engine.execute(cx, plan, best)
         done.runs += results
         pending = [r for r in results if r.action == noise.CONFIRM]
@@ -196,12 +215,15 @@ def iterate(cfg: Config, session: Session, seconds: int | None, live: bool) -> I
         return done
 
 
-def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration) -> list[plans.PlannedRun]:
-    """The queue as a wave (.ar-wave.json names it while in flight), else train.py as it is."""
+def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration, force: bool) -> list:
+    """The queue as a wave (.ar-wave.json names it while in flight), else train.py as it is
+    (refused when it was already decided against this best, unless `force`)."""
     expr = cx.cfg.expr_dir
     if not queued:
         source = (expr / "train.py").read_bytes()
-        return plans.edit(source, _snapshot_remark(expr, source, best))
+        remark = _snapshot_remark(expr, source, best)
+        remark = " | ".join(r for r in (remark, changes.check_same_code(expr, source, best, force)) if r)
+        return plans.edit(source, remark)
     first = (run_numbers(expr) or [0])[-1] + 1
     done.wave = f"w{first:04d}"
     done.slot_count = len(slots.for_session(cx.session, len(queued)))

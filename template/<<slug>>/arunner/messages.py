@@ -118,3 +118,18 @@ def crash_hint(cfg: Config, result: dict) -> str:
         f"edit kept at {snapshot} (the traceback's train.py line numbers refer to it); "
         f"see: {ar_command(cfg, 'tail', '--run', run_id)}"
     )
+
+
+def timeout_hint(cfg: Config, result: dict) -> str:
+    """A run cut at the budget has no traceback: name the knob that makes training end in time."""
+    budget = fmt_seconds(result.get("budget_seconds")) or "the budget"
+    train_py = shown_path(cfg, cfg.expr_dir / "train.py")
+    if cfg.length_key:
+        now = cfg.cli_args.get(cfg.length_key) if isinstance(cfg.cli_args, dict) else None
+        was = f" (the baseline has {now!r})" if now is not None else ""
+        knob = f"set {cfg.length_key!r} in CLI_OVERRIDES of {train_py} to a value that ends within {budget}{was}"
+    else:
+        knob = f"set the host's step or epoch limit in CLI_OVERRIDES of {train_py} so it ends within {budget}"
+    what = "the baseline" if not result.get("previous_best_run_id") else "training"
+    see = ar_command(cfg, "tail", "--run", result["run_id"])
+    return f"timeout: {what} did not end within {budget}, so no metric was read; {knob}; see: {see}"

@@ -94,6 +94,8 @@ def _decision(cfg: Config, runs: list, best: dict | None) -> tuple[list[str], st
     if result["status"] in FAILED and result["status"] != "interrupted":
         exception = exception_line(cfg.expr_dir / "runs" / result["run_id"] / "run.log")
         hint = [crash_hint(cfg, result)]  # before the rest: it must survive the cut
+        if result["status"] == "timeout":  # no traceback to point at: the knob that ends training
+            hint = [messages.timeout_hint(cfg, result)]
         if exception and result["status"] == "crash":
             hint.insert(0, f"crash: {one_line(exception, SUMMARY_EXCEPTION_CAP, '...')}")
             note = " | ".join(n for n in note.split(" | ") if n != exception)  # said once

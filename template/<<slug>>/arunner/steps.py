@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import best as best_state
-from . import candidates, checkpoints, ledger, tally, verdict
+from . import candidates, changes, checkpoints, ledger, outputs, tally, verdict
 from .config import LAUNCHERS, PYTHON_RE, Config, Session, run_budget
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
@@ -199,6 +199,7 @@ def training_env(cfg: Config, run: RunStart, budget_s: int) -> dict:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.update(outputs.env(cfg, run.run_dir))  # the host's output option -> runs/rNNNN/out
     env.pop("AR_FAULT_AT", None)  # fault injection targets the runner, never the training
     if cfg.wandb_project:
         env.setdefault("WANDB_PROJECT", cfg.wandb_project)
@@ -234,6 +235,7 @@ def measure(cfg: Config, run: RunStart, launched: LaunchResult) -> Measured:
     """Status, metrics and checkpoint of a finished run (an unclean one also blocks further runs)."""
     from . import metrics  # the backends are loaded only once a run has finished
 
+    cfg = outputs.measuring(cfg, run.run_dir)  # globs read where this run wrote (its own folders)
     status = launch_status(launched)
     if status == "unclean":
         write_sentinel(cfg.expr_dir, run.run_id, launched.survivors)
@@ -246,6 +248,7 @@ def measure(cfg: Config, run: RunStart, launched: LaunchResult) -> Measured:
         if capture is None and cfg.checkpoint_glob:
             missing = f"no checkpoint written by this run (checkpoint_glob {cfg.checkpoint_glob})"
     note = extraction.note if extraction else ""
+    outputs.tidy(run.run_dir)  # a working folder's links go; the run's outputs stay
     return Measured(status, wanted, found, primary_value(found, cfg.primary_metric), note, capture, missing)
 
 
@@ -292,6 +295,7 @@ def commit(
     else:
         restore_train_py(expr, best)
     fault_point("run.restored")
+    changes.record(expr, run.run_dir, result, best)  # change.json, train.diff, .ar-changes.tsv: before the row
     ledger.append(expr / ledger.LEDGER, result)
     tally.recorded(expr, before, result)
     fault_point("run.ledger")

@@ -26,17 +26,40 @@ def propose(cfg: Config, args) -> tuple[list[str], int]:
         if not queued:
             return ["queue empty: edit train.py, then `ar.py propose`"], 0
         return [one_line(f"{c.id} {c.sha256[:8]} {c.note}", 120) for c in queued], 0
-    cand = candidates.propose_train_py(expr)
     best = best_state.read_best(expr)
+    from .changes import check_same_code
+
+    train = expr / "train.py"  # decided against this best already, or queued already: refused before it is queued
+    remark = check_same_code(expr, train.read_bytes(), best, args.force) if train.exists() else ""
+    if train.exists() and not args.force:
+        _refuse_queued_twin(train.read_bytes(), queued)
+    cand = candidates.propose_train_py(expr)
     back = "train.py back to the best" if restore_train_py(expr, best) or best else "no best yet: train.py left as is"
     n_slots = len(slots.for_session(Session.load(expr), len(queued) + 1))
     return [
         one_line(
             f"queued {cand.id} ({cand.note or 'no RUN_NOTE'}); {back}; {len(queued) + 1} queued for "
-            f"{n_slots} slot(s): `ar.py run` runs them as one wave",
+            f"{n_slots} slot(s): `ar.py run` runs them as one wave" + (f"; {remark}" if remark else ""),
             240,
         )
     ], 0
+
+
+def _refuse_queued_twin(source: bytes, queued: list) -> None:
+    """The same program (RUN_NOTE and comments aside) is already in the queue: one line naming it."""
+    from .changes import code_key
+
+    key = code_key(source)
+    for cand in queued:
+        try:
+            twin = code_key((cand.path / "train.py").read_bytes()) == key
+        except OSError:
+            continue
+        if twin:
+            raise UserError(
+                f"train.py is already queued as {cand.id} (the same program, RUN_NOTE and comments aside); "
+                "change something, or add --force to queue it anyway"
+            )
 
 
 def status_lines(cfg: Config, session: Session) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..answers import METRIC_BACKENDS as BACKENDS
 from ..text import one_line
 from .custom import extract_custom
 from .logregex import DEFAULT_LOG_REGEX, extract_log
@@ -28,7 +29,6 @@ from .wandb import extract_wandb
 
 __all__ = ["Extraction", "extract", "DEFAULT_LOG_REGEX", "BACKENDS"]
 
-BACKENDS = ("wandb", "tensorboard", "log", "custom", "auto")
 _READERS = {"wandb": extract_wandb, "tensorboard": extract_tensorboard}
 NOTE_MAX = 200  # characters of the extraction note
 
