@@ -35,3 +35,7 @@ def test_every_module_is_on_the_map_and_imports_only_downward():
             continue
         upward += [f"{path.stem} -> {name}" for name in imported(path) if rank.get(name, -1) >= rank[path.stem]]
     assert not upward, upward
+    missing = [
+        f"{path.stem} -> {name}" for path in PACKAGE.glob("*.py") for name in imported(path) if name not in modules
+    ]
+    assert not missing, missing  # a module that is gone (renamed) but still imported somewhere

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from . import best as best_state
-from . import candidates, integrity, noise_state, sandbox, slots, steps, verdict, wave
+from . import candidates, integrity, noise_state, outputs, sandbox, slots, steps, verdict, wave
 from .config import Config, Session
 from .decide import Evidence, Rules, decide
 from .errors import UserError
@@ -130,7 +130,14 @@ def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]], parallel: 
         cmd = steps.build_command(cfg, cfg.expr_dir / "train.py" if in_place else run.run_dir / "train.py")
         cands.append(
             wave.Candidate(
-                run.run_id, cmd, cfg.project_root, env, run.run_dir / "run.log", cx.budget_s, grace, run.marker
+                run.run_id,
+                cmd,
+                outputs.cwd(cfg, run.run_dir, parallel),  # its own working folder on a fixed-path host
+                env,
+                run.run_dir / "run.log",
+                cx.budget_s,
+                grace,
+                run.marker,
             )
         )
     return cands

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, noise_runs
+from . import integrity, ledger, noise_state
 from .changes import DIFF_FILE
 from .config import Config, Session
 from .history_cmd import Tried, delta_text, tried
@@ -311,8 +311,8 @@ def render(cfg: Config, session: Session) -> str:
     rows = ledger.read(expr / "results.tsv")
     cands, _ = tried(expr)
     best = best_state.read_best(expr)
-    state = noise_runs.load(expr)
-    found = noise_runs.spread(state)
+    state = noise_state.load(expr)
+    found = noise_state.spread(state)
     sigma = None if session.strict or not found or found.deterministic else found.sigma
     means = {}
     advanced = {r["run_id"] for r in rows if r["verdict"] == "advance"}
@@ -325,10 +325,10 @@ def render(cfg: Config, session: Session) -> str:
     meta = [
         f"goal: {cfg.goal}",
         f"primary: {cfg.primary_metric} ({cfg.primary_direction}); {len(rows)} runs, {len(cands)} candidates; {best_line}",
-        noise_runs.status_line(expr, session),
+        noise_state.status_line(expr, session),
     ]
     sections = [
-        ("Progress", progress_svg(rows, cfg.primary_direction, sigma, noise_runs.margin_k(session), means)),
+        ("Progress", progress_svg(rows, cfg.primary_direction, sigma, noise_state.margin_k(session), means)),
         ("Candidates", _table(cands)),
         ("Kept: each diff against the best it beat", _kept(expr, cands)),
         ("Reverted ideas, grouped by what they changed", _reverted(cands)),
