@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import integrity, ledger, messages, noise, noise_runs, watchdog
+from . import chain_hash, integrity, ledger, messages, noise, noise_runs, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -109,7 +109,7 @@ def repair(cfg: Config) -> list[str]:
             continue
         started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
         notes += _stop_leftovers(expr, run_dir, started.get("token"))
-        pending = read_json(run_dir / "decision.json", "run decision", "delete it", default=None)
+        pending, forged = chain_hash.trusted_decision(expr, run_dir)  # never a decision training could write
         notes += best_state.repair(expr, pending if pending and pending.get("verdict") == "advance" else None)
         result = pending or result_record(
             run_dir.name,
@@ -118,7 +118,15 @@ def repair(cfg: Config) -> list[str]:
             verdict="crash",
             primary=primary_field(cfg.primary_metric, cfg.primary_direction, None),
             log_path=str(run_dir / "run.log"),
-            note=f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
+            note=" ".join(
+                t
+                for t in (
+                    "runner was killed before recording this run (recorded by repair);",
+                    forged,
+                    started.get("note", ""),
+                )
+                if t
+            ),
         )
         if not pending:
             result["confirms"] = noise_runs.rerun_of(started.get("note", ""))
@@ -180,6 +188,7 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
+        result = integrity.before_commit(cfg, result)  # the checkpoint promoted is the one evaluated
         commit(cfg, session, run, result, best)
         if action == noise.CONFIRM:  # the same train.py once more, another seed: the pair decides
             result = noise_runs.confirm(cfg, session, seconds, live, result, source, best)

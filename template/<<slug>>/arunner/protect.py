@@ -21,11 +21,13 @@ import glob
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from . import chain_hash
 from .errors import UserError
 from .fsutil import atomic_write_json, module_file, read_json
 
@@ -115,15 +117,95 @@ def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[
     expr_dir, root = Path(expr_dir), Path(project_root)
     paths = [expr_dir / name for name in RUNNER_FILES if (expr_dir / name).is_file()]
     paths += sorted(p for p in (expr_dir / "arunner").rglob("*.py") if "__pycache__" not in p.parts)
-    paths += evaluation_modules(root, expr_dir / "prepare.py")
+    modules = evaluation_modules(root, expr_dir / "prepare.py")
+    paths += modules + parent_packages(root, modules)
     for pattern in protected_globs:
         if os.path.isabs(pattern) or ".." in Path(pattern).parts:
             raise UserError(f"protected glob {pattern!r} must be relative to the project root and stay inside it")
         paths += sorted(Path(p) for p in glob.glob(str(root / pattern), recursive=True) if os.path.isfile(p))
+    paths += bytecode_caches(p for p in paths if p.suffix == ".py")
     unique: dict[Path, None] = {}
     for p in paths:
         unique.setdefault(Path(os.path.abspath(p)), None)
     return list(unique)
+
+
+def parent_packages(project_root: Path, modules: Iterable[Path]) -> list[Path]:
+    """The `__init__.py` of every package above each module, up to the project root (they run on import)."""
+    root, out = Path(os.path.abspath(project_root)), []
+    for module in modules:
+        folder = Path(os.path.abspath(module)).parent
+        while folder != root and root in folder.parents:
+            init = folder / "__init__.py"
+            if init.is_file() and init not in out:
+                out.append(init)
+            folder = folder.parent
+    return out
+
+
+def bytecode_caches(sources: Iterable[Path]) -> list[Path]:
+    """The __pycache__ files of these sources that exist now (a rewritten one is a change)."""
+    out = []
+    for src in sources:
+        cache = Path(src).parent / "__pycache__"
+        if cache.is_dir():
+            out += sorted(cache.glob(f"{Path(src).stem}.*.pyc"))
+    return out
+
+
+# ---------------------------------------------------------------- the evaluator's import path
+
+IMPORT_HOOKS = ("sitecustomize.py", "usercustomize.py")  # plus every *.pth: code Python runs at start-up
+
+
+def evaluator_path(python: str = sys.executable) -> list[str]:
+    """sys.path of `python -I` (the evaluator's interpreter before the project root is appended)."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return [p for p in json.loads(out) if p and os.path.isdir(p)]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return []
+
+
+def _hooks_in(dirs: Iterable[str]) -> dict:
+    """{path: digest} of every start-up hook (.pth, sitecustomize, usercustomize) in these folders."""
+    found = {}
+    for folder in dirs:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".pth") or name in IMPORT_HOOKS:
+                path = os.path.join(folder, name)
+                try:
+                    found[path] = digest(Path(path), os.stat(path).st_size)
+                except OSError:
+                    continue
+    return found
+
+
+def record_import_path(python: str = sys.executable) -> dict:
+    dirs = evaluator_path(python)
+    return {"python": python, "dirs": dirs, "hooks": _hooks_in(dirs)}
+
+
+def check_import_path(manifest: dict) -> list[str]:
+    """Start-up hooks added, changed or removed in the evaluator's import path since the manifest was recorded."""
+    recorded = manifest.get("import_path")
+    if not recorded:
+        return []
+    now, before = _hooks_in(recorded["dirs"]), recorded["hooks"]
+    return sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -133,25 +215,41 @@ def _rel(path: Path, root: Path) -> str:
         raise UserError(f"protected file {path} is outside the project root {root}") from None
 
 
-def record(expr_dir: Path, project_root: Path, paths: Iterable[Path]) -> dict:
-    """Hash and stat every path, write the manifest atomically; returns it."""
+def record(expr_dir: Path, project_root: Path, paths: Iterable[Path], rules: Optional[dict] = None) -> dict:
+    """Hash and stat every path and the evaluator's start-up hooks, write the manifest (sealed); returns it."""
     root = Path(project_root)
     files = {}
     for path in paths:
         st = os.stat(path)
         files[_rel(path, root)] = {"stat": _stat_key(st), "digest": digest(Path(path), st.st_size)}
-    manifest = {"version": 1, "files": files}
-    atomic_write_json(Path(expr_dir) / MANIFEST, manifest)
+    manifest = {"version": 1, "files": files, "import_path": record_import_path()}
+    if rules is not None:
+        manifest["rules"] = rules
+    _write(expr_dir, manifest)
     return manifest
+
+
+def _write(expr_dir: Path, manifest: dict) -> None:
+    chain_hash.seal_json(expr_dir, "manifest", manifest)  # sealed first: an edited manifest is seen
+    atomic_write_json(Path(expr_dir) / MANIFEST, manifest)
+
+
+def set_rules(expr_dir: Path, rules: dict) -> None:
+    """Record the rules in force (after a person changed them with `ar.py session`)."""
+    manifest = load(expr_dir)
+    if manifest is not None:
+        manifest["rules"] = rules
+        _write(expr_dir, manifest)
 
 
 def load(expr_dir: Path) -> Optional[dict]:
     """The manifest, or None before the first run."""
     path = Path(expr_dir) / MANIFEST
-    fix = f"delete {path} to record it again at the next run"
+    fix = "a person must look at what changed it"
     data = read_json(path, "protected-file manifest", fix, default=None)
     if data is not None and not (isinstance(data, dict) and isinstance(data.get("files"), dict)):
         raise UserError(f"protected-file manifest {path} is damaged; {fix}")
+    chain_hash.verify_json(expr_dir, "manifest", data, path)  # the runner's own, or the run is blocked
     return data
 
 
@@ -191,32 +289,47 @@ def check(expr_dir: Path, project_root: Path) -> Check:
             entry["stat"], refreshed = key, True
         else:
             result.changed.append(rel)
+    result.changed += check_import_path(manifest)
     if refreshed and not result.changed:
-        atomic_write_json(Path(expr_dir) / MANIFEST, manifest)
+        _write(expr_dir, manifest)
     return result
 
 
-def ensure(expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = ()) -> Check:
+def ensure(
+    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+) -> Check:
     """Record the manifest at the first run, else check it (the call before and after every run)."""
     if load(expr_dir) is None:
-        record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs))
+        record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
         return Check()
     return check(expr_dir, project_root)
 
 
-def accept(expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = ()) -> list[str]:
-    """Record the files as they are now (`ar.py protect --accept`); returns the paths whose change it accepted."""
-    changed = check(expr_dir, project_root).changed if load(expr_dir) is not None else []
-    record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs))
+def accept(
+    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+) -> list[str]:
+    """Record the files as they are now (`ar.py protect --accept`); returns the paths whose change it accepted.
+
+    Works on a damaged or edited manifest too (it is what a person runs to recover)."""
+    try:
+        changed = check(expr_dir, project_root).changed if load(expr_dir) is not None else []
+    except UserError:
+        changed = [MANIFEST]
+    if rules is None:
+        try:
+            rules = (load(expr_dir) or {}).get("rules")
+        except UserError:
+            rules = None
+    record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
     return changed
 
 
 def changed_message(changed: list[str], expr_dir: Path) -> str:
-    """One line: which protected files changed and how to proceed."""
+    """One line: which protected files changed and what to do (stop and report; a person decides)."""
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     return (
-        f"protected files changed: {shown}; restore them (e.g. git checkout -- <file>) "
-        f"or accept the change with `python {Path(expr_dir) / 'ar.py'} protect --accept`"
+        f"protected files changed: {shown}; stop and report this to the person "
+        "(only they restore the files or accept the change)"
     )
 
 
