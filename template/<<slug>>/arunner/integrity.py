@@ -96,6 +96,23 @@ def verify_state(cfg: Config) -> None:
     chain_hash.verify_best(expr, read_best(expr), expr / LINK_TARGET)
 
 
+def status_lines(cfg: Config) -> list[str]:
+    """For `status`: a seal that does not hold, then the rule changes."""
+    try:
+        verify_state(cfg)
+        protect.load(cfg.expr_dir)
+        lines = []
+    except UserError as exc:
+        lines = [f"runner state: {exc}"]
+    return lines + gates.status_lines(cfg.expr_dir)
+
+
+def report_lines(cfg: Config) -> list[str]:
+    """For `report`: every rule change, when, what, and whether it came from a terminal."""
+    entries = gates.changes(cfg.expr_dir)
+    return ["", "Rule changes:", *([f"- {gates.describe_change(e)}" for e in entries] or ["- none"])]
+
+
 def start_run() -> None:
     """At the start of `ar.py run`: the runner becomes the subreaper of everything it starts."""
     watchdog.become_subreaper()
@@ -105,9 +122,73 @@ def guard(cfg: Config, session: Session, source: bytes) -> str:
     """The static guard's offence in this run's train.py, or ""."""
     if mode(cfg, session) == "off":
         return ""
-    names = protect.protected_names(cfg.expr_dir / "prepare.py", cfg.project_root)
-    offence = protect.guard_train_py(source.decode("utf-8", errors="replace"), cfg.primary_metric, names)
+    prepare, text = cfg.expr_dir / "prepare.py", source.decode("utf-8", errors="replace")
+    names = protect.protected_names(prepare, cfg.project_root)
+    offence = protect.guard_train_py(text, cfg.primary_metric, names)
+    if not offence:  # the evaluation's data functions and the protected (split) files: never read by training
+        data = protect.evaluation_data_names(prepare, cfg.project_root)
+        files = [g for g in _glob_files(cfg) if not g.endswith((".py", ".toml", ".cfg", ".json", ".yaml", ".yml"))]
+        offence = protect.guard_data_reads(text, data, files)
     return str(offence) if offence else ""
+
+
+def _glob_files(cfg: Config) -> list[str]:
+    """The files protected_globs name, relative to the project root."""
+    import glob
+
+    out = []
+    for pattern in cfg.protected_globs or []:
+        out += [
+            os.path.relpath(p, cfg.project_root) for p in glob.glob(str(cfg.project_root / pattern), recursive=True)
+        ]
+    return out
+
+
+HOLDOUT_REL_TOL = 0.02  # a holdout metric worse by less than this (relative) is noise ...
+HOLDOUT_K = 2.0  # ... or by less than this many standard deviations of the best's own repeats
+
+
+def holdout_veto(cfg: Config, result: dict, best: dict | None, candidate: bool = False) -> dict:
+    """A run about to advance (or, with candidate=True, to be confirmed) whose holdout metric got worse
+    than the best's beyond noise: ok/revert, with a note naming the metric, never its value.
+    Returns the result (changed or not). Holdout metrics are read in the primary's direction."""
+    holdout = result.get("holdout") or {}
+    if not best or not holdout or not (result.get("verdict") == "advance" or candidate):
+        return result
+    groups = _best_group(cfg, best["run_id"])
+    before = holdout_by_run(cfg.expr_dir, groups)
+    sign = 1.0 if cfg.primary_direction == "min" else -1.0
+    worse = []
+    for name, value in sorted(holdout.items()):
+        old = [float(v[name]) for v in before.values() if isinstance(v.get(name), (int, float))]
+        if not old or not isinstance(value, (int, float)):
+            continue
+        mean = sum(old) / len(old)
+        sd = (sum((o - mean) ** 2 for o in old) / (len(old) - 1)) ** 0.5 if len(old) > 1 else 0.0
+        if sign * (float(value) - mean) > max(HOLDOUT_REL_TOL * abs(mean), HOLDOUT_K * sd):
+            worse.append(name)
+    if not worse:
+        return result
+    note = f"holdout got worse: {', '.join(worse)} (the validation gain does not carry over; not kept)"
+    return {
+        **result,
+        "verdict": "revert",
+        "improved_over_best": False,
+        "note": _join_note(result.get("note", ""), note),
+    }
+
+
+def _best_group(cfg: Config, best_id: str) -> list[str]:
+    """The best run and its repeats (the noise rule's group), whose holdout values say what noise is."""
+    try:
+        from .noise_runs import load
+
+        for group in load(cfg.expr_dir)["groups"].values():
+            if best_id in group:
+                return sorted(group)
+    except (UserError, KeyError, TypeError):
+        pass
+    return [best_id]
 
 
 def after_training(cfg: Config, session: Session, run, measured) -> dict:
@@ -122,6 +203,7 @@ def after_training(cfg: Config, session: Session, run, measured) -> dict:
     current = mode(cfg, session)
     if current == "off":
         return extra
+    verify_state(cfg)  # training edited results.tsv or the best's meta.json: blocked here, nothing recorded
     escaped = watchdog.sweep_orphans()  # double-forked leftovers of training: gone before anything is judged
     if escaped:
         run.note = _join_note(run.note, f"stopped {len(escaped)} process(es) that outlived training")

@@ -184,6 +184,9 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool) -> 
         if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
             value = float(result["primary"]["value"])
             action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
+            vetoed = integrity.holdout_veto(cfg, result, best, candidate=action == noise.CONFIRM)
+            if vetoed is not result:  # better on validation, worse on the hidden holdout: not kept
+                result, action = vetoed, None
         if remark:  # said, never silent: a baseline run, or the best re-run unchanged
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 

@@ -123,7 +123,6 @@ def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[
         if os.path.isabs(pattern) or ".." in Path(pattern).parts:
             raise UserError(f"protected glob {pattern!r} must be relative to the project root and stay inside it")
         paths += sorted(Path(p) for p in glob.glob(str(root / pattern), recursive=True) if os.path.isfile(p))
-    paths += bytecode_caches(p for p in paths if p.suffix == ".py")
     unique: dict[Path, None] = {}
     for p in paths:
         unique.setdefault(Path(os.path.abspath(p)), None)
@@ -143,14 +142,57 @@ def parent_packages(project_root: Path, modules: Iterable[Path]) -> list[Path]:
     return out
 
 
-def bytecode_caches(sources: Iterable[Path]) -> list[Path]:
-    """The __pycache__ files of these sources that exist now (a rewritten one is a change)."""
-    out = []
-    for src in sources:
-        cache = Path(src).parent / "__pycache__"
-        if cache.is_dir():
-            out += sorted(cache.glob(f"{Path(src).stem}.*.pyc"))
-    return out
+def bytecode_cache(source: str) -> str:
+    """Where this interpreter keeps the bytecode of `source` (__pycache__/<stem>.<tag>.pyc)."""
+    import importlib.util
+
+    return importlib.util.cache_from_source(source)
+
+
+def _bytecode_matches(source: str, cache: str) -> bool:
+    """Whether the .pyc holds exactly the code compiled from the source (its 16-byte header aside)."""
+    import marshal
+
+    try:
+        with open(source, "rb") as fh:
+            text = fh.read()
+        with open(cache, "rb") as fh:
+            data = fh.read()
+        # the file name is compiled in: the path the import used, as given or resolved
+        for name in dict.fromkeys((source, os.path.realpath(source))):
+            code = compile(text, name, "exec", dont_inherit=True)  # bound, as importlib holds it: marshal's
+            if data[16:] == marshal.dumps(code):  # reference flags depend on it
+                return True
+    except (OSError, SyntaxError, ValueError):
+        pass
+    return False
+
+
+def check_bytecode(manifest: dict, project_root: Path) -> tuple[list[str], bool]:
+    """(protected sources whose __pycache__ file is not their compiled source, manifest refreshed?).
+
+    A .pyc with the source's size and mtime in its header is loaded instead of the source
+    by every later import: a new or changed one is compiled and compared (once; its stat is
+    then kept), so an honest cache written by Python costs one compile, a forged one blocks."""
+    seen = manifest.setdefault("bytecode", {})
+    root, bad, refreshed = os.fspath(project_root), [], False
+    for rel in manifest["files"]:
+        if not rel.endswith(".py"):
+            continue
+        source = os.path.join(root, rel)
+        cache = bytecode_cache(source)
+        try:
+            st = os.stat(cache)
+        except OSError:
+            continue
+        key = _stat_key(st)
+        if seen.get(rel) == key:
+            continue
+        if _bytecode_matches(source, cache):
+            seen[rel], refreshed = key, True
+        else:
+            bad.append(_rel(Path(cache), Path(project_root)) if cache.startswith(root) else cache)
+    return bad, refreshed
 
 
 # ---------------------------------------------------------------- the evaluator's import path
@@ -290,6 +332,9 @@ def check(expr_dir: Path, project_root: Path) -> Check:
         else:
             result.changed.append(rel)
     result.changed += check_import_path(manifest)
+    forged, cached = check_bytecode(manifest, project_root)
+    result.changed += forged
+    refreshed = refreshed or cached
     if refreshed and not result.changed:
         _write(expr_dir, manifest)
     return result
@@ -462,6 +507,67 @@ def _offences(tree: ast.AST, metric: str, bare: set, qualified: dict):
             if any(_names_metric(t, metric) for arg in args for t in _strings(arg)):
                 logs = called in TRACKER_CALLS or called in LOG_CALLS
                 yield node, f"{'logs' if logs else 'prints'} the primary metric {metric} itself"
+
+
+DATA_NAME_RE = re.compile(r"(val|valid|test|holdout|heldout|dev|split|data|loader|dataset)", re.I)
+
+
+def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
+    """Functions the evaluation code imports from the project to get its data (`val_split`, `test_loader`):
+    a train.py that reads them trains on what it is judged on. Names with `train` in them are left out."""
+    names: list[str] = []
+    root = Path(project_root)
+    for path in [Path(prepare_path), *evaluation_modules(root, prepare_path)]:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for dotted, imported in _imported_modules(tree, ""):
+            source = module_file(root, dotted) if dotted and imported else None
+            if source is None:
+                continue
+            try:
+                module = ast.parse(source.read_text(encoding="utf-8", errors="replace"))
+            except (OSError, SyntaxError, ValueError):
+                continue
+            functions = {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            names += [
+                n
+                for n in imported
+                if n in functions and DATA_NAME_RE.search(n) and "train" not in n.lower() and n not in names
+            ]
+    return names
+
+
+def guard_data_reads(source: str, data_names: Iterable[str], data_files: Iterable[str]) -> Optional[Offence]:
+    """The first line of train.py that names one of the evaluation's data functions or split files, or None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names, files = set(data_names), [f for f in data_files if f]
+    found = []
+    for node in ast.walk(tree):
+        hit = None
+        if isinstance(node, ast.Name) and node.id in names:
+            hit = node.id
+        elif isinstance(node, ast.Attribute) and node.attr in names:
+            hit = node.attr
+        elif isinstance(node, ast.alias) and node.name.rpartition(".")[2] in names:
+            hit = node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            hit = next((n for n in names if text == n), None) or next(
+                (f for f in files if text.endswith(f) or text == Path(f).name), None
+            )
+        if hit and hasattr(node, "lineno"):
+            found.append((node, hit))
+    if not found:
+        return None
+    node, hit = min(found, key=lambda f: (f[0].lineno, f[0].col_offset))
+    lines = source.splitlines()
+    text = lines[node.lineno - 1].strip() if node.lineno <= len(lines) else ""
+    return Offence(node.lineno, text, f"reads the evaluation's data ({hit}): training on it games the metric")
 
 
 def protected_names(prepare_path: Path, project_root: Path) -> list[str]:

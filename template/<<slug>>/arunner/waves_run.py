@@ -277,7 +277,12 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool):
             if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
                 source = (r.run_dir / "train.py").read_bytes()
                 value = float(result["primary"]["value"])
-                if noise_runs.apply_rule(cfg, session, result, [value], best, source, history) == noise.CONFIRM:
+                action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
+                vetoed = integrity.holdout_veto(cfg, result, best, candidate=action == noise.CONFIRM)
+                if vetoed is not result:  # better on validation, worse on the hidden holdout: not kept
+                    result.clear()
+                    result.update(vetoed)
+                elif action == noise.CONFIRM:
                     to_confirm.append((result, source))
             job = getattr(launched, "job_id", "")
             if job:
