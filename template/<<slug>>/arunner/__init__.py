@@ -5,6 +5,8 @@ One module per job (none imports a module listed below it, except lazily for spe
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
   fsutil       atomic writes, checked reads, file tails, removal
+  chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
+  gates        only a person at a terminal changes the rules; the record of rule changes
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
   config       the experiment's rendered config and the session settings

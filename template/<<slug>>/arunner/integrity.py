@@ -36,7 +36,8 @@ def describe(cfg: Config, session: Session) -> str:
     """One line for `status`."""
     explain = {
         "off": "the metric training prints decides; nothing is checked",
-        "files": "protected files and the train.py guard are checked; the metric training prints decides",
+        "files": "protected files and the train.py guard are checked; the metric training prints decides "
+        "(this guards against accidents, not deliberate gaming)",
         "evaluator": "protected files and the train.py guard are checked; a separate evaluator decides",
     }
     current = mode(cfg, session)

@@ -158,14 +158,12 @@ def _bytecode_matches(source: str, cache: str) -> bool:
             text = fh.read()
         with open(cache, "rb") as fh:
             data = fh.read()
-        # the file name is compiled in: the path the import used, as given or resolved
-        for name in dict.fromkeys((source, os.path.realpath(source))):
-            code = compile(text, name, "exec", dont_inherit=True)  # bound, as importlib holds it: marshal's
-            if data[16:] == marshal.dumps(code):  # reference flags depend on it
-                return True
-    except (OSError, SyntaxError, ValueError):
-        pass
-    return False
+        # Compared as code objects, not bytes: marshal's output depends on the writing process
+        # (reference flags), and code equality leaves out the file name (a project copied
+        # elsewhere keeps its old caches, which Python trusts by mtime and size).
+        return marshal.loads(data[16:]) == compile(text, source, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, AttributeError):
+        return False
 
 
 def check_bytecode(manifest: dict, project_root: Path) -> tuple[list[str], bool]:
