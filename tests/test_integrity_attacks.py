@@ -206,7 +206,7 @@ target.write_bytes(orig.replace(b"REAL", b"0.0"))
 time.sleep(3)
 target.write_bytes(orig)
 pathlib.Path(run_dir, "daemon.done").write_text("restored")
-'''.replace("REAL", "mse_loss(model(x), y)" + ".item()")
+'''.replace("REAL", "nn.functional.mse_loss(model(x), y)" + ".item()")
 import eval_host.evaluation as _ev
 if os.fork() == 0:
     os.setsid()
@@ -271,7 +271,7 @@ def _poison():
     import importlib.util, os, py_compile, eval_host.evaluation as ev
     src = ev.__file__
     st = os.stat(src)
-    text = open(src).read().replace("mse_loss(model(x), y)" + ".item()", "0.0")
+    text = open(src).read().replace("nn.functional.mse_loss(model(x), y)" + ".item()", "0.0")
     text += "#" * (st.st_size - len(text.encode()) - 1) + "\\n"  # the real source's size ...
     fake = os.path.join(os.path.dirname(src), "_fake.py")
     open(fake, "w").write(text)
