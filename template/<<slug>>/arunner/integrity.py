@@ -387,6 +387,8 @@ def accept_upgrade(cfg: Config) -> list[str]:
     if protect.load(cfg.expr_dir) is None:
         return []
     accepted = protect.accept(cfg.expr_dir, cfg.project_root, _globs_now(cfg))
+    if accepted:  # on record like any acceptance: `status` and `report` show who ran it, and how
+        gates.record_change(cfg.expr_dir, "upgrade re-recorded protected files", None, accepted)
     return [f"protected files re-recorded after the upgrade: {', '.join(accepted)}"] if accepted else []
 
 
