@@ -126,6 +126,30 @@ def verify_json(expr_dir: Path, name: str, data: dict | None, path: Path) -> Non
         raise _mismatch(path)
 
 
+def seal_text(expr_dir: Path, name: str, text: str) -> None:
+    """Record the HMAC of a file's exact text (what the runner is about to write) under `name`."""
+    seals = _load(expr_dir)
+    seals[name] = _mac(text.encode("utf-8"))
+    _save(expr_dir, seals)
+
+
+def verify_file(expr_dir: Path, name: str, path: Path) -> None:
+    """Raise one line naming `path` when its bytes are not what was sealed under `name` (a missing
+    file included); nothing sealed yet: adopted as it is. One read and one HMAC, however large."""
+    seals = _load(expr_dir)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        data = None
+    if name not in seals:
+        if data is not None:
+            seals[name] = _mac(data)
+            _save(expr_dir, seals)
+        return
+    if data is None or not hmac.compare_digest(seals[name], _mac(data)):
+        raise _mismatch(path)
+
+
 # ---------------------------------------------------------------- best_ckpt/meta.json
 
 

@@ -350,8 +350,16 @@ def protect_command(cfg: Config, args) -> tuple[list[str], int]:
     expr, root = cfg.expr_dir, cfg.project_root
     if args.accept:
         gates.require_person(expr, "ar.py protect --accept", "it makes the files as they are now the reference")
-        accepted = protect.accept(expr, root, cfg.protected_globs, gates.rules_of(Session.load(expr)))
+        try:
+            old_rules = (protect.load(expr) or {}).get("rules")
+        except UserError:
+            old_rules = None
+        rules = gates.rules_of(Session.load(expr))
+        accepted = protect.accept(expr, root, cfg.protected_globs, rules)
         gates.record_change(expr, "protect --accept", None, accepted)
+        if old_rules is not None and old_rules != rules:  # the session file was edited: accepted too, said so
+            gates.record_change(expr, "protect --accept of the session rules", old_rules, rules)
+            accepted = [*accepted, f"{SESSION_FILE} rules {rules}"]
         count = len(protect.load(expr)["files"])
         if not accepted:
             return [f"no protected file had changed; recorded {count} files as they are now"], 0

@@ -29,7 +29,7 @@ from typing import Optional
 
 from . import chain_hash
 from .errors import UserError
-from .fsutil import atomic_write_json, module_file, read_json
+from .fsutil import atomic_write_text, module_file, read_json
 
 MANIFEST = ".ar-protected.json"
 FULL_HASH_MAX_BYTES = 16 * 1024 * 1024  # files up to this size are hashed whole
@@ -142,13 +142,6 @@ def parent_packages(project_root: Path, modules: Iterable[Path]) -> list[Path]:
     return out
 
 
-def bytecode_cache(source: str) -> str:
-    """Where this interpreter keeps the bytecode of `source` (__pycache__/<stem>.<tag>.pyc)."""
-    import importlib.util
-
-    return importlib.util.cache_from_source(source)
-
-
 def _bytecode_matches(source: str, cache: str) -> bool:
     """Whether the .pyc holds exactly the code compiled from the source (its 16-byte header aside)."""
     import marshal
@@ -171,25 +164,36 @@ def check_bytecode(manifest: dict, project_root: Path) -> tuple[list[str], bool]
 
     A .pyc with the source's size and mtime in its header is loaded instead of the source
     by every later import: a new or changed one is compiled and compared (once; its stat is
-    then kept), so an honest cache written by Python costs one compile, a forged one blocks."""
+    then kept), so an honest cache written by Python costs one compile, a forged one blocks.
+    One listing per __pycache__ folder, one stat per cache that exists."""
     seen = manifest.setdefault("bytecode", {})
     root, bad, refreshed = os.fspath(project_root), [], False
+    tag = sys.implementation.cache_tag
+    listed: dict[str, set] = {}
     for rel in manifest["files"]:
-        if not rel.endswith(".py"):
+        if not rel.endswith(".py") or tag is None:
             continue
-        source = os.path.join(root, rel)
-        cache = bytecode_cache(source)
+        folder, _, name = rel.rpartition("/")
+        cache_dir = os.path.join(root, folder, "__pycache__")
+        if cache_dir not in listed:
+            try:
+                listed[cache_dir] = set(os.listdir(cache_dir))
+            except OSError:
+                listed[cache_dir] = set()
+        cache_name = f"{name[:-3]}.{tag}.pyc"
+        if cache_name not in listed[cache_dir]:
+            continue
+        cache = os.path.join(cache_dir, cache_name)
         try:
-            st = os.stat(cache)
+            key = _stat_key(os.stat(cache))
         except OSError:
             continue
-        key = _stat_key(st)
         if seen.get(rel) == key:
             continue
-        if _bytecode_matches(source, cache):
+        if _bytecode_matches(os.path.join(root, rel), cache):
             seen[rel], refreshed = key, True
         else:
-            bad.append(_rel(Path(cache), Path(project_root)) if cache.startswith(root) else cache)
+            bad.append(_rel(Path(cache), Path(project_root)))
     return bad, refreshed
 
 
@@ -270,8 +274,11 @@ def record(expr_dir: Path, project_root: Path, paths: Iterable[Path], rules: Opt
 
 
 def _write(expr_dir: Path, manifest: dict) -> None:
-    chain_hash.seal_json(expr_dir, "manifest", manifest)  # sealed first: an edited manifest is seen
-    atomic_write_json(Path(expr_dir) / MANIFEST, manifest)
+    import json
+
+    text = json.dumps(manifest, indent=1) + "\n"
+    chain_hash.seal_text(expr_dir, "manifest", text)  # sealed first: an edited manifest is seen
+    atomic_write_text(Path(expr_dir) / MANIFEST, text)
 
 
 def set_rules(expr_dir: Path, rules: dict) -> None:
@@ -286,10 +293,10 @@ def load(expr_dir: Path) -> Optional[dict]:
     """The manifest, or None before the first run."""
     path = Path(expr_dir) / MANIFEST
     fix = "a person must look at what changed it"
+    chain_hash.verify_file(expr_dir, "manifest", path)  # the runner's own, or the run is blocked
     data = read_json(path, "protected-file manifest", fix, default=None)
     if data is not None and not (isinstance(data, dict) and isinstance(data.get("files"), dict)):
         raise UserError(f"protected-file manifest {path} is damaged; {fix}")
-    chain_hash.verify_json(expr_dir, "manifest", data, path)  # the runner's own, or the run is blocked
     return data
 
 
@@ -507,7 +514,8 @@ def _offences(tree: ast.AST, metric: str, bare: set, qualified: dict):
                 yield node, f"{'logs' if logs else 'prints'} the primary metric {metric} itself"
 
 
-DATA_NAME_RE = re.compile(r"(val|valid|test|holdout|heldout|dev|split|data|loader|dataset)", re.I)
+# A data function of the evaluation names its split as a word: val_split, get_test_loader, holdout_data.
+DATA_NAME_RE = re.compile(r"(^|_)(val|valid|validation|test|holdout|heldout|dev|eval)(_|$)", re.I)
 
 
 def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
