@@ -373,3 +373,34 @@ def test_training_on_the_validation_data_is_refused_or_reverted_by_the_holdout(e
     assert gamed["status"] == "ok" and gamed["verdict"] == "revert"
     assert "holdout got worse: test_loss" in gamed["note"] and f"{gamed['holdout']['test_loss']:.3g}" not in proc.stdout
     assert expr.best()["run_id"] == best["run_id"]
+
+
+def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(tmp_path):
+    sys.path.insert(0, str(RUNNER_SRC))
+    from arunner import chain_hash, ledger
+    from arunner.errors import UserError
+
+    tsv = tmp_path / "results.tsv"
+    ledger.ensure(tsv)
+    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
+    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
+    ledger.append(tsv, row)
+    chain_hash.before_append(tmp_path, tsv, b"r0002\tkilled before this row was written\n")  # sealed, not appended
+    chain_hash.verify_ledger(tmp_path, tsv)  # the runner killed in between: still its own state
+    ledger.append(tsv, {**row, "run_id": "r0002", "verdict": "revert"})
+    chain_hash.verify_ledger(tmp_path, tsv)
+    tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))
+    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+        chain_hash.verify_ledger(tmp_path, tsv)
+
+
+def test_which_session_changes_need_a_person():
+    sys.path.insert(0, str(RUNNER_SRC))
+    from arunner import gates
+
+    base = {"integrity": None, "strict": False, "margin": None}
+    assert gates.weakens(base, {**base, "integrity": "off"}) == ["integrity"]
+    assert gates.weakens(base, {**base, "strict": True}) == ["strict"]
+    assert gates.weakens(base, {**base, "margin": 1.0}) == ["margin"]  # below the default 2
+    assert gates.weakens(base, {**base, "margin": 3.0}) == []  # stricter: anyone, still recorded
+    assert gates.weakens({**base, "strict": True}, base) == []

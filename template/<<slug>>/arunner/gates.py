@@ -191,7 +191,9 @@ def weakens(before: dict, after: dict) -> list[str]:
         out.append("integrity")
     if after.get("strict") and not before.get("strict"):
         out.append("strict")
+    from .noise import DEFAULT_K
+
     b, a = before.get("margin"), after.get("margin")
-    if a is not None and (b is None or a < b):
+    if a is not None and a < (DEFAULT_K if b is None else b):  # a smaller margin lets more noise through
         out.append("margin")
     return out
