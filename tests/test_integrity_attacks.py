@@ -226,6 +226,7 @@ def test_double_forked_daemon_is_swept_before_the_evaluator(expr):
     run_dir = expr.dir / "runs" / result["run_id"]
     assert "stopped 1 process(es) that outlived training" in result["note"]
     assert not (run_dir / "daemon.done").exists() and REAL_LINE in evaluation.read_text()
+    assert not (run_dir / "eval.json").exists()  # values came back over a pipe: no file to rewrite
     assert result["verdict"] == "advance" and result["reported"] == pytest.approx(result["primary"]["value"], 1e-3)
     # an honest improvement: the promoted checkpoint scores what the evaluator said, re-evaluated independently
     best_ckpt = next(p for p in (expr.dir / "best_ckpt").iterdir() if p.name != "meta.json")

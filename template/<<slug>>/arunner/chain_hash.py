@@ -96,34 +96,13 @@ def _mismatch(path: Path) -> UserError:
     )
 
 
-# ---------------------------------------------------------------- whole files (manifest, best, decisions)
+# ---------------------------------------------------------------- JSON records (best, decisions) and whole files
 
 
 def _canonical(data: dict) -> bytes:
     """The bytes sealed for a JSON object: as it reads back from disk (tuples as lists), keys sorted."""
     again = json.loads(json.dumps(data, allow_nan=True))
     return json.dumps(again, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
-
-
-def seal_json(expr_dir: Path, name: str, data: dict) -> None:
-    """Record the HMAC of `data` (what the runner is about to write) under `name`."""
-    seals = _load(expr_dir)
-    seals[name] = _mac(_canonical(data))
-    _save(expr_dir, seals)
-
-
-def verify_json(expr_dir: Path, name: str, data: dict | None, path: Path) -> None:
-    """Raise one line naming `path` when `data` (as read) is not what was sealed under `name`.
-
-    Nothing sealed under `name` yet (an experiment from before the seals): adopted as it is.
-    """
-    seals = _load(expr_dir)
-    if name not in seals:
-        if data is not None:
-            seal_json(expr_dir, name, data)
-        return
-    if data is None or not hmac.compare_digest(seals[name], _mac(_canonical(data))):
-        raise _mismatch(path)
 
 
 def seal_text(expr_dir: Path, name: str, text: str) -> None:
