@@ -11,8 +11,11 @@ What training could have left behind cannot reach it:
     environment, LD_PRELOAD and PYTHON* included, is passed on;
   * the project root is appended after the standard library and site-packages,
     so a `json.py` or `torch.py` written there shadows nothing;
-  * a fresh, empty bytecode cache (`-X pycache_prefix`, `-B`): no `__pycache__`
-    file is read, however plausible its header;
+  * its own bytecode cache (`-X pycache_prefix`): no `__pycache__` file of the
+    project or the environment is read, however plausible its header. By default
+    the cache persists under the runner's state folder, outside every project
+    (a fresh one per run re-compiles torch each time: seconds per run), set
+    EVAL_PYCACHE_FRESH for an empty one per run;
   * the start-up hooks of its import path (.pth, sitecustomize) are in the
     protected-file manifest (protect.py): a new one blocks the run;
   * the metrics come back over a pipe the runner holds, not a file in the
@@ -43,6 +46,7 @@ EVAL_GRACE_S = 5.0  # SIGTERM to SIGKILL when the evaluator runs past its limit
 REL_TOLERANCE = 1e-3  # reported vs evaluated primary: relative difference allowed
 MARKER_KEY = "AR_EVAL_TOKEN"  # environment marker the watchdog sweeps the evaluator's tree by
 LOG_NAME = "eval.log"
+EVAL_PYCACHE_FRESH = False  # True: an empty bytecode cache per evaluation (+3-5 s for torch), not the runner's own
 RESULT_MAX_BYTES = 60_000  # the result pipe is read after the evaluator exits: it must fit the pipe buffer
 # The evaluator's environment: these names and prefixes of the runner's, nothing else.
 ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ", "LD_LIBRARY_PATH")
@@ -125,10 +129,22 @@ def evaluator_env(run_dir: Path) -> dict:
     return env
 
 
-def evaluator_command(python: str, expr_dir: Path, checkpoint: Path, fd: int, root: Path, cache: str) -> list[str]:
-    """`python -I -B -u -X pycache_prefix=<empty> -c <bootstrap> ...`: see the module docstring."""
-    flags = ["-I", "-B", "-u", "-X", f"pycache_prefix={cache}"]
+def evaluator_command(
+    python: str, expr_dir: Path, checkpoint: Path, fd: int, root: Path, cache: str, fresh: bool
+) -> list[str]:
+    """`python -I -u -X pycache_prefix=<the evaluator's cache> -c <bootstrap> ...` (-B too when the
+    cache is a fresh one: nothing is written to it); see the module docstring."""
+    flags = ["-I", *(["-B"] if fresh else []), "-u", "-X", f"pycache_prefix={cache}"]
     return [python, *flags, "-c", _BOOTSTRAP, str(expr_dir), str(checkpoint), str(fd), str(root)]
+
+
+def runner_pycache() -> str:
+    """The evaluator's own bytecode cache, under the runner's state folder (outside every project)."""
+    from .chain_hash import state_dir
+
+    path = state_dir() / "pycache"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(path)
 
 
 def _read_pipe(fd: int) -> bytes:
@@ -164,9 +180,10 @@ def run_evaluator(
     expr_dir, run_dir = Path(expr_dir).resolve(), Path(run_dir)
     log_path = run_dir / LOG_NAME
     holdout = holdout_names(expr_dir / "prepare.py") if holdout is None else holdout
-    cache = tempfile.mkdtemp(prefix="ar-eval-pycache-")  # empty: no bytecode from before is read
+    fresh = EVAL_PYCACHE_FRESH
+    cache = tempfile.mkdtemp(prefix="ar-eval-pycache-") if fresh else runner_pycache()
     read_fd, write_fd = os.pipe()
-    cmd = evaluator_command(python, expr_dir, checkpoint, write_fd, Path(project_root).resolve(), cache)
+    cmd = evaluator_command(python, expr_dir, checkpoint, write_fd, Path(project_root).resolve(), cache, fresh)
     t0 = time.monotonic()
     try:
         done = launch.run_training(
@@ -187,7 +204,8 @@ def run_evaluator(
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
-        shutil.rmtree(cache, ignore_errors=True)
+        if fresh:
+            shutil.rmtree(cache, ignore_errors=True)
     wall = round(time.monotonic() - t0, 3)
     base = {"wall_s": wall, "log_path": str(log_path)}
     if done.interrupted:
