@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pty
 import shutil
 import statistics
 import subprocess
@@ -102,7 +103,11 @@ def main() -> None:
         fill_history(big / ".autoresearch" / SLUG, 10_000)
         for host in (fresh, big) if args.integrity else ():
             expr = host / ".autoresearch" / SLUG
-            subprocess.run([sys.executable, str(expr / "ar.py"), "session", "--integrity", args.integrity], check=True)
+            master, terminal = pty.openpty()  # the integrity mode is a person's choice: typed at a terminal
+            cmd = [sys.executable, str(expr / "ar.py"), "session", "--integrity", args.integrity]
+            subprocess.run(cmd, stdin=terminal, stdout=terminal, check=True)
+            os.close(terminal)
+            os.close(master)
         print(
             f"{'ledger':>14} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}  (medians, {args.repeats} interleaved)"
         )

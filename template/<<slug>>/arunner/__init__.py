@@ -9,6 +9,8 @@ One module per job (none imports a module listed below it, except lazily for spe
                sandbox patches what training uses (standard library only, imports nothing here)
   sandbox      a sandbox-only edit that measured the best's value bit for bit: the note
   workdir      a run's own working folder mirroring the project (fixed output paths)
+  chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
+  gates        only a person at a terminal changes the rules; the record of rule changes
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
   answers      every answer of the setup interview, declared once (type, default, rule, storage)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import best as best_state
-from . import changes, integrity, ledger, messages, noise, noise_runs, sandbox, watchdog
+from . import chain_hash, changes, integrity, ledger, messages, noise, noise_runs, sandbox, watchdog
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import read_json
@@ -109,7 +109,7 @@ def repair(cfg: Config) -> list[str]:
             continue
         started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
         notes += _stop_leftovers(expr, run_dir, started.get("token"))
-        pending = read_json(run_dir / "decision.json", "run decision", "delete it", default=None)
+        pending, forged = chain_hash.trusted_decision(expr, run_dir)  # never a decision training could write
         notes += best_state.repair(expr, pending if pending and pending.get("verdict") == "advance" else None)
         result = pending or result_record(
             run_dir.name,
@@ -118,7 +118,15 @@ def repair(cfg: Config) -> list[str]:
             verdict="crash",
             primary=primary_field(cfg.primary_metric, cfg.primary_direction, None),
             log_path=str(run_dir / "run.log"),
-            note=f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
+            note=" ".join(
+                t
+                for t in (
+                    "runner was killed before recording this run (recorded by repair);",
+                    forged,
+                    started.get("note", ""),
+                )
+                if t
+            ),
         )
         if not pending:
             result["confirms"] = noise_runs.rerun_of(started.get("note", ""))
@@ -181,11 +189,15 @@ def run_once(cfg: Config, session: Session, seconds: int | None, live: bool, for
         if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
             value = float(result["primary"]["value"])
             action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
+            vetoed = integrity.holdout_veto(cfg, result, best, candidate=action == noise.CONFIRM)
+            if vetoed is not result:  # better on validation, worse on the hidden holdout: not kept
+                result, action = vetoed, None
         remark = " | ".join(r for r in (remark, sandbox_remark(expr, source, best, result)) if r)
         if remark:  # said, never silent: a baseline run, the best re-run unchanged, a patch that did nothing
             result["note"] = " | ".join(n for n in (result["note"], remark) if n)
 
         # -- commit: decision.json, promote or restore, ledger row, result.json, prune
+        result = integrity.before_commit(cfg, result)  # the checkpoint promoted is the one evaluated
         commit(cfg, session, run, result, best)
         if action == noise.CONFIRM:  # the same train.py once more, another seed: the pair decides
             result = noise_runs.confirm(cfg, session, seconds, live, result, source, best)

@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import best as best_state
-from . import candidates, changes, integrity, ledger, noise, noise_runs, outputs, slots, verdict, wave
+from . import candidates, chain_hash, changes, integrity, ledger, noise, noise_runs, outputs, slots, verdict, wave
 from .config import Config, Session
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, remove
@@ -279,6 +279,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool, for
             measured = measure(cfg, r, launched)
             checked = integrity.after_training(cfg, session, r, measured)  # files again; the evaluator decides
             result = {**judge(cfg, session, r, launched, measured, best, history), **checked}
+            result = integrity.before_commit(cfg, result)  # the checkpoint promoted is the one evaluated
             result["wave"] = wave_id
             said = iteration.sandbox_remark(expr, (r.run_dir / "train.py").read_bytes(), best, result)
             if said:  # a sandbox-only edit that measured exactly the best's value
@@ -286,7 +287,12 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool, for
             if result["valid"] and best:  # the noise rule: advance, revert, or confirm with another seed
                 source = (r.run_dir / "train.py").read_bytes()
                 value = float(result["primary"]["value"])
-                if noise_runs.apply_rule(cfg, session, result, [value], best, source, history) == noise.CONFIRM:
+                action = noise_runs.apply_rule(cfg, session, result, [value], best, source, history)
+                vetoed = integrity.holdout_veto(cfg, result, best, candidate=action == noise.CONFIRM)
+                if vetoed is not result:  # better on validation, worse on the hidden holdout: not kept
+                    result.clear()
+                    result.update(vetoed)
+                elif action == noise.CONFIRM:
                     to_confirm.append((result, source))
             job = getattr(launched, "job_id", "")
             if job:
@@ -304,7 +310,7 @@ def run_wave(cfg: Config, session: Session, seconds: int | None, live: bool, for
         lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
         for r, result in judged:  # every decision on disk before any commit: repair finishes each as decided
             record = best_record(r.run_id, result["primary"], lineage)
-            atomic_write_json(r.run_dir / "decision.json", {**result, **record})
+            chain_hash.write_decision(expr, r.run_dir, {**result, **record})  # sealed: repair trusts no other
         fault_point("wave.judged")
 
         # -- commit in run order; each later candidate is recorded against the best so far
