@@ -112,6 +112,16 @@ def seal_text(expr_dir: Path, name: str, text: str) -> None:
     _save(expr_dir, seals)
 
 
+def holds_seal(expr_dir: Path, name: str, path: Path) -> bool:
+    """Whether `path` holds exactly the bytes sealed under `name` (nothing sealed: False)."""
+    seals = _load(expr_dir)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return False
+    return name in seals and hmac.compare_digest(seals[name], _mac(data))
+
+
 def verify_file(expr_dir: Path, name: str, path: Path) -> None:
     """Raise one line naming `path` when its bytes are not what was sealed under `name` (a missing
     file included); nothing sealed yet: adopted as it is. One read and one HMAC, however large."""
