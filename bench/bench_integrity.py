@@ -6,8 +6,13 @@
    (prepare.py, the evaluation modules, the runner files, `data/*` with the
    1 GB file), the same after `touch` of the data file (only ctime/mtime moved),
    and a worst case protecting all 10,000 source files.
-2. The independent evaluator's overhead over the host's own evaluation: wall of
-   `run_evaluator` (fresh interpreter + prepare.py + watchdog) minus the wall of
+2. The defenses added per run against an agent that tries: the subreaper sweep
+   (nothing to stop), the second file check after the evaluator, the checkpoint
+   fingerprint of a 1 GB written file (sampled; taken twice per run: before the
+   evaluator and at promotion), the runner's seals (results.tsv chain of 1,000
+   rows, best meta) and the static guard's data-read check.
+3. The independent evaluator's overhead over the host's own evaluation: wall of
+   `run_evaluator` (sealed interpreter + prepare.py + watchdog) minus the wall of
    a bare script that loads the same checkpoint and calls the same function.
 
 Medians of interleaved repeats. The 1 GB file is deleted at the end.
@@ -32,7 +37,7 @@ RUNNER = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER))
 sys.path.insert(0, str(REPO / "extensions"))
 
-from arunner import evaluate, protect  # noqa: E402
+from arunner import chain_hash, evaluate, integrity, ledger, protect, watchdog  # noqa: E402
 from detection.evaluation import propose_evaluate  # noqa: E402
 
 MB = 1 << 20
@@ -108,6 +113,49 @@ def bench_manifest(expr: Path, root: Path, repeats: int) -> None:
     print(f"manifest: check, nothing moved, all {everything} files protected: median {ms(worst)}")
 
 
+LEDGER_ROWS = 1000
+
+
+def bench_added(expr: Path, root: Path, repeats: int) -> None:
+    """The per-run cost of the defenses against an agent that tries (see the module docstring)."""
+    ms = lambda xs: f"{statistics.median(xs) * 1000:.2f} ms"  # noqa: E731
+    protect.record(expr, root, protect.default_paths(expr, root, ["data/*"]))
+    sweep = [timed(watchdog.sweep_orphans) for _ in range(repeats)]
+    second = [timed(lambda: protect.check(expr, root)) for _ in range(repeats)]
+    big = root / "data" / "train.bin"
+    fingerprint = [timed(lambda: integrity.checkpoint_fingerprint(big)) for _ in range(repeats)]
+    tsv = expr / "results.tsv"
+    ledger.ensure(tsv)
+    row = {"run_id": "r0001", "started_at": "x", "wall_seconds": 1.0, "status": "ok", "verdict": "revert"}
+    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=False, note="bench")
+    for i in range(LEDGER_ROWS):
+        ledger.append(tsv, {**row, "run_id": f"r{i + 1:04d}"})
+    chain_hash.seal_best(expr, {"run_id": "r0001", "primary": {"value": 0.5}})
+    seals = [
+        timed(
+            lambda: (
+                chain_hash.verify_ledger(expr, tsv),
+                chain_hash.verify_best(expr, {"run_id": "r0001", "primary": {"value": 0.5}}, tsv),
+            )
+        )
+        for _ in range(repeats)
+    ]
+    source = (REPO / "template" / "<<slug>>" / "train.py.jinja").read_text()
+    data_names = protect.evaluation_data_names(expr / "prepare.py", root)
+    guard = [
+        timed(lambda: protect.guard_data_reads(source, data_names, ["data/val_split.txt"])) for _ in range(repeats)
+    ]
+    total = sum(statistics.median(x) for x in (sweep, second, fingerprint, fingerprint, seals, guard))
+    print(
+        f"added: subreaper sweep, nothing to stop: median {ms(sweep)} ({'subreaper' if watchdog.become_subreaper() else watchdog.subreaper_note})"
+    )
+    print(f"added: second file check after the evaluator: median {ms(second)}")
+    print(f"added: checkpoint fingerprint, 1 GB written file (sampled): median {ms(fingerprint)} (x2 per run)")
+    print(f"added: seals, results.tsv of {LEDGER_ROWS} rows + best meta: median {ms(seals)}")
+    print(f"added: guard on the evaluation's data ({', '.join(data_names) or 'none'}): median {ms(guard)}")
+    print(f"added: per run in all: {total * 1000:.1f} ms")
+
+
 def bench_evaluator(expr: Path, root: Path, repeats: int) -> None:
     subprocess.run([sys.executable, "-m", "eval_host.train"], cwd=root, check=True, capture_output=True, env=os.environ)
     ckpt = root / "checkpoints" / "model.pt"
@@ -138,12 +186,14 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to build the project (default: a temporary folder)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-integrity-", dir=args.dir))
+    os.environ["XDG_STATE_HOME"] = str(base / "state")  # the seals' key: never the user's own
     try:
         root = base / "project"
         t0 = time.perf_counter()
         expr = make_project(root)
         print(f"built {SOURCE_FILES} files + 1 GB data in {time.perf_counter() - t0:.1f} s")
         bench_manifest(expr, root, args.repeats)
+        bench_added(expr, root, args.repeats)
         (root / "data" / "train.bin").unlink()  # the evaluator part needs no data file
         bench_evaluator(expr, root, args.eval_repeats)
     finally:

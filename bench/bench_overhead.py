@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pty
 import shutil
 import statistics
 import subprocess
@@ -122,7 +123,11 @@ def main() -> None:
             fill_history(hosts[f"{name} 10k"] / ".autoresearch" / SLUG, 10_000)
         for host in hosts.values() if args.integrity else ():
             expr = host / ".autoresearch" / SLUG
-            subprocess.run([sys.executable, str(expr / "ar.py"), "session", "--integrity", args.integrity], check=True)
+            master, terminal = pty.openpty()  # the integrity mode is a person's choice: typed at a terminal
+            cmd = [sys.executable, str(expr / "ar.py"), "session", "--integrity", args.integrity]
+            subprocess.run(cmd, stdin=terminal, stdout=terminal, check=True)
+            os.close(terminal)
+            os.close(master)
         print(
             f"{'runner, ledger':>16} {'--help':>7} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}"
             f" {'over --help':>12} {'status -c':>10}  (medians, {args.repeats} interleaved)"

@@ -93,6 +93,14 @@ def _knob_name(value: Any, **_: Any) -> str:
     return ""
 
 
+def _file_name(value: Any, **_: Any) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or "/" in value or "\\" in value or value.strip() in (".", ".."):
+        return "must be a plain file name such as model.pt (no folder), or empty when the option names a folder"
+    return ""
+
+
 def _seed_key(value: Any, **_: Any) -> str:
     if value in ("", None):
         return ""
@@ -243,6 +251,7 @@ RULES_BY_NAME: dict[str, Callable[..., str]] = {
     "seconds": _seconds,
     "seed_option": _seed_key,
     "knob": _knob_name,
+    "file_name": _file_name,
     "launcher": _nonempty("launcher command such as python"),
     "one_line": _free_text,
     "slug": _slug,

@@ -52,7 +52,15 @@ ANSWER_KEYS = tuple(ANSWERS)  # shown by --pretend
 # this plain module, imported by name, because Copier loads each extension file under its own name.
 CACHE: dict = {}
 # "" found = "" answered
-EMPTY_IS_AN_ANSWER = ("resume_flag_name", "checkpoint_glob", "wandb_project", "output_key", "length_key", "time_key")
+EMPTY_IS_AN_ANSWER = (
+    "resume_flag_name",
+    "checkpoint_glob",
+    "wandb_project",
+    "output_key",
+    "output_file",
+    "length_key",
+    "time_key",
+)
 
 
 class Detected:

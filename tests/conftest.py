@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,6 +76,8 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 # once (r0001 the baseline, r0002 the next edit); the noise tests pass AR_REPEATS themselves.
 os.environ.setdefault("AR_REPEATS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# The runner's seals key lives in the user's state folder: tests use their own, never the real one.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ar-test-state-")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 os.environ.setdefault("GIT_AUTHOR_NAME", "test")
@@ -136,6 +139,39 @@ class Experiment:
             env={**os.environ, **(env or {})},
             timeout=timeout,
         )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ar.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def person(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`ar.py ARGS` as a person types it: stdin and stdout a terminal (a pseudo-terminal here)."""
+        import pty
+        import select
+
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run(
+                [sys.executable, str(self.dir / "ar.py"), *args],
+                cwd=self.host,
+                stdin=slave,
+                stdout=slave,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=300,
+            )
+            out = b""
+            while select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(slave)
+            os.close(master)
+        proc.stdout = out.decode(errors="replace").replace("\r\n", "\n")
         if check and proc.returncode != 0:
             raise AssertionError(f"ar.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc

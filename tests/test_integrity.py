@@ -93,7 +93,12 @@ def test_manifest_sees_edits_of_evaluation_code_and_prepare_until_accepted(tmp_p
     changed = protect.check(expr, host).changed
     assert sorted(changed) == [".autoresearch/261125-manifest/prepare.py", "data/train.bin"]
     message = protect.changed_message(changed, expr)
-    assert "prepare.py" in message and "protect --accept" in message and "\n" not in message
+    assert (
+        "prepare.py" in message
+        and "stop and report this to the person" in message
+        and "--accept" not in message
+        and "\n" not in message
+    )
 
     assert sorted(protect.accept(expr, host, ["data/*.bin"])) == sorted(changed)
     assert protect.check(expr, host).changed == []

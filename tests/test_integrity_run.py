@@ -59,7 +59,7 @@ def test_honest_improvement_advances_with_the_evaluator_agreeing_and_holdout_hid
 
 @pytest.mark.parametrize("mode", ["evaluator", "off"])
 def test_patched_evaluation_function_advances_only_without_the_evaluator(expr, mode):
-    expr.ar("session", "--integrity", mode)
+    expr.person("session", "--integrity", mode)
     baseline = expr.run()
     assert baseline["verdict"] == "advance", baseline["note"]
     patch_sandbox(expr, SNEAKY_PATCH)
@@ -96,13 +96,14 @@ def test_rewritten_evaluation_module_is_invalid_and_blocks_until_restored_or_acc
     blocked = expr.ar("run", check=False)
     assert blocked.returncode == 2 and blocked.stdout == ""
     assert len(blocked.stderr.strip().splitlines()) == 1 and "eval_host/evaluation.py" in blocked.stderr
-    assert "protect --accept" in blocked.stderr and not (expr.dir / "runs" / "r0003").exists()
+    assert "stop and report this to the person" in blocked.stderr and "--accept" not in blocked.stderr
+    assert not (expr.dir / "runs" / "r0003").exists()
     assert expr.ar("protect", check=False).returncode == 1
     git(expr.host, "checkout", "--", "eval_host/evaluation.py")  # a person restores it
     assert expr.run()["verdict"] in ("advance", "revert")  # not blocked any more
     evaluation.write_text(evaluation.read_text() + "\n# reviewed by a person\n")  # a deliberate change ...
     assert expr.ar("run", check=False).returncode == 2
-    accepted = expr.ar("protect", "--accept").stdout
+    accepted = expr.person("protect", "--accept").stdout
     assert "accepted the change of eval_host/evaluation.py" in accepted  # ... accepted, and said so
     assert expr.run()["status"] == "ok"
 

@@ -67,7 +67,7 @@ def test_null_effect_does_not_advance_on_luck_where_strict_would(noisy_expr, ren
     assert null["confirms"] == "r0004" and noisy_expr.best()["run_id"] == "r0001"
     assert 0 < null["margin"] < 1
     strict = rendered_once("noisy_host", NOISY, tmp_path / "strict")
-    strict.ar("session", "--strict")
+    strict.person("session", "--strict")
     strict.run(env=REPEATS)
     assert len(strict.rows()) == 1  # --strict: no repeats
     _set_effect(strict, 0.0, seed=22)
@@ -197,7 +197,7 @@ def test_deterministic_host_with_default_repeats_keeps_todays_decisions(rendered
     expr.edit("'lr': 0.05", "'lr': 0.5")
     r4 = expr.run(env=env)
     strict = rendered_once("minimal", MINIMAL_ANSWERS, tmp_path / "strict")
-    strict.ar("session", "--strict")
+    strict.person("session", "--strict")
     strict.run()
     strict.edit("'lr': 0.1", "'lr': 0.05")
     s2 = strict.run()
@@ -312,7 +312,7 @@ def test_bad_noise_settings_are_one_line(minimal_expr, args, said):
 
 
 def test_strict_and_back(minimal_expr):
-    assert "strict" in minimal_expr.ar("session", "--strict", "--margin", "3").stdout
+    assert "strict" in minimal_expr.person("session", "--strict", "--margin", "3").stdout
     said = minimal_expr.ar("session", "--noise-aware").stdout
     assert "strict" not in said and "margin=3" in said
     assert "noise: not measured yet" in minimal_expr.ar("status").stdout

@@ -100,8 +100,12 @@ def test_update_keeps_edits_history_and_lineage(tmp_path, template_v1):
     git(host, "commit", "-qm", "update")
     # A plain `copier update` changed protected runner files: runs wait until a person accepts them.
     blocked = expr.ar("run", check=False)
-    assert blocked.returncode == 2 and "experiment.json" in blocked.stderr and "protect --accept" in blocked.stderr
-    assert "experiment.json" in expr.ar("protect", "--accept").stdout
+    assert (
+        blocked.returncode == 2
+        and "experiment.json" in blocked.stderr
+        and "stop and report this to the person" in blocked.stderr
+    )
+    assert "experiment.json" in expr.person("protect", "--accept").stdout
     expr.edit("'lr': 0.06,", "'lr': 0.3,")
     result = expr.run()
     assert (result["run_id"], result["verdict"]) == ("r0004", "revert")

@@ -226,7 +226,15 @@ def test_conflicts_are_named_run_refuses_and_the_rollback_restores(template_repo
 
     rollback = proc.stdout.split("roll back with `", 1)[1].split("`", 1)[0]
     assert rollback == "python .autoresearch/261203-conflict/ar.py upgrade --rollback"
+    kept = expr.dir / ".ar-protected.before-upgrade.json"
+    genuine = kept.read_bytes()
+    kept.write_bytes(genuine.replace(b'"files"', b'"files" ', 1))  # an agent's own reference
+    forged = expr.ar("upgrade", "--rollback", check=False)
+    assert forged.returncode == 2 and "nothing rolled back" in forged.stderr, forged.stderr
+    kept.write_bytes(genuine)
     assert "rolled back" in expr.ar("upgrade", "--rollback").stdout
     assert git(host, "status", "--porcelain", "--", ".autoresearch") == ""
     assert json.loads((expr.dir / "experiment.json").read_text())["template_version"] == "v1.0.0"
-    assert expr.run()["status"] == "ok"  # the pending-conflict record clears itself once resolved
+    after = expr.run()
+    log = (expr.dir / "runs" / after["run_id"] / "run.log").read_text()[-1500:]
+    assert after["status"] == "ok", log  # the pending-conflict record clears itself once resolved

@@ -52,6 +52,7 @@ class Findings:
     seconds: int = DEFAULT_SECONDS
     output_key: str = ""  # the knob that decides where the host writes checkpoints and tracker logs
     output_fixed: list = field(default_factory=list)  # project-relative paths the host writes to with no knob
+    output_file: str = ""  # the file name output_key's default names (`--save model.pt`); "" = a folder
     length_key: str = ""  # the step / epoch / iteration limit knob
     time_key: str = ""  # a knob that caps the host's own training time
     holdout_metrics: list = field(default_factory=list)  # test metrics printed beside a validation primary
@@ -143,6 +144,7 @@ def analyse(root: Path, direction: Callable[[str], str], entry_module: str = "")
     found = outputs.outputs(modules, scopes, opts.values, globals_are_knobs, entry.pattern)
     outputs.length_and_time(found, modules, opts.values, option)
     out.output, out.output_key, out.output_fixed = found, found.key, found.fixed
+    out.output_file = outputs.file_name(found.key_default) if found.key else ""
     out.length_key, out.time_key = found.length_key, found.time_key
     files = {dotted: project.module_file(dotted) or dotted for dotted, _tree in modules}
     out.seed_fixed = outputs.fixed_seed(modules[:1], files)  # the entry's own call, not a library helper's

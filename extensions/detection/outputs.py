@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Callable
 
 from . import pathglob
@@ -37,6 +38,17 @@ EPOCH_NAMES = ("max_epochs", "num_train_epochs", "num_epochs", "n_epochs", "epoc
 TIME_NAMES = ("max_time", "time_limit", "time_budget", "max_seconds", "max_runtime", "time_cap", "budget")
 PROPOSED_STEPS = 1000  # a finite step limit proposed for a host whose default trains forever
 PROGRESS_RE = re.compile(r"\b(step|iter|iteration)s?\b", re.I)
+
+
+FILE_SUFFIX_RE = re.compile(r"^\.[A-Za-z0-9_]{1,12}$")  # model.pt, ckpt.bin, weights.safetensors
+
+
+def file_name(default: Any) -> str:
+    """The file an output option's default names (`checkpoints/model.pt` -> model.pt); "" for a folder."""
+    if not isinstance(default, str) or not default.strip() or default.rstrip().endswith(("/", "\\")):
+        return ""
+    name = PurePosixPath(default.strip()).name
+    return name if FILE_SUFFIX_RE.match(PurePosixPath(name).suffix or "-") else ""
 
 
 @dataclass

@@ -10,6 +10,8 @@ some import a lower one lazily, for speed):
                sandbox patches what training uses (standard library only, imports nothing here)
   sandbox      a sandbox-only edit that measured the best's value bit for bit: the note
   workdir      a run's own working folder mirroring the project (fixed output paths)
+  chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
+  gates        only a person at a terminal changes the rules; the record of rule changes
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
   answers      every answer of the setup interview, declared once (type, default, rule, storage)
@@ -28,13 +30,13 @@ some import a lower one lazily, for speed):
   best         the best run: atomic promotion, read, crash repair
   ledger       results.tsv and result.json
   tally        the ledger's running summary (.ar-tally.json): termination, plateau, counts
+  noise_state  the noise rule's state (.ar-noise.json): groups, spread, what the best still needs
   messages     what the agent is told: project-root paths, budget and counts, the stop refusal
   snapshots    train.py per run, and the restore after a non-advance
   changes      what a run changed against its best (change.json, train.diff, .ar-changes.tsv), same-program refusal
   protect      the protected-file manifest and the static guard on train.py
   evaluate     the independent evaluator process (prepare.py's evaluate)
   integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
-  noise_state  the noise rule's state (.ar-noise.json): groups, spread, what the best still needs
   slots        device slots leased machine-wide (flock per device)
   candidates   the queue of proposed train.py versions
   wave         a pool of slots: runs several at once, one per free slot (a plan of one: this thread)

@@ -331,6 +331,15 @@ ANSWERS: dict[str, Answer] = {
             absent="",
         ),
         Answer(
+            "output_file",
+            STR,
+            "File the output option names (model.pt), when not a folder (empty = a folder)",
+            source=DETECTED,
+            rule="file_name",
+            stored=IF_ASKED,
+            absent="",
+        ),
+        Answer(
             "edit_code",
             BOOL,
             "Write Python answers (evaluate, metric extraction) in a multi-line editor?",

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import chain_hash
 from .checkpoints import CAPTURE_FILE, mark_held, sweep_debris
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove, tree_bytes
@@ -219,7 +220,9 @@ def remeasure(expr_dir: Path, values: list[float]) -> None:
     if meta is None or not values:
         return
     primary = {**(meta.get("primary") or {}), "value": math.fsum(values) / len(values)}
-    atomic_write_json(expr_dir / BEST / META, {**meta, "primary": primary, "n": len(values)})
+    meta = {**meta, "primary": primary, "n": len(values)}
+    chain_hash.seal_best(expr_dir, meta)
+    atomic_write_json(expr_dir / BEST / META, meta)
 
 
 def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
@@ -243,6 +246,7 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
     meta["promoted_at"] = time.time()
     # meta.json goes in first so staging always says whose checkpoint it holds (repair reads it).
     os.mkdir(staging)
+    chain_hash.seal_best(expr_dir, meta)  # sealed before it is published: an edited meta.json is seen
     atomic_write_json(staging / META, meta)  # content fsynced before any rename can publish it
     fault_point("promote.staged_meta")
     if name is not None:

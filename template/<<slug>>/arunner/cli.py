@@ -136,11 +136,17 @@ def cmd_run(cfg: Config, args) -> Output:
 
         refuse_after_stop(cfg, session)  # after STOP: one line, nothing allocated
     live = sys.stdout.isatty() and sys.stderr.isatty()
+    from .integrity import start_run
+
+    start_run()  # the runner collects every orphan of what it starts
     return output.lines(cfg, session, iteration.iterate(cfg, session, args.seconds, live, args.force)), 0
 
 
 def cmd_session(cfg: Config, args) -> Output:
+    import copy
+
     session = Session.load(cfg.expr_dir)
+    before = copy.copy(session)
     if args.unlimited:
         session.max_runs = session.plateau = session.threshold = None
         session.unlimited = True
@@ -183,6 +189,10 @@ def cmd_session(cfg: Config, args) -> Output:
     from . import wave_cmds
 
     wave_cmds.apply_session(cfg, session, args)
+    if args.integrity is not None or args.strict or args.noise_aware or args.margin is not None:
+        from . import integrity
+
+        integrity.change_rules(cfg, before, session, "ar.py session")  # a person only; recorded
     session.save(cfg.expr_dir)
     return [session.describe()], 0
 

@@ -209,6 +209,7 @@ class Config:
     output_fixed: list[str] = field(default_factory=list)  # paths the host writes to that no option moves
     length_key: str = ""  # the host's step / epoch / iteration limit
     time_key: str = ""  # the host's own time cap, set to the run's budget
+    output_file: str = ""  # the file output_key names (`--save model.pt`); "" when it names a folder
     constraints: list[Constraint] = field(default_factory=list)
 
     @classmethod

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 
 from . import best as best_state
-from . import candidates, integrity, noise_state, outputs, sandbox, slots, steps, verdict, wave
+from . import candidates, chain_hash, integrity, noise, noise_state, outputs, sandbox, slots, steps, verdict, wave
 from .config import Config, Session
 from .decide import Evidence, Rules, decide
 from .errors import UserError
-from .fsutil import atomic_write_json, fault_point
+from .fsutil import fault_point
 from .launch import LaunchResult
 from .logtail import exception_line
 from .plans import PlannedRun
@@ -76,6 +76,7 @@ def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[lis
             results.append(_measured(cx, planned, run, source, launched[run.run_id], best))
     _record_pairs(cx, results)
     _decide(cx, results, best)
+    _integrity_vetoes(cx, results, best)
     requeued += _requeue_lost(cx.cfg, results)
     _persist(cx, results, best)
     return results, requeued
@@ -298,6 +299,24 @@ def sandbox_remark(expr, source: bytes, best: dict | None, record: dict) -> str:
     return sandbox.unchanged_patch_note(expr, source, best_source, best, record["primary"]["value"])
 
 
+def _integrity_vetoes(cx: Context, results: list[RunResult], best: dict | None) -> None:
+    """After the decision: a candidate whose hidden holdout got worse is not kept (nor confirmed), and
+    an advance whose checkpoint is not the one evaluated is never promoted (integrity.py)."""
+    for r in results:
+        if r.kind == "candidate" and r.evidence:
+            bare = {**r.result(), "note": ""}  # the veto's own note comes back alone
+            vetoed = integrity.holdout_veto(cx.cfg, bare, best, candidate=r.action == noise.CONFIRM)
+            if vetoed is not bare:
+                r.record.update(verdict=vetoed["verdict"], improved_over_best=vetoed["improved_over_best"])
+                r.notes.append(vetoed["note"])
+                r.action = None
+        bare = {**r.result(), "note": ""}
+        checked = integrity.before_commit(cx.cfg, bare)
+        if checked is not bare:
+            r.record.update({k: checked[k] for k in ("status", "verdict", "valid", "improved_over_best")})
+            r.notes.append(checked["note"])
+
+
 def _requeue_lost(cfg: Config, results: list[RunResult]) -> list[str]:
     """Candidates the cluster lost (preempted, node failure) go back to the queue by themselves."""
     again = []
@@ -319,9 +338,8 @@ def _persist(cx: Context, results: list[RunResult], best: dict | None) -> None:
     if wave_id:
         lineage = {"parent_expr": cfg.parent_expr, "parent_ckpt": cfg.parent_ckpt}
         for r in results:
-            atomic_write_json(
-                r.run.run_dir / "decision.json", {**r.result(), **best_record(r.run_id, r.record["primary"], lineage)}
-            )
+            record = best_record(r.run_id, r.record["primary"], lineage)
+            chain_hash.write_decision(expr, r.run.run_dir, {**r.result(), **record})  # sealed: repair trusts no other
         fault_point("wave.judged")
     current = best
     for i, r in enumerate(results):

@@ -45,6 +45,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
     lines.append(verdict_counts(summary.by_kind()))
     lines.append(session.describe())
     lines.append(integrity.describe(cfg, session))
+    lines += integrity.status_lines(cfg)  # the runner's seals, and every rule change a person should see
     lines.append(noise_state.status_line(cfg.expr_dir, session))
     if summary.rows:
         stop = verdict.termination(session, summary.plateau, summary.rows, summary.last_value, cfg.primary_direction)
@@ -141,6 +142,7 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
         out.append(f"Best: **{_fmt(best['primary']['value'])}** at {best['run_id']}")
     if cfg.parent_expr:
         out.append(f"Lineage: chained from `{cfg.parent_expr}` (checkpoint `{cfg.parent_ckpt}`)")
+    out += integrity.report_lines(cfg)  # rule changes (acceptances, integrity mode), from a terminal or not
     holdout = integrity.holdout_by_run(cfg.expr_dir, [r["run_id"] for r in rows])  # for a person, never `run`
     hidden = sorted({name for values in holdout.values() for name in values})
     head = "".join(f" {name} (holdout) |" for name in hidden)

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import best as best_state
 from . import (
     candidates,
+    chain_hash,
     changes,
     engine,
     integrity,
@@ -151,7 +152,7 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
             continue
         started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
         notes += _stop_leftovers(expr, run_dir, started.get("token"))
-        pending = read_json(run_dir / "decision.json", "run decision", "delete it", default=None)
+        pending, forged = chain_hash.trusted_decision(expr, run_dir)  # never a decision training could write
         notes += best_state.repair(expr, pending if pending and pending.get("verdict") == "advance" else None)
         result = pending or result_record(
             run_dir.name,
@@ -160,7 +161,15 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
             verdict="crash",
             primary=primary_field(cfg.primary_metric, cfg.primary_direction, None),
             log_path=str(run_dir / "run.log"),
-            note=f"runner was killed before recording this run (recorded by repair); {started.get('note', '')}",
+            note=" ".join(
+                t
+                for t in (
+                    "runner was killed before recording this run (recorded by repair);",
+                    forged,
+                    started.get("note", ""),
+                )
+                if t
+            ),
         )
         if not pending:
             result["confirms"] = noise_state.rerun_of(started)

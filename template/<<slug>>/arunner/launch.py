@@ -126,6 +126,7 @@ def run_training(
     grace_s: float,
     marker: tuple[str, str],
     live: bool,
+    pass_fds: tuple = (),
 ) -> LaunchResult:
     """Start cmd in a NEW SESSION (start_new_session=True) with stdout+stderr to log_path,
     wait for it without polling sleeps until budget_s elapses, then stop the whole tree.
@@ -153,6 +154,7 @@ def run_training(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=pass_fds,  # the evaluator's result pipe
             )
         if live_line:
             live_line.t0 = t0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import chain_hash
 from .errors import UserError
 from .fsutil import atomic_write_json, read_tail
 from .record import RESULT_FIELDS
@@ -90,6 +91,7 @@ def append(path: Path, result: dict) -> None:
         clean_text(result.get("note")),
     ]
     line = "\t".join(clean_text(c, CELL_CAP) for c in cells) + "\n"
+    chain_hash.before_append(Path(path).parent, Path(path), line.encode("utf-8"))  # the runner's seal first
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode("utf-8"))

@@ -42,7 +42,10 @@ def fixed_paths(cfg: Config) -> list[str]:
 
 def output_file(cfg: Config) -> str:
     """The file name when the host's output option names a file, not a folder (`--save model.pt`):
-    its checkpoint_glob is then that one plain file name."""
+    the answer output_file (detected from the option's default), else a checkpoint_glob that is
+    one plain file name (experiments rendered before that answer existed)."""
+    if cfg.output_file:
+        return cfg.output_file
     glob = (cfg.checkpoint_glob or "").strip()
     parts = PurePosixPath(glob).parts if glob else ()
     return parts[0] if len(parts) == 1 and not any(c in glob for c in "*?[") else ""

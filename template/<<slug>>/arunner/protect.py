@@ -21,13 +21,15 @@ import glob
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from . import chain_hash
 from .errors import UserError
-from .fsutil import atomic_write_json, module_file, read_json
+from .fsutil import atomic_write_text, module_file, read_json
 
 MANIFEST = ".ar-protected.json"
 FULL_HASH_MAX_BYTES = 16 * 1024 * 1024  # files up to this size are hashed whole
@@ -115,7 +117,8 @@ def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[
     expr_dir, root = Path(expr_dir), Path(project_root)
     paths = [expr_dir / name for name in RUNNER_FILES if (expr_dir / name).is_file()]
     paths += sorted(p for p in (expr_dir / "arunner").rglob("*.py") if "__pycache__" not in p.parts)
-    paths += evaluation_modules(root, expr_dir / "prepare.py")
+    modules = evaluation_modules(root, expr_dir / "prepare.py")
+    paths += modules + parent_packages(root, modules)
     for pattern in protected_globs:
         if os.path.isabs(pattern) or ".." in Path(pattern).parts:
             raise UserError(f"protected glob {pattern!r} must be relative to the project root and stay inside it")
@@ -126,6 +129,129 @@ def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[
     return list(unique)
 
 
+def parent_packages(project_root: Path, modules: Iterable[Path]) -> list[Path]:
+    """The `__init__.py` of every package above each module, up to the project root (they run on import)."""
+    root, out = Path(os.path.abspath(project_root)), []
+    for module in modules:
+        folder = Path(os.path.abspath(module)).parent
+        while folder != root and root in folder.parents:
+            init = folder / "__init__.py"
+            if init.is_file() and init not in out:
+                out.append(init)
+            folder = folder.parent
+    return out
+
+
+def _bytecode_matches(source: str, cache: str) -> bool:
+    """Whether the .pyc holds exactly the code compiled from the source (its 16-byte header aside)."""
+    import marshal
+
+    try:
+        with open(source, "rb") as fh:
+            text = fh.read()
+        with open(cache, "rb") as fh:
+            data = fh.read()
+        # Compared as code objects, not bytes: marshal's output depends on the writing process
+        # (reference flags), and code equality leaves out the file name (a project copied
+        # elsewhere keeps its old caches, which Python trusts by mtime and size).
+        return marshal.loads(data[16:]) == compile(text, source, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, AttributeError):
+        return False
+
+
+def check_bytecode(manifest: dict, project_root: Path) -> tuple[list[str], bool]:
+    """(protected sources whose __pycache__ file is not their compiled source, manifest refreshed?).
+
+    A .pyc with the source's size and mtime in its header is loaded instead of the source
+    by every later import: a new or changed one is compiled and compared (once; its stat is
+    then kept), so an honest cache written by Python costs one compile, a forged one blocks.
+    One listing per __pycache__ folder, one stat per cache that exists."""
+    seen = manifest.setdefault("bytecode", {})
+    root, bad, refreshed = os.fspath(project_root), [], False
+    tag = sys.implementation.cache_tag
+    listed: dict[str, set] = {}
+    for rel in manifest["files"]:
+        if not rel.endswith(".py") or tag is None:
+            continue
+        folder, _, name = rel.rpartition("/")
+        cache_dir = os.path.join(root, folder, "__pycache__")
+        if cache_dir not in listed:
+            try:
+                listed[cache_dir] = set(os.listdir(cache_dir))
+            except OSError:
+                listed[cache_dir] = set()
+        cache_name = f"{name[:-3]}.{tag}.pyc"
+        if cache_name not in listed[cache_dir]:
+            continue
+        cache = os.path.join(cache_dir, cache_name)
+        try:
+            key = _stat_key(os.stat(cache))
+        except OSError:
+            continue
+        if seen.get(rel) == key:
+            continue
+        if _bytecode_matches(os.path.join(root, rel), cache):
+            seen[rel], refreshed = key, True
+        else:
+            bad.append(_rel(Path(cache), Path(project_root)))
+    return bad, refreshed
+
+
+# ---------------------------------------------------------------- the evaluator's import path
+
+IMPORT_HOOKS = ("sitecustomize.py", "usercustomize.py")  # plus every *.pth: code Python runs at start-up
+
+
+def evaluator_path(python: str = sys.executable) -> list[str]:
+    """sys.path of `python -I` (the evaluator's interpreter before the project root is appended)."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return [p for p in json.loads(out) if p and os.path.isdir(p)]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return []
+
+
+def _hooks_in(dirs: Iterable[str]) -> dict:
+    """{path: digest} of every start-up hook (.pth, sitecustomize, usercustomize) in these folders."""
+    found = {}
+    for folder in dirs:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".pth") or name in IMPORT_HOOKS:
+                path = os.path.join(folder, name)
+                try:
+                    found[path] = digest(Path(path), os.stat(path).st_size)
+                except OSError:
+                    continue
+    return found
+
+
+def record_import_path(python: str = sys.executable) -> dict:
+    dirs = evaluator_path(python)
+    return {"python": python, "dirs": dirs, "hooks": _hooks_in(dirs)}
+
+
+def check_import_path(manifest: dict) -> list[str]:
+    """Start-up hooks added, changed or removed in the evaluator's import path since the manifest was recorded."""
+    recorded = manifest.get("import_path")
+    if not recorded:
+        return []
+    now, before = _hooks_in(recorded["dirs"]), recorded["hooks"]
+    return sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
@@ -133,22 +259,41 @@ def _rel(path: Path, root: Path) -> str:
         raise UserError(f"protected file {path} is outside the project root {root}") from None
 
 
-def record(expr_dir: Path, project_root: Path, paths: Iterable[Path]) -> dict:
-    """Hash and stat every path, write the manifest atomically; returns it."""
+def record(expr_dir: Path, project_root: Path, paths: Iterable[Path], rules: Optional[dict] = None) -> dict:
+    """Hash and stat every path and the evaluator's start-up hooks, write the manifest (sealed); returns it."""
     root = Path(project_root)
     files = {}
     for path in paths:
         st = os.stat(path)
         files[_rel(path, root)] = {"stat": _stat_key(st), "digest": digest(Path(path), st.st_size)}
-    manifest = {"version": 1, "files": files}
-    atomic_write_json(Path(expr_dir) / MANIFEST, manifest)
+    manifest = {"version": 1, "files": files, "import_path": record_import_path()}
+    if rules is not None:
+        manifest["rules"] = rules
+    _write(expr_dir, manifest)
     return manifest
+
+
+def _write(expr_dir: Path, manifest: dict) -> None:
+    import json
+
+    text = json.dumps(manifest, indent=1) + "\n"
+    chain_hash.seal_text(expr_dir, "manifest", text)  # sealed first: an edited manifest is seen
+    atomic_write_text(Path(expr_dir) / MANIFEST, text)
+
+
+def set_rules(expr_dir: Path, rules: dict) -> None:
+    """Record the rules in force (after a person changed them with `ar.py session`)."""
+    manifest = load(expr_dir)
+    if manifest is not None:
+        manifest["rules"] = rules
+        _write(expr_dir, manifest)
 
 
 def load(expr_dir: Path) -> Optional[dict]:
     """The manifest, or None before the first run."""
     path = Path(expr_dir) / MANIFEST
-    fix = f"delete {path} to record it again at the next run"
+    fix = "a person must look at what changed it"
+    chain_hash.verify_file(expr_dir, "manifest", path)  # the runner's own, or the run is blocked
     data = read_json(path, "protected-file manifest", fix, default=None)
     if data is not None and not (isinstance(data, dict) and isinstance(data.get("files"), dict)):
         raise UserError(f"protected-file manifest {path} is damaged; {fix}")
@@ -191,32 +336,50 @@ def check(expr_dir: Path, project_root: Path) -> Check:
             entry["stat"], refreshed = key, True
         else:
             result.changed.append(rel)
+    result.changed += check_import_path(manifest)
+    forged, cached = check_bytecode(manifest, project_root)
+    result.changed += forged
+    refreshed = refreshed or cached
     if refreshed and not result.changed:
-        atomic_write_json(Path(expr_dir) / MANIFEST, manifest)
+        _write(expr_dir, manifest)
     return result
 
 
-def ensure(expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = ()) -> Check:
+def ensure(
+    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+) -> Check:
     """Record the manifest at the first run, else check it (the call before and after every run)."""
     if load(expr_dir) is None:
-        record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs))
+        record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
         return Check()
     return check(expr_dir, project_root)
 
 
-def accept(expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = ()) -> list[str]:
-    """Record the files as they are now (`ar.py protect --accept`); returns the paths whose change it accepted."""
-    changed = check(expr_dir, project_root).changed if load(expr_dir) is not None else []
-    record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs))
+def accept(
+    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+) -> list[str]:
+    """Record the files as they are now (`ar.py protect --accept`); returns the paths whose change it accepted.
+
+    Works on a damaged or edited manifest too (it is what a person runs to recover)."""
+    try:
+        changed = check(expr_dir, project_root).changed if load(expr_dir) is not None else []
+    except UserError:
+        changed = [MANIFEST]
+    if rules is None:
+        try:
+            rules = (load(expr_dir) or {}).get("rules")
+        except UserError:
+            rules = None
+    record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
     return changed
 
 
 def changed_message(changed: list[str], expr_dir: Path) -> str:
-    """One line: which protected files changed and how to proceed."""
+    """One line: which protected files changed and what to do (stop and report; a person decides)."""
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     return (
-        f"protected files changed: {shown}; restore them (e.g. git checkout -- <file>) "
-        f"or accept the change with `python {Path(expr_dir) / 'ar.py'} protect --accept`"
+        f"protected files changed: {shown}; stop and report this to the person "
+        "(only they restore the files or accept the change)"
     )
 
 
@@ -349,6 +512,68 @@ def _offences(tree: ast.AST, metric: str, bare: set, qualified: dict):
             if any(_names_metric(t, metric) for arg in args for t in _strings(arg)):
                 logs = called in TRACKER_CALLS or called in LOG_CALLS
                 yield node, f"{'logs' if logs else 'prints'} the primary metric {metric} itself"
+
+
+# A data function of the evaluation names its split as a word: val_split, get_test_loader, holdout_data.
+DATA_NAME_RE = re.compile(r"(^|_)(val|valid|validation|test|holdout|heldout|dev|eval)(_|$)", re.I)
+
+
+def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
+    """Functions the evaluation code imports from the project to get its data (`val_split`, `test_loader`):
+    a train.py that reads them trains on what it is judged on. Names with `train` in them are left out."""
+    names: list[str] = []
+    root = Path(project_root)
+    for path in [Path(prepare_path), *evaluation_modules(root, prepare_path)]:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for dotted, imported in _imported_modules(tree, ""):
+            source = module_file(root, dotted) if dotted and imported else None
+            if source is None:
+                continue
+            try:
+                module = ast.parse(source.read_text(encoding="utf-8", errors="replace"))
+            except (OSError, SyntaxError, ValueError):
+                continue
+            functions = {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            names += [
+                n
+                for n in imported
+                if n in functions and DATA_NAME_RE.search(n) and "train" not in n.lower() and n not in names
+            ]
+    return names
+
+
+def guard_data_reads(source: str, data_names: Iterable[str], data_files: Iterable[str]) -> Optional[Offence]:
+    """The first line of train.py that names one of the evaluation's data functions or split files, or None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names, files = set(data_names), [f for f in data_files if f]
+    found = []
+    for node in ast.walk(tree):
+        hit = None
+        if isinstance(node, ast.Name) and node.id in names:
+            hit = node.id
+        elif isinstance(node, ast.Attribute) and node.attr in names:
+            hit = node.attr
+        elif isinstance(node, ast.alias) and node.name.rpartition(".")[2] in names:
+            hit = node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            hit = next((n for n in names if text == n), None) or next(
+                (f for f in files if text.endswith(f) or text == Path(f).name), None
+            )
+        if hit and hasattr(node, "lineno"):
+            found.append((node, hit))
+    if not found:
+        return None
+    node, hit = min(found, key=lambda f: (f[0].lineno, f[0].col_offset))
+    lines = source.splitlines()
+    text = lines[node.lineno - 1].strip() if node.lineno <= len(lines) else ""
+    return Offence(node.lineno, text, f"reads the evaluation's data ({hit}): training on it games the metric")
 
 
 def protected_names(prepare_path: Path, project_root: Path) -> list[str]:

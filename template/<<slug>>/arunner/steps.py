@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import best as best_state
-from . import candidates, changes, checkpoints, ledger, outputs, tally, verdict
+from . import candidates, chain_hash, changes, checkpoints, ledger, outputs, tally, verdict
 from .config import LAUNCHERS, PYTHON_RE, Config, Session, run_budget
 from .errors import UserError
 from .fsutil import atomic_write_json, fault_point
@@ -195,6 +195,7 @@ def training_env(cfg: Config, run: RunStart, budget_s: int) -> dict:
             "AR_TIME_BUDGET_S": str(budget_s),
             "AR_DEADLINE": f"{run.started + budget_s:.3f}",
             MARKER_KEY: run.token,
+            "AR_INSIDE_RUN": "1",  # gates.py: rule-changing commands refuse inside a run
             "WANDB_DIR": str(run.run_dir),  # binds this run's wandb files to this iteration
             "PYTHONUNBUFFERED": "1",
         }
@@ -285,7 +286,7 @@ def commit(
     if values and len(values) > 1:  # a confirmed candidate: the best's value is the mean of its runs
         primary, n = {**primary, "value": sum(values) / len(values)}, len(values)
     record = best_record(run.run_id, primary, lineage, n=n)
-    atomic_write_json(run.run_dir / "decision.json", {**result, **record})
+    chain_hash.write_decision(expr, run.run_dir, {**result, **record})  # sealed: repair trusts no other
     fault_point("run.decided")
     advanced = result["verdict"] == "advance"
     if advanced:

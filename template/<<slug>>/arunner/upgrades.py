@@ -19,11 +19,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from . import chain_hash
 from .errors import UserError
 from .protect import MANIFEST  # the integrity reference; an upgrade re-records it
 from .snapshots import has_conflict_markers
 
 MANIFEST_BEFORE = ".ar-protected.before-upgrade.json"  # what --rollback puts back
+SEAL_BEFORE = "manifest before upgrade"  # its seal (chain_hash): an edited copy is never restored
 RENDERED = ".ar-rendered-experiment.json"  # the real render's experiment.json (git-ignored)
 PENDING = ".ar-upgrade-conflicts"  # files still holding conflict markers after an upgrade
 BYTECODE_DIR = "__pycache__"
@@ -125,9 +127,12 @@ def refuse_while_conflicted(expr_dir: Path) -> None:
 
 
 def keep_manifest(expr_dir: Path) -> None:
+    """The integrity reference before an upgrade, sealed: --rollback restores only the runner's own."""
     source = expr_dir / MANIFEST
     if source.is_file():
-        (expr_dir / MANIFEST_BEFORE).write_bytes(source.read_bytes())
+        text = source.read_text(encoding="utf-8")
+        chain_hash.seal_text(expr_dir, SEAL_BEFORE, text)
+        (expr_dir / MANIFEST_BEFORE).write_text(text, encoding="utf-8")
 
 
 def rollback(expr_dir: Path, project_root: Path) -> list[str]:
@@ -139,12 +144,19 @@ def rollback(expr_dir: Path, project_root: Path) -> list[str]:
             "upgrade --rollback: no upgrade to roll back here (it restores the committed experiment "
             "after `ar.py upgrade` only); to drop other changes use git yourself"
         )
+    if before.exists() and not chain_hash.holds_seal(expr_dir, SEAL_BEFORE, before):
+        raise UserError(
+            f"upgrade --rollback: {before.name} is not the reference this runner kept before the upgrade "
+            "(edited since); nothing rolled back: a person must look at it"
+        )
     rel = str(expr_dir.relative_to(project_root))
     for cmd in (["git", "checkout", "-q", "HEAD", "--", rel], ["git", "clean", "-fdq", "--", rel]):
         proc = subprocess.run(cmd, cwd=project_root, capture_output=True, text=True)
         if proc.returncode != 0:
             raise UserError(f"upgrade --rollback: `{' '.join(cmd)}` failed: {proc.stderr.strip()[:200]}")
     if before.exists():
+        text = before.read_text(encoding="utf-8")
+        chain_hash.seal_text(expr_dir, "manifest", text)
         before.replace(expr_dir / MANIFEST)
     pending.unlink(missing_ok=True)
     return [f"rolled back {expr_dir.name} to its committed state (the upgrade's changes are gone)"]

@@ -335,3 +335,70 @@ def sweep(marker: tuple[str, str], grace_s: float = SWEEP_GRACE_S, *, kill: Opti
     """Stop every process carrying the marker (found by environment only, e.g. after the
     runner itself was killed); return the PIDs that survived (empty: clean)."""
     return [d["pid"] for d in stop_processes(None, marker, grace_s, kill)[1]]
+
+
+# ---------------------------------------------------------------- orphans (the runner as child subreaper)
+
+PR_SET_CHILD_SUBREAPER = 36  # prctl option (Linux 3.4+)
+subreaper_note = ""  # why the runner is not a subreaper ("" when it is); said by integrity in the run's note
+
+
+def become_subreaper() -> bool:
+    """Make orphans of our descendants ours (not init's), so a double-forked daemon can still be swept.
+
+    Linux only (prctl PR_SET_CHILD_SUBREAPER); elsewhere returns False and sets subreaper_note."""
+    global subreaper_note
+    if not os.path.isdir("/proc/self"):
+        subreaper_note = "orphans of a run are not collected on this system (no PR_SET_CHILD_SUBREAPER)"
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError) as exc:
+        subreaper_note = f"orphans of a run are not collected (prctl PR_SET_CHILD_SUBREAPER failed: {exc})"
+        return False
+    subreaper_note = ""
+    return True
+
+
+def sweep_orphans(keep_markers: Iterable[tuple[str, str]] = (), grace_s: float = SWEEP_GRACE_S) -> list[dict]:
+    """Stop every descendant of this process except the trees of live runs in `keep_markers`
+    (a wave's other candidates); reap them. Returns what was stopped.
+
+    With the runner a subreaper, a daemon that double-forked and scrubbed its environment
+    is our child: found here, whatever its marker, session or group."""
+    me = os.getpid()
+    table = _table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    keep = list(keep_markers)
+    found: set[int] = set()
+    stack = [pid for pid in children.get(me, ()) if not any(_has_marker(pid, m) for m in keep)]
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack += children.get(pid, ())
+    procs = [p for p in (_Proc.open(pid) for pid in sorted(found)) if p is not None]
+    try:
+        for p in procs:
+            p.send(signal.SIGTERM, None)
+            p.send(signal.SIGCONT, None)
+        _wait_gone(procs, grace_s)
+        for p in procs:
+            p.send(signal.SIGKILL, None)
+        _wait_gone(procs, _KILL_WAIT_S)
+        stopped = [p.info for p in procs]
+    finally:
+        for p in procs:
+            p.close()
+    for p in procs:  # our zombies now: reap them by pid (never waitpid(-1), which could take a Popen's)
+        try:
+            os.waitpid(p.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return stopped

@@ -1,0 +1,249 @@
+"""The runner's own seals over its state: a key the experiment folder does not hold.
+
+Training runs the agent's code with write access to the experiment folder, so a
+file there (results.tsv, best_ckpt/meta.json, a run's decision.json, the
+protected-file manifest) proves nothing by itself. The runner keeps an HMAC of
+each in `.ar-seals.json`, keyed with a secret under the user's state directory
+($XDG_STATE_HOME/autoresearch, else ~/.local/state/autoresearch). Editing a
+sealed file without the key is seen at the next read; the check is one HMAC per
+file (results.tsv: one per row, chained, so appends stay cheap to verify).
+
+Limit, said plainly: code running as the same user can read that key. The seals
+stop edits to the experiment's files, not an attack aimed at the runner itself.
+
+results.tsv is sealed before each append (the seal says rows n+1 and keeps the
+head over n rows), so a runner killed between the two leaves a state that still
+verifies. best's seal keeps the previous meta's HMAC for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+from .errors import UserError
+from .fsutil import atomic_write_json, read_json
+
+SEALS = ".ar-seals.json"
+KEY_NAME = "key"
+KEPT_DECISIONS = 64  # decision seals of the latest runs kept (a recorded run's decision is not read again)
+
+
+def state_dir() -> Path:
+    """The runner's directory outside every experiment: $XDG_STATE_HOME/autoresearch or ~/.local/state/autoresearch."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "autoresearch"
+
+
+def _key() -> bytes:
+    """This user's sealing key, created (mode 0600) on first use."""
+    path = state_dir() / KEY_NAME
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another runner created it meanwhile
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _mac(data: bytes, key: bytes | None = None) -> str:
+    return hmac.new(key or _key(), data, hashlib.sha256).hexdigest()
+
+
+def _sealed_marker(expr_dir: Path) -> Path:
+    """A file outside the experiment that says it has seals (a deleted .ar-seals.json is then seen)."""
+    name = hashlib.sha256(os.fsencode(os.path.realpath(expr_dir))).hexdigest()[:32]
+    return state_dir() / "sealed" / name
+
+
+def _load(expr_dir: Path) -> dict:
+    path = Path(expr_dir) / SEALS
+    data = read_json(path, "runner seals", "a person must restore it from a backup", default=None)
+    if data is None:
+        if _sealed_marker(expr_dir).exists():
+            raise UserError(
+                f"{path} is missing but this experiment was sealed; the runner's state cannot be trusted "
+                "(a person must look at what changed it)"
+            )
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is damaged; a person must look at what changed it")
+    return data
+
+
+def _save(expr_dir: Path, seals: dict) -> None:
+    atomic_write_json(Path(expr_dir) / SEALS, seals)
+    marker = _sealed_marker(expr_dir)
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        marker.write_text(os.path.realpath(expr_dir) + "\n")
+
+
+def _mismatch(path: Path) -> UserError:
+    return UserError(
+        f"{path} differs from what the runner recorded (edited outside ar.py); "
+        "nothing was run: a person must restore it or look at what changed it"
+    )
+
+
+# ---------------------------------------------------------------- JSON records (best, decisions) and whole files
+
+
+def _canonical(data: dict) -> bytes:
+    """The bytes sealed for a JSON object: as it reads back from disk (tuples as lists), keys sorted."""
+    again = json.loads(json.dumps(data, allow_nan=True))
+    return json.dumps(again, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+
+
+def seal_text(expr_dir: Path, name: str, text: str) -> None:
+    """Record the HMAC of a file's exact text (what the runner is about to write) under `name`."""
+    seals = _load(expr_dir)
+    seals[name] = _mac(text.encode("utf-8"))
+    _save(expr_dir, seals)
+
+
+def holds_seal(expr_dir: Path, name: str, path: Path) -> bool:
+    """Whether `path` holds exactly the bytes sealed under `name` (nothing sealed: False)."""
+    seals = _load(expr_dir)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return False
+    return name in seals and hmac.compare_digest(seals[name], _mac(data))
+
+
+def verify_file(expr_dir: Path, name: str, path: Path) -> None:
+    """Raise one line naming `path` when its bytes are not what was sealed under `name` (a missing
+    file included); nothing sealed yet: adopted as it is. One read and one HMAC, however large."""
+    seals = _load(expr_dir)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        data = None
+    if name not in seals:
+        if data is not None:
+            seals[name] = _mac(data)
+            _save(expr_dir, seals)
+        return
+    if data is None or not hmac.compare_digest(seals[name], _mac(data)):
+        raise _mismatch(path)
+
+
+# ---------------------------------------------------------------- best_ckpt/meta.json
+
+
+def seal_best(expr_dir: Path, meta: dict) -> None:
+    """Before a new meta.json is published: it becomes the sealed best, the previous one stays accepted
+    (a promotion rolled back by repair leaves the previous best in place)."""
+    seals = _load(expr_dir)
+    seals["best_prev"] = seals.get("best")
+    seals["best"] = _mac(_canonical(meta))
+    _save(expr_dir, seals)
+
+
+def verify_best(expr_dir: Path, meta: dict | None, path: Path) -> None:
+    """The best's meta.json is one the runner wrote (or there is none and none was sealed)."""
+    seals = _load(expr_dir)
+    if "best" not in seals:
+        if meta is not None:
+            seal_best(expr_dir, meta)
+        return
+    if meta is None:
+        raise _mismatch(path)
+    mac = _mac(_canonical(meta))
+    if not any(s and hmac.compare_digest(s, mac) for s in (seals.get("best"), seals.get("best_prev"))):
+        raise _mismatch(path)
+
+
+# ---------------------------------------------------------------- decision.json
+
+
+def seal_decision(expr_dir: Path, run_id: str, data: dict) -> None:
+    seals = _load(expr_dir)
+    decisions = dict(seals.get("decisions") or {})
+    decisions[run_id] = _mac(_canonical(data))
+    seals["decisions"] = dict(sorted(decisions.items())[-KEPT_DECISIONS:])
+    _save(expr_dir, seals)
+
+
+def decision_is_sealed(expr_dir: Path, run_id: str, data: dict) -> bool:
+    """Whether decision.json of run_id holds exactly what the runner decided (False: written by someone else)."""
+    sealed = (_load(expr_dir).get("decisions") or {}).get(run_id)
+    return bool(sealed) and hmac.compare_digest(sealed, _mac(_canonical(data)))
+
+
+# ---------------------------------------------------------------- results.tsv: a chain over its rows
+
+
+def _chain(lines: list[bytes], key: bytes) -> list[str]:
+    """heads[i]: HMAC chain over the first i lines (heads[0] over nothing)."""
+    heads = [hmac.new(key, b"results.tsv", hashlib.sha256).hexdigest()]
+    for line in lines:
+        heads.append(hmac.new(key, heads[-1].encode() + line, hashlib.sha256).hexdigest())
+    return heads
+
+
+def _complete_lines(path: Path) -> list[bytes]:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    return lines[:-1]  # the last piece is "" or a partial row (repair drops it)
+
+
+def verify_ledger(expr_dir: Path, path: Path) -> None:
+    """results.tsv holds the rows the runner sealed (one fewer: a runner killed before appending it)."""
+    seals = _load(expr_dir)
+    sealed = seals.get("results")
+    lines = _complete_lines(path)
+    if sealed is None:
+        if lines:
+            seals["results"] = {"rows": len(lines), "head": _chain(lines, _key())[-1], "prev": None}
+            _save(expr_dir, seals)
+        return
+    heads = _chain(lines, _key())
+    n = len(lines)
+    if n == sealed["rows"] and hmac.compare_digest(heads[-1], sealed["head"]):
+        return
+    if n == sealed["rows"] - 1 and sealed.get("prev") and hmac.compare_digest(heads[-1], sealed["prev"]):
+        return
+    raise _mismatch(path)
+
+
+def before_append(expr_dir: Path, path: Path, line: bytes) -> None:
+    """Check results.tsv, then seal it as it will be once `line` is appended (called just before the append)."""
+    verify_ledger(expr_dir, path)
+    lines = _complete_lines(path)
+    key = _key()
+    heads = _chain([*lines, line.rstrip(b"\n")], key)
+    seals = _load(expr_dir)
+    seals["results"] = {"rows": len(lines) + 1, "head": heads[-1], "prev": heads[-2]}
+    _save(expr_dir, seals)
+
+
+def write_decision(expr_dir: Path, run_dir: Path, data: dict) -> None:
+    """decision.json of a run, sealed first (repair trusts only a sealed one)."""
+    seal_decision(expr_dir, Path(run_dir).name, data)
+    atomic_write_json(Path(run_dir) / "decision.json", data)
+
+
+def trusted_decision(expr_dir: Path, run_dir: Path) -> tuple[dict | None, str]:
+    """(decision.json of the run, "") when the runner wrote it; (None, why) when absent or not the runner's."""
+    path = Path(run_dir) / "decision.json"
+    data = read_json(path, "run decision", "delete it", default=None)
+    if data is None:
+        return None, ""
+    if isinstance(data, dict) and decision_is_sealed(expr_dir, Path(run_dir).name, data):
+        return data, ""
+    return None, f"{path.name} was not written by the runner (ignored)"
