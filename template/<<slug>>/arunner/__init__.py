@@ -11,7 +11,6 @@ some import a lower one lazily, for speed):
   sandbox      a sandbox-only edit that measured the best's value bit for bit: the note
   workdir      a run's own working folder mirroring the project (fixed output paths)
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
-  gates        only a person at a terminal changes the rules; the record of rule changes
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN) and the runs/ layout
   answers      every answer of the setup interview, declared once (type, default, rule, storage)
@@ -19,6 +18,7 @@ some import a lower one lazily, for speed):
   outputs      every run's outputs in its own folder: output_key, working folders, where measure reads
   verdict      status x verdict table, constraints, termination
   noise        the run-to-run spread and the noise rule (advance / revert / confirm)
+  gates        only a person at a terminal changes the rules; the record of rule changes
   seeds        the seed of a re-run, and "only a seed changed is not an improvement"
   decide       the one decision on a plan's runs: outcomes, noise rule, seed-only rule, one winner (pure)
   record       the result record and the best record
