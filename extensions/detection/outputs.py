@@ -168,9 +168,12 @@ def outputs(modules: list, scopes, values: dict, globals_are_knobs: bool, patter
         if key == "hydra.run.dir" or (not key and pattern == "hydra" and "HydraConfig" in ast.unparse(path)):
             key = "hydra.run.dir"
         if key:
+            default = values.get(key) if key in values else None
+            direct = isinstance(path, ast.Attribute) or (isinstance(path, ast.Name) and knobs.find(path.id))
+            if direct and not file_name(default):
+                continue  # the option IS the file and names none by default: the host saves nothing unasked
             if not out.key:
-                out.key, out.key_source = key, what
-                out.key_default = values.get(key) if key in values else None
+                out.key, out.key_source, out.key_default = key, what, default
             continue
         resolved = pathglob.resolve(path, scope)
         if resolved and not resolved.startswith("*") and resolved not in out.fixed:

@@ -51,6 +51,27 @@ def seeded(overrides):
     return [*kept, f"++{bare}={seed}"]
 
 
+def _current(overrides, key):
+    """The value CLI_OVERRIDES gives the output option now (a mapping, or hydra's key=value list)."""
+    if isinstance(overrides, dict):
+        return overrides.get(key)
+    bare = key.lstrip("+~")
+    for item in overrides:
+        name, _, value = str(item).partition("=")
+        if name.lstrip("+~") == bare:
+            return value
+    return None
+
+
+def _file_name(value):
+    """`ckpt/model.txt` -> model.txt: a value with a file suffix names a file, not a folder."""
+    if not isinstance(value, str) or not value.strip() or value.rstrip().endswith(("/", os.sep)):
+        return ""
+    name = os.path.basename(value.strip())
+    suffix = os.path.splitext(name)[1]
+    return name if 1 < len(suffix) <= 13 and suffix[1:].replace("_", "").isalnum() else ""
+
+
 def with_output_dir(overrides):
     """Every run writes into its own folder (ar.py sets AR_OUTPUT_KEY and AR_OUTPUT_DIR): the host's
     output option, set like any override."""
@@ -58,7 +79,7 @@ def with_output_dir(overrides):
     if not key or not folder:
         return overrides
     os.makedirs(folder, exist_ok=True)  # a host may expect its output folder to exist
-    name = os.environ.get("AR_OUTPUT_FILE")
+    name = os.environ.get("AR_OUTPUT_FILE") or _file_name(_current(overrides, key))
     if name:  # the option names a file (`--save model.pt`): that file, inside the run's folder
         folder = os.path.join(folder, name)
     if isinstance(overrides, dict):
