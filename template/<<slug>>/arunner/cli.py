@@ -61,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="Markdown summary")
     report.add_argument("--plot", action="store_true", help="also write progress.png")
     report.add_argument("--html", action="store_true", help="write report.html instead (one page, no network)")
+    _add_session(sub)
+    _add_queue_and_lineage(sub)
+    return parser
 
+
+def _add_session(sub) -> None:
+    """`history` and `session` (termination, budgets, integrity, devices, the noise rule)."""
     history = sub.add_parser("history", help="what was tried: one line per candidate")
     history.add_argument("--last", type=_positive_int, metavar="N", help="the last N candidates (default 100)")
     history.add_argument("--grep", metavar="WORD", help="only candidates whose line mentions WORD (any case)")
@@ -100,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--strict", action="store_true", help="single-run rule: better once is better")
     session.add_argument("--noise-aware", action="store_true", help="undo --strict")
 
+
+def _add_queue_and_lineage(sub) -> None:
+    """`propose`, `protect`, `chain`, `upgrade`."""
     propose = sub.add_parser("propose", help="queue train.py as a wave candidate, put train.py back to the best")
     propose.add_argument("--list", action="store_true", help="show the queued candidates")
     propose.add_argument("--discard", metavar="ID", help="drop a queued candidate, e.g. c0003")
@@ -118,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     upgrade = sub.add_parser("upgrade", help="copier update this experiment (checks git first, reports conflicts)")
     upgrade.add_argument("--rollback", action="store_true", help="undo an upgrade not yet committed")
-    return parser
 
 
 # Every command is (cfg, args) -> (lines to print, exit code).
