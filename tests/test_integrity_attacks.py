@@ -395,6 +395,28 @@ def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(
         chain_hash.verify_ledger(tmp_path, tsv)
 
 
+def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp_path):
+    sys.path.insert(0, str(RUNNER_SRC))
+    from arunner import chain_hash, ledger
+    from arunner.errors import UserError
+
+    tsv = tmp_path / "results.tsv"
+    ledger.ensure(tsv)
+    lines = tsv.read_bytes().split(b"\n")[:-1]
+    seals = chain_hash._load(tmp_path)
+    seals["results"] = {"rows": len(lines), "head": chain_hash._chain(lines, chain_hash._key())[-1], "prev": None}
+    chain_hash._save(tmp_path, seals)  # as the runner sealed it before one HMAC over the file
+    chain_hash.verify_ledger(tmp_path, tsv)
+    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
+    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
+    ledger.append(tsv, row)
+    assert chain_hash._load(tmp_path)["results"]["v"] == chain_hash.LEDGER_SEAL_VERSION
+    chain_hash.verify_ledger(tmp_path, tsv)
+    tsv.write_text(tsv.read_text().replace("0.5", "0.4"))
+    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+        chain_hash.verify_ledger(tmp_path, tsv)
+
+
 def test_which_session_changes_need_a_person():
     sys.path.insert(0, str(RUNNER_SRC))
     from arunner import gates
