@@ -116,7 +116,8 @@ def test_a_wave_on_a_fixed_path_host_promotes_the_winners_own_checkpoint(rendere
 
 
 def test_a_wave_refuses_a_fixed_path_it_cannot_separate_in_one_line(rendered_once, tmp_path, lock_dir):
-    expr = rendered_once("modlevel_host", {**FIXED, "checkpoint_glob": "ck*/*.json"}, tmp_path / "host")
+    data = {**FIXED, "checkpoint_glob": "ck*/*.json", "output_fixed": "[]"}  # detection's ckpt/model.json unsaid
+    expr = rendered_once("modlevel_host", data, tmp_path / "host")
     expr.run()
     expr.ar("session", "--devices", "0,1")
     base = expr.train_py.read_text()

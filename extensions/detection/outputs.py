@@ -169,8 +169,9 @@ def outputs(modules: list, scopes, values: dict, globals_are_knobs: bool, patter
             key = "hydra.run.dir"
         if key:
             default = values.get(key) if key in values else None
+            names_file = what.split(" ", 1)[0] in ("torch.save", "open", *FILE_SAVES)  # not a folder argument
             direct = isinstance(path, ast.Attribute) or (isinstance(path, ast.Name) and knobs.find(path.id))
-            if direct and not file_name(default):
+            if names_file and direct and not file_name(default):
                 continue  # the option IS the file and names none by default: the host saves nothing unasked
             if not out.key:
                 out.key, out.key_source, out.key_default = key, what, default
