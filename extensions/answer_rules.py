@@ -77,20 +77,22 @@ def _cli_args(value: Any, entry_pattern: str | None = None, **_: Any) -> str:
     return ""
 
 
-def _resume_flag(value: Any, **_: Any) -> str:
-    if value in ("", None):
+def _option_name(what: str) -> Callable[..., str]:
+    """An optional name of one of the host's options (no leading dashes), or empty."""
+
+    def rule(value: Any, **_: Any) -> str:
+        if value in ("", None):
+            return ""
+        if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
+            return f"must be {what}, or empty"
         return ""
-    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
-        return "must be a flag name without leading dashes (e.g. resume_from_checkpoint) or a Hydra key, or empty"
-    return ""
+
+    return rule
 
 
-def _knob_name(value: Any, **_: Any) -> str:
-    if value in ("", None):
-        return ""
-    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
-        return "must be the name of one of the host's options or constants without leading dashes, or empty"
-    return ""
+_resume_flag = _option_name("a flag name without leading dashes (e.g. resume_from_checkpoint) or a Hydra key")
+_knob_name = _option_name("the name of one of the host's options or constants without leading dashes")
+_seed_key = _option_name("the host's seed option without leading dashes (e.g. seed, system.seed)")
 
 
 def _file_name(value: Any, **_: Any) -> str:
@@ -98,14 +100,6 @@ def _file_name(value: Any, **_: Any) -> str:
         return ""
     if not isinstance(value, str) or "/" in value or "\\" in value or value.strip() in (".", ".."):
         return "must be a plain file name such as model.pt (no folder), or empty when the option names a folder"
-    return ""
-
-
-def _seed_key(value: Any, **_: Any) -> str:
-    if value in ("", None):
-        return ""
-    if not isinstance(value, str) or value.startswith("-") or not FLAG_RE.match(value):
-        return "must be the host's seed option without leading dashes (e.g. seed, system.seed), or empty"
     return ""
 
 
