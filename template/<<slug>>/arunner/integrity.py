@@ -36,8 +36,8 @@ def describe(cfg: Config, session: Session) -> str:
     """One line for `status`."""
     explain = {
         "off": "the metric training prints decides; nothing is checked",
-        "files": "protected files and the train.py guard are checked; the metric training prints decides "
-        "(this guards against accidents, not deliberate gaming)",
+        "files": "protected files and the train.py guard are checked; the metric training prints decides: "
+        "a guard against accidents, not against deliberate gaming",
         "evaluator": "protected files and the train.py guard are checked; a separate evaluator decides",
     }
     current = mode(cfg, session)
