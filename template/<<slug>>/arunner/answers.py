@@ -333,7 +333,7 @@ ANSWERS: dict[str, Answer] = {
         Answer(
             "output_file",
             STR,
-            "File the output option names (model.pt), when not a folder (empty = a folder)",
+            "File the output option names, e.g. model.pt (empty = a folder)",
             source=DETECTED,
             rule="file_name",
             stored=IF_ASKED,
