@@ -518,6 +518,19 @@ def _offences(tree: ast.AST, metric: str, bare: set, qualified: dict):
 DATA_NAME_RE = re.compile(r"(^|_)(val|valid|validation|test|holdout|heldout|dev|eval)(_|$)", re.I)
 
 
+def _imported_functions(root: Path, tree: ast.AST):
+    """(names imported, top-level functions of that module) for each project module `tree` imports from."""
+    for dotted, imported in _imported_modules(tree, ""):
+        path = module_file(root, dotted) if dotted and imported else None
+        if path is None:
+            continue
+        try:
+            module = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        yield imported, {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
 def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
     """Functions the evaluation code imports from the project to get its data (`val_split`, `test_loader`):
     a train.py that reads them trains on what it is judged on. Names with `train` in them are left out."""
@@ -528,15 +541,7 @@ def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
             tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
         except (OSError, SyntaxError, ValueError):
             continue
-        for dotted, imported in _imported_modules(tree, ""):
-            source = module_file(root, dotted) if dotted and imported else None
-            if source is None:
-                continue
-            try:
-                module = ast.parse(source.read_text(encoding="utf-8", errors="replace"))
-            except (OSError, SyntaxError, ValueError):
-                continue
-            functions = {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        for imported, functions in _imported_functions(root, tree):
             names += [
                 n
                 for n in imported
@@ -586,14 +591,6 @@ def protected_names(prepare_path: Path, project_root: Path) -> list[str]:
     except (OSError, SyntaxError, ValueError):
         return names
     root = Path(project_root)
-    for dotted, imported in _imported_modules(tree, ""):
-        path = module_file(root, dotted) if dotted and imported else None
-        if path is None:
-            continue
-        try:
-            module = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-        except (OSError, SyntaxError, ValueError):
-            continue
-        functions = {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for imported, functions in _imported_functions(root, tree):
         names += [n for n in imported if n in functions and EVAL_NAME_RE.search(n) and n not in names]
     return names
