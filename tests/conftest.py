@@ -27,7 +27,7 @@ from liveness import pid_alive  # noqa: E402, F401  (tests import it from here)
 
 # The last two landed commits of main, oldest first: experiments rendered by both exist in the
 # wild (test_upgrade_matrix upgrades them; move this on when a session lands).
-LANDED = ("9528f93", "50bd609")
+LANDED = ("50bd609", "60489ca")
 
 # The answers every runner test starts from (the minimal host, exact metrics); tests override keys.
 MINIMAL_ANSWERS = {
