@@ -38,11 +38,11 @@ def build(dest: Path, runs: int) -> Path:
     """The rendered experiment with `runs` recorded runs (see the module docstring)."""
     from conftest import MINIMAL_ANSWERS, make_host, render
 
-    from arunner import changes, ledger
-    from arunner.config import Config
-    from arunner.fsutil import atomic_write_json
-    from arunner.record import best_record, primary_field, result_record
-    from arunner.steps import allocate
+    from arunner.core.config import Config
+    from arunner.core.fsutil import atomic_write_json
+    from arunner.loop.steps import allocate
+    from arunner.state import changes, ledger
+    from arunner.state.record import best_record, primary_field, result_record
 
     host = make_host("minimal", dest)
     render(host, MINIMAL_ANSWERS)

@@ -37,7 +37,10 @@ RUNNER = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER))
 sys.path.insert(0, str(REPO / "extensions"))
 
-from arunner import chain_hash, evaluate, integrity, ledger, protect, watchdog  # noqa: E402
+from arunner.core import chain_hash  # noqa: E402
+from arunner.integrity import checks, evaluate, protect  # noqa: E402
+from arunner.procs import watchdog  # noqa: E402
+from arunner.state import ledger  # noqa: E402
 from detection.evaluation import propose_evaluate  # noqa: E402
 
 MB = 1 << 20
@@ -123,7 +126,7 @@ def bench_added(expr: Path, root: Path, repeats: int) -> None:
     sweep = [timed(watchdog.sweep_orphans) for _ in range(repeats)]
     second = [timed(lambda: protect.check(expr, root)) for _ in range(repeats)]
     big = root / "data" / "train.bin"
-    fingerprint = [timed(lambda: integrity.checkpoint_fingerprint(big)) for _ in range(repeats)]
+    fingerprint = [timed(lambda: checks.checkpoint_fingerprint(big)) for _ in range(repeats)]
     tsv = expr / "results.tsv"
     ledger.ensure(tsv)
     row = {"run_id": "r0001", "started_at": "x", "wall_seconds": 1.0, "status": "ok", "verdict": "revert"}

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests" / "hosts" / "noisy_host"))
 
 from noisy.train import NOISE, TRUE_LOSS, val_loss  # noqa: E402
 
-from arunner import noise  # noqa: E402
+from arunner.rules import noise  # noqa: E402
 
 
 def mixed_effects(rng: random.Random, n: int) -> list[float]:
@@ -135,7 +135,7 @@ def figure(tables: dict, example_rows: list[dict], sigma: float, out: Path, k: f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from arunner import plot
+    from arunner.commands import plot
 
     rules = tuple(tables["null"])
     colors = dict(zip(rules, ("tab:red", "tab:green", "tab:olive")))

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests" / "procs"))
 
 from ckpt_driver import make_cfg, record  # noqa: E402
 
-from arunner import best, checkpoints  # noqa: E402
+from arunner.state import best, checkpoints  # noqa: E402
 
 MB = 1 << 20
 CASES = [  # name, total bytes, files (0 = one file, N = a folder of N files)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "tests" / "procs"))
 
 from liveness import pid_alive as alive  # noqa: E402
 
-from arunner import watchdog  # noqa: E402
-from arunner.launch import run_training  # noqa: E402
+from arunner.procs import watchdog  # noqa: E402
+from arunner.procs.launch import run_training  # noqa: E402
 
 PROCS = REPO / "tests" / "procs"
 PY = sys.executable

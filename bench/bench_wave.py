@@ -25,15 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from arunner import slots, slurm, wave  # noqa: E402
+from arunner.procs import slot_pool, slots, slurm  # noqa: E402
 
 HOST = REPO / "tests" / "procs" / "slot_host.py"
 PY = sys.executable
 
 
-def candidates(out: Path, count: int, seconds: float) -> list[wave.Candidate]:
+def candidates(out: Path, count: int, seconds: float) -> list[slot_pool.SlotJob]:
     return [
-        wave.Candidate(
+        slot_pool.SlotJob(
             name=f"c{i}",
             cmd=[PY, str(HOST), str(out / f"c{i}.rec"), str(seconds)],
             cwd=out,
@@ -54,7 +54,7 @@ def time_wave(count: int, seconds: float, slot_count: int) -> float:
         pool = slots.SlotPool(slots.make_slots([str(i) for i in range(slot_count)], 1))
         cands = candidates(out, count, seconds)
         t0 = time.monotonic()
-        outcomes = wave.run_wave(cands, pool)
+        outcomes = slot_pool.run_jobs(cands, pool)
         wall = time.monotonic() - t0
         assert all(o.result and o.result.exit_code == 0 for o in outcomes), outcomes
         return wall

@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import yaml
 
-from arunner.answers import ANSWERS, INT, YAML
-from arunner.config import CONSTRAINT_RE
-from arunner.fsutil import module_file
+from arunner.core.answers import ANSWERS, INT, YAML
+from arunner.core.config import CONSTRAINT_RE
+from arunner.core.fsutil import module_file
 from arunner.metrics.custom import compile_extract
 
 YAML_KEYS = tuple(a.name for a in ANSWERS.values() if a.type == YAML)

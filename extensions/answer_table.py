@@ -14,7 +14,7 @@ from jinja2.ext import Extension
 from jinja2.utils import missing
 from pyliteral import as_numbers
 
-from arunner.answers import ANSWERS, CONFIG_KEYS, INT, NO_VALUE, YAML
+from arunner.core.answers import ANSWERS, CONFIG_KEYS, INT, NO_VALUE, YAML
 
 
 @pass_context

@@ -12,7 +12,7 @@ import ast
 import hostpaths
 from jinja2.ext import Extension
 
-from arunner.fsutil import module_file
+from arunner.core.fsutil import module_file
 
 BUILDERS = {"build_train_loader", "build_val_loader"}
 

@@ -25,7 +25,7 @@ from direction import ar_direction
 from jinja2 import pass_context
 
 import detection
-from arunner.answers import ANSWERS, DETECTED, YAML
+from arunner.core.answers import ANSWERS, DETECTED, YAML
 from detection.arguments import hydra_item
 from detection.commands import CONFIG_FILE_SUFFIXES
 from detection.evaluation import propose_evaluate

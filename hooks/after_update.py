@@ -20,7 +20,7 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(TEMPLATE_ROOT / "extensions"), str(TEMPLATE_ROOT / "template" / "<<slug>>")]
 from hostpaths import is_scratch  # noqa: E402
 
-from arunner.upgrades import restore_generated, untrack_bytecode  # noqa: E402
+from arunner.commands.upgrades import restore_generated, untrack_bytecode  # noqa: E402
 
 
 def main(answers_file: str) -> int:

@@ -18,9 +18,9 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(TEMPLATE_ROOT / "extensions"), str(TEMPLATE_ROOT / "template" / "<<slug>>")]
 from hostpaths import is_scratch  # noqa: E402
 
-from arunner.ledger import HEADER  # noqa: E402  (the runner's own definitions: one source)
-from arunner.snapshots import BASELINE  # noqa: E402
-from arunner.upgrades import drop_bytecode, keep_rendered  # noqa: E402
+from arunner.commands.upgrades import drop_bytecode, keep_rendered  # noqa: E402
+from arunner.state.ledger import HEADER  # noqa: E402
+from arunner.state.snapshots import BASELINE  # noqa: E402
 
 
 def main(slug: str) -> int:

@@ -83,7 +83,7 @@ def test_baseline_then_unchanged_train_py_are_said(minimal_expr: Experiment):
 
 
 def test_last_run_note_wins():
-    from arunner.snapshots import read_run_note
+    from arunner.state.snapshots import read_run_note
 
     assert read_run_note('RUN_NOTE = "a"\nx = 1\nRUN_NOTE = (\n    "b"\n)\n') == "b"
     assert read_run_note('RUN_NOTE: str = "typed"\ndef f(:\n') == "typed"  # a syntax error elsewhere is fine
@@ -134,7 +134,7 @@ def test_tail_folds_frames_inside_installed_packages_and_the_stdlib(minimal_expr
 
 
 def test_exception_line_rules():
-    from arunner.logtail import exception_of, fold_frames
+    from arunner.core.logtail import exception_of, fold_frames
 
     caret = [
         "Traceback (most recent call last):",

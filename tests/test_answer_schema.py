@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO / "extensions"))
 import answer_rules  # noqa: E402
 import defaults  # noqa: E402
 
-from arunner.answers import (  # noqa: E402
+from arunner.core.answers import (
     ALWAYS,
     ANSWERS,
     BOOL,
@@ -32,8 +32,8 @@ from arunner.answers import (  # noqa: E402
     STR,
     YAML,
 )
-from arunner.config import Config  # noqa: E402
-from arunner.errors import UserError  # noqa: E402
+from arunner.core.config import Config  # noqa: E402
+from arunner.core.errors import UserError  # noqa: E402
 
 HELP_WIDTH = 100  # one terminal line, with Copier's prompt around it
 NOT_ANSWERS = {"expr_dir", "project_root", "constraints", "template_version"}  # Config fields of another origin

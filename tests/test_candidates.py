@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER_SRC = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER_SRC))
 
-from arunner import candidates  # noqa: E402
-from arunner.errors import UserError  # noqa: E402
+from arunner.core.errors import UserError  # noqa: E402
+from arunner.state import candidates  # noqa: E402
 
 TRAIN = 'RUN_NOTE = "{note}"\nprint("train")\n'
 

@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 
-from arunner import best, checkpoints  # noqa: E402
-from arunner.errors import UserError  # noqa: E402
+from arunner.core.errors import UserError  # noqa: E402
+from arunner.state import best, checkpoints  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests" / "procs"))
 from ckpt_driver import make_cfg, record  # noqa: E402

@@ -334,8 +334,8 @@ def test_no_entry_point_says_so_plainly(tmp_path):
 
 def test_copier_choices_match_the_runners_rules():
     """copier.yml's choices and the interview's rules name exactly what the runner accepts."""
-    from arunner.answers import ANSWERS
-    from arunner.config import CONSTRAINT_RE, LAUNCHERS, PYTHON_RE
+    from arunner.core.answers import ANSWERS
+    from arunner.core.config import CONSTRAINT_RE, LAUNCHERS, PYTHON_RE
     from arunner.metrics import BACKENDS
     from detection import commands
 

@@ -15,9 +15,10 @@ import pytest
 from conftest import REPO, Experiment, answers, make_host, pid_alive, render
 from test_interview import literal_assignment
 
-from arunner import best as best_module
-from arunner import checkpoints as ckpt_module
-from arunner import iteration, snapshots
+from arunner.loop import iteration
+from arunner.state import best as best_module
+from arunner.state import checkpoints as ckpt_module
+from arunner.state import snapshots
 
 # Points reachable in a same-filesystem promotion with RENAME_EXCHANGE and a previous best.
 UNREACHABLE = {"capture.copied", "capture.source_removed", "promote.old_moved"}
@@ -88,7 +89,7 @@ def test_runner_killed_mid_training_is_recorded_next_time(ckpt_expr: Experiment)
 
 
 def find_marked(token: str) -> list[int]:
-    from arunner import watchdog
+    from arunner.procs import watchdog
 
     return watchdog.find_marked((iteration.MARKER_KEY, token))
 

@@ -17,7 +17,8 @@ import pytest
 from conftest import MINIMAL_ANSWERS, REPO
 
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
-from arunner import changes, history_cmd  # noqa: E402
+from arunner.commands import history  # noqa: E402
+from arunner.state import changes
 
 ARTEFACTS = REPO / "tests" / "artefacts"  # the Chromium screenshot is kept here (git-ignored)
 
@@ -109,7 +110,7 @@ def test_history_lines_match_the_ledger(loop):
     lines = said["history"]
     assert lines[0].startswith("# ")
     body = lines[1:]
-    assert all(len(line.encode()) <= history_cmd.LINE_BYTES for line in lines)
+    assert all(len(line.encode()) <= history.LINE_BYTES for line in lines)
     shown = [line.split(" ", 1)[0] for line in body]
     reruns = [i for i, r in rows.items() if r["note"].startswith(("repeat of r", "confirms r"))]
     assert reruns == ["r0002"] and "r0002" not in shown  # the repeat folds into r0001
@@ -238,12 +239,12 @@ def test_before_any_run_and_the_queue(rendered_once, tmp_path):
 
 
 def test_delta_in_noise_sigmas_and_the_band():
-    from arunner import report_html
+    from arunner.commands import report_html
 
-    cand = history_cmd.Tried("r0005", "ok", "revert", 1.2, "0.2", "-1.5", "lr 1→2", "n", "n", "r0004", "lr")
-    assert history_cmd.delta_text(cand) == "-1.5σ"
+    cand = history.Tried("r0005", "ok", "revert", 1.2, "0.2", "-1.5", "lr 1→2", "n", "n", "r0004", "lr")
+    assert history.delta_text(cand) == "-1.5σ"
     cand.margin = ""
-    assert history_cmd.delta_text(cand) == "Δ+0.2"
+    assert history.delta_text(cand) == "Δ+0.2"
     rows = [
         {"run_id": f"r{i:04d}", "status": "ok", "valid": "true", "verdict": v, "primary_value": x}
         for i, (v, x) in enumerate([("advance", 1.0), ("revert", 1.1), ("advance", 0.8), ("revert", 0.9)], 1)

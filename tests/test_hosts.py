@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 from conftest import Experiment, make_host, render
 
-from arunner.ledger import RESULT_FIELDS
+from arunner.state.ledger import RESULT_FIELDS
 
 OVERRIDES_RE = re.compile(r"^CLI_OVERRIDES = (?:\{\}|\[\]|\{\n.*?^\}|\[\n.*?^\])$", re.M | re.S)
 CUSTOM_CALL = """def run_host():

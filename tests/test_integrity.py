@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import EVAL_ANSWERS, HOLDOUT_BODY, REPO, Experiment, make_host, render
 
-from arunner import evaluate, protect
+from arunner.integrity import evaluate, protect
 
 sys.path.insert(0, str(REPO / "extensions"))
 from detection.evaluation import propose_evaluate  # noqa: E402
@@ -67,7 +67,7 @@ def test_manifest_sees_edits_of_evaluation_code_and_prepare_until_accepted(tmp_p
     for rel in ("eval_host/evaluation.py", "eval_host/model.py", "eval_host/data.py", "data/train.bin"):
         assert rel in recorded, rel  # prepare.py's imports, followed transitively, and the glob
     assert {".autoresearch/261125-manifest/prepare.py", ".autoresearch/261125-manifest/ar.py"} <= set(recorded)
-    assert ".autoresearch/261125-manifest/arunner/protect.py" in recorded
+    assert ".autoresearch/261125-manifest/arunner/integrity/protect.py" in recorded
     assert not any(rel.endswith("/train.py") and rel.startswith(".autoresearch") for rel in recorded)
     assert recorded["data/train.bin"]["digest"].startswith("sampled:")
 

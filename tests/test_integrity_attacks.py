@@ -173,8 +173,8 @@ def test_deleted_seals_block_instead_of_trusting_the_files(expr):
 
 def test_checkpoint_swapped_after_evaluation_is_never_promoted(rendered_once, tmp_path):
     sys.path.insert(0, str(RUNNER_SRC))
-    from arunner import integrity
-    from arunner.config import Config
+    from arunner.core.config import Config
+    from arunner.integrity import checks
 
     expr = rendered_once("eval_host", WITH_HOLDOUT, tmp_path / "eval_host")
     cfg = Config.load(expr.dir)
@@ -182,10 +182,10 @@ def test_checkpoint_swapped_after_evaluation_is_never_promoted(rendered_once, tm
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"evaluated weights" * 1000)
     result = {"run_id": "r0009", "verdict": "advance", "status": "ok", "valid": True, "note": ""}
-    result["evaluation"] = {"checkpoint": integrity.checkpoint_fingerprint(ckpt)}
-    assert integrity.before_commit(cfg, result) is result  # untouched: promoted as evaluated
+    result["evaluation"] = {"checkpoint": checks.checkpoint_fingerprint(ckpt)}
+    assert checks.before_commit(cfg, result) is result  # untouched: promoted as evaluated
     ckpt.write_bytes(b"junk weights!!!!!" * 1000)  # same size, other content
-    swapped = integrity.before_commit(cfg, result)
+    swapped = checks.before_commit(cfg, result)
     assert swapped["verdict"] == "revert" and swapped["status"] == "invalid"
     assert "the checkpoint changed after it was evaluated" in swapped["note"]
 
@@ -378,8 +378,9 @@ def test_training_on_the_validation_data_is_refused_or_reverted_by_the_holdout(e
 
 def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(tmp_path):
     sys.path.insert(0, str(RUNNER_SRC))
-    from arunner import chain_hash, ledger
-    from arunner.errors import UserError
+    from arunner.core import chain_hash
+    from arunner.core.errors import UserError
+    from arunner.state import ledger
 
     tsv = tmp_path / "results.tsv"
     ledger.ensure(tsv)
@@ -397,8 +398,9 @@ def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(
 
 def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp_path):
     sys.path.insert(0, str(RUNNER_SRC))
-    from arunner import chain_hash, ledger
-    from arunner.errors import UserError
+    from arunner.core import chain_hash
+    from arunner.core.errors import UserError
+    from arunner.state import ledger
 
     tsv = tmp_path / "results.tsv"
     ledger.ensure(tsv)
@@ -419,7 +421,7 @@ def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp
 
 def test_which_session_changes_need_a_person():
     sys.path.insert(0, str(RUNNER_SRC))
-    from arunner import gates
+    from arunner.rules import gates
 
     base = {"integrity": None, "strict": False, "margin": None}
     assert gates.weakens(base, {**base, "integrity": "off"}) == ["integrity"]

@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 
-from arunner.config import Config  # noqa: E402
+from arunner.core.config import Config  # noqa: E402
 from arunner.metrics import DEFAULT_LOG_REGEX, Extraction, extract, logregex  # noqa: E402
 from arunner.metrics import tensorboard as tbmod  # noqa: E402
 from arunner.metrics import wandb as wbmod  # noqa: E402

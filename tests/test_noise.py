@@ -15,8 +15,8 @@ import sys
 import pytest
 from conftest import HOSTS
 
-from arunner import noise, seeds
-from arunner.errors import UserError
+from arunner.core.errors import UserError
+from arunner.rules import noise, seeds
 
 sys.path.insert(0, str(HOSTS / "noisy_host"))
 from noisy.train import NOISE, TRUE_LOSS, val_loss  # noqa: E402
@@ -251,7 +251,7 @@ def _rows(n: int, crashes: bool, outlier: bool) -> list[dict]:
 @pytest.mark.parametrize("n,crashes,outlier", [(5, False, False), (1000, True, True)])
 def test_plot_writes_png(tmp_path, n, crashes, outlier):
     pytest.importorskip("matplotlib")
-    from arunner import plot
+    from arunner.commands import plot
 
     rows = _rows(n, crashes, outlier)
     path = plot.draw(rows, tmp_path / "progress.png", metric="val_loss", sigma=NOISE)
@@ -262,7 +262,7 @@ def test_plot_writes_png(tmp_path, n, crashes, outlier):
 
 
 def test_plot_without_matplotlib_is_one_line(monkeypatch):
-    from arunner import plot
+    from arunner.commands import plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(UserError, match="pip install matplotlib"):

@@ -283,9 +283,9 @@ def test_host_seed_option_is_detected_when_overrides_lack_it(rendered_once, tmp_
 
 
 def test_plateau_skips_repeats_and_confirmations():
-    from arunner import verdict
-    from arunner.config import Session
-    from arunner.tally import Tally
+    from arunner.core.config import Session
+    from arunner.rules import verdict
+    from arunner.state.tally import Tally
 
     summary = Tally().after("r0001", "ok", "advance", "baseline", 1.0)
     for number, note in enumerate(

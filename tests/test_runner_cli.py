@@ -220,7 +220,7 @@ def test_failure_before_any_best_keeps_train_py_and_the_last_run_note(minimal_ex
 
 
 def test_restore_splices_frozen_blocks_verbatim(tmp_path):
-    from arunner.snapshots import BASELINE, restore_target
+    from arunner.state.snapshots import BASELINE, restore_target
 
     def train(block: str) -> bytes:
         return f'RUN_NOTE = "x"\n# ---- FROZEN: io ----\n{block}\n# ---- end FROZEN ----\nlr = 0.3\n'.encode()
@@ -235,7 +235,7 @@ def test_restore_splices_frozen_blocks_verbatim(tmp_path):
 
 
 def test_ledger_drops_a_row_cut_short(tmp_path):
-    from arunner import ledger
+    from arunner.state import ledger
 
     path = tmp_path / "results.tsv"
     row = "r0001\tts\t1.00\tok\tadvance\tloss\t0.5\ttrue\ttrue\tnote\n"
@@ -247,7 +247,7 @@ def test_ledger_drops_a_row_cut_short(tmp_path):
 
 
 def test_run_ids_have_one_parser_and_one_formatter(tmp_path):
-    from arunner import runs
+    from arunner.core import runs
 
     for n in (1, 9999, 10000):
         assert runs.parse_run_id(runs.format_run_id(n)) == n

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER_SRC = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER_SRC))
 
-from arunner import slots  # noqa: E402
-from arunner.errors import UserError  # noqa: E402
+from arunner.core.errors import UserError  # noqa: E402
+from arunner.procs import slots  # noqa: E402
 
 HOLDER = Path(__file__).resolve().parent / "procs" / "slot_holder.py"
 

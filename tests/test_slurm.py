@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slurm_cluster import slurm_cluster  # noqa: E402, F401
 
-from arunner import slots, slurm, watchdog, wave  # noqa: E402
-from arunner.errors import UserError  # noqa: E402
+from arunner.core.errors import UserError  # noqa: E402
+from arunner.procs import slot_pool, slots, slurm, watchdog  # noqa: E402
 
 HOST = Path(__file__).resolve().parent / "procs" / "slot_host.py"
 
@@ -88,7 +88,7 @@ def test_wave_through_slurm(tmp_path):
     for i, code in enumerate((0, 3)):
         (tmp_path / f"r{i}").mkdir()
         cands.append(
-            wave.Candidate(
+            slot_pool.SlotJob(
                 name=f"r{i}",
                 cmd=[sys.executable, str(HOST), str(tmp_path / f"r{i}" / "rec"), "0.5", str(code)],
                 cwd=tmp_path,
@@ -100,7 +100,7 @@ def test_wave_through_slurm(tmp_path):
             )
         )
     pool = slots.SlotPool([slots.Slot(0, ()), slots.Slot(1, ())])  # at most two jobs in flight
-    outcomes = wave.run_wave(cands, pool, slurm.SlurmLauncher())
+    outcomes = slot_pool.run_jobs(cands, pool, slurm.SlurmLauncher())
     assert [o.result.exit_code for o in outcomes] == [0, 3]
     assert len({o.result.job_id for o in outcomes}) == 2
 
@@ -136,7 +136,7 @@ def test_ctrl_c_cancels_every_job_of_a_wave(tmp_path):
     for i in range(3):
         (tmp_path / f"r{i}").mkdir()
         cands.append(
-            wave.Candidate(
+            slot_pool.SlotJob(
                 name=f"r{i}",
                 cmd=[sys.executable, str(HOST), str(tmp_path / f"r{i}" / "rec"), "60"],
                 cwd=tmp_path,
@@ -151,7 +151,7 @@ def test_ctrl_c_cancels_every_job_of_a_wave(tmp_path):
     main = threading.main_thread().ident
     timer = threading.Timer(2.0, lambda: signal.pthread_kill(main, signal.SIGINT))
     timer.start()
-    outcomes = wave.run_wave(cands, pool, slurm.SlurmLauncher())
+    outcomes = slot_pool.run_jobs(cands, pool, slurm.SlurmLauncher())
     timer.join()
     assert [o.slot is not None for o in outcomes] == [True, True, False]
     for o in outcomes[:2]:

@@ -30,7 +30,7 @@ SHAPES = {
     "constants_host": {"cli_args": "{MAX_STEPS: 30}"},  # module constants, SEED
 }
 CASES = [
-    ("9528f93", "minimal"),  # the older landed commit knew the package-module shape only
+    (LANDED[0], "minimal"),
     *((LANDED[1], name) for name in SHAPES),
     *((HEAD, name) for name in ("script_host", "constants_host")),
 ]
@@ -185,6 +185,8 @@ def test_upgrade_keeps_answers_edits_and_history_and_the_loop_runs_on(old, shape
         assert (config["seed_key"] != "") == (shape != "minimal"), config["seed_key"]
     assert EDIT in expr.train_py.read_text()
     assert _marked(expr) == []
+    flat = sorted(p.name for p in (expr.dir / "arunner").glob("*.py"))
+    assert flat == ["__init__.py", "hostentry.py"], flat  # modules the new version moved are gone
     assert expr.rows() == rows_before  # history untouched
     status = git(host, "status", "--porcelain")
     untracked_bytecode = [line for line in status.splitlines() if line.startswith("??") and "__pycache__" in line]

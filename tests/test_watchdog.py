@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive as alive
 
-from arunner import watchdog
-from arunner.launch import last_line, run_training
+from arunner.procs import watchdog
+from arunner.procs.launch import last_line, run_training
 
 PROCS = Path(__file__).resolve().parent / "procs"
 TREE = PROCS / "tree.py"

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER_SRC = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER_SRC))
 
-from arunner import slots, watchdog, wave  # noqa: E402
+from arunner.procs import slot_pool, slots, watchdog  # noqa: E402
 
 PROCS = Path(__file__).resolve().parent / "procs"
 HOST = PROCS / "slot_host.py"
@@ -31,10 +31,10 @@ def lock_dir(tmp_path, monkeypatch):
     return folder
 
 
-def _cands(out: Path, count: int, seconds: float, prefix: str = "c", codes=None) -> list[wave.Candidate]:
+def _cands(out: Path, count: int, seconds: float, prefix: str = "c", codes=None) -> list[slot_pool.SlotJob]:
     codes = codes or [0] * count
     return [
-        wave.Candidate(
+        slot_pool.SlotJob(
             name=f"{prefix}{i}",
             cmd=[sys.executable, str(HOST), str(out / f"{prefix}{i}.rec"), str(seconds), str(codes[i])],
             cwd=out,
@@ -69,7 +69,7 @@ def _assert_disjoint(rows) -> None:
 def test_wave_runs_each_candidate_once_on_disjoint_slots(tmp_path, lock_dir, count):
     cands = _cands(tmp_path, count, 0.3, codes=[1 if i == 1 else 0 for i in range(count)])
     pool = slots.SlotPool(slots.make_slots(DEVICES, 1))
-    outcomes = wave.run_wave(cands, pool)
+    outcomes = slot_pool.run_jobs(cands, pool)
     assert [o.candidate.name for o in outcomes] == [c.name for c in cands]
     assert all(o.slot is not None and o.result is not None for o in outcomes)
     assert [o.result.exit_code for o in outcomes] == [1 if i == 1 else 0 for i in range(count)]
@@ -106,7 +106,7 @@ def test_ctrl_c_stops_every_candidate(tmp_path, lock_dir):
     main = threading.main_thread().ident
     timer = threading.Timer(1.0, lambda: signal.pthread_kill(main, signal.SIGINT))
     timer.start()
-    outcomes = wave.run_wave(cands, pool)
+    outcomes = slot_pool.run_jobs(cands, pool)
     timer.join()
     started = [o for o in outcomes if o.slot is not None]
     assert len(started) == 4
@@ -123,6 +123,6 @@ def test_budget_applies_per_candidate(tmp_path, lock_dir):
     cands = _cands(tmp_path, 2, 30)
     cands[0].budget_s = 0.5
     cands[1].cmd[-2] = "0.2"
-    outcomes = wave.run_wave(cands, slots.SlotPool(slots.make_slots(DEVICES, 1)))
+    outcomes = slot_pool.run_jobs(cands, slots.SlotPool(slots.make_slots(DEVICES, 1)))
     assert outcomes[0].result.timed_out and outcomes[0].result.exit_code is None
     assert outcomes[1].result.exit_code == 0 and not outcomes[1].result.timed_out

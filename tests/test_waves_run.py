@@ -18,7 +18,8 @@ import time
 import pytest
 from conftest import Experiment, answers
 
-from arunner import iteration, snapshots
+from arunner.loop import iteration
+from arunner.state import snapshots
 
 WAVE_ANSWERS = answers(cli_args="{lr: 0.1, sleep: 0.0}", slug="261202-waves")
 RECORDER = """
@@ -252,7 +253,7 @@ def test_ctrl_c_mid_wave(wexpr):
 
 def test_status_shows_slots_and_holders(wexpr, lock_dir):
     wexpr.ar("session", "--devices", "0,1", "--devices-per-run", "2")
-    from arunner import slots
+    from arunner.procs import slots
 
     held = slots.try_lease(slots.Slot(0, ("0", "1")), "someone-else")
     try:

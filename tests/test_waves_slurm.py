@@ -19,7 +19,9 @@ import pytest
 from conftest import Experiment, answers
 from slurm_cluster import slurm_cluster  # noqa: F401
 
-from arunner import iteration, runs, snapshots
+from arunner.core import runs
+from arunner.loop import iteration
+from arunner.state import snapshots
 
 SLURM_ANSWERS = answers(cli_args="{lr: 0.1, sleep: 0.0}", slug="261202-slurm")
 
@@ -99,7 +101,7 @@ def test_invisible_folder_is_refused_in_one_line(rendered_once, tmp_path, slurm_
 
 
 def test_node_failure_requeues_the_candidate(sexpr):
-    from arunner import watchdog
+    from arunner.procs import watchdog
 
     sexpr.run()
     sexpr.train_py.write_text(source(sexpr, 0.07, sleep=60))

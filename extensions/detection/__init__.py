@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from arunner.answers import ANSWERS
+from arunner.core.answers import ANSWERS
 
 from . import arguments, checkpoints, commands, entrypoints, goals, launch, outputs, pathglob, trackers
 from .sources import Project

@@ -15,7 +15,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from arunner.config import LAUNCHERS, PYTHON_RE
+from arunner.core.config import LAUNCHERS, PYTHON_RE
 
 from .sources import Project, scalar
 

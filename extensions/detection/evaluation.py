@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from arunner.fsutil import module_file
+from arunner.core.fsutil import module_file
 
 MAX_MODULES = 40  # project modules followed from the entry point's imports
 MAX_FILE_BYTES = 512 * 1024  # bigger sources are skipped

@@ -16,7 +16,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from arunner.config import PYTHON_RE
+from arunner.core.config import PYTHON_RE
 
 from .commands import Command
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyliteral import as_number
 
-from arunner.fsutil import module_file
+from arunner.core.fsutil import module_file
 
 from .walk import Tree
 

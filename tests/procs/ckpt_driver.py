@@ -15,9 +15,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 
-from arunner import best, checkpoints  # noqa: E402
-from arunner.config import Config  # noqa: E402
-from arunner.fsutil import atomic_write_json, fault_point  # noqa: E402
+from arunner.core.config import Config  # noqa: E402
+from arunner.core.fsutil import atomic_write_json, fault_point  # noqa: E402
+from arunner.state import best, checkpoints  # noqa: E402
 
 
 def make_cfg(root, expr, glob="", cli_args=None):

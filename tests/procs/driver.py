@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "template" / "<<slug>>"))
 
-from arunner.launch import run_training  # noqa: E402
+from arunner.procs.launch import run_training  # noqa: E402
 
 log, pidfile, budget, grace, token, term = sys.argv[1:7]
 cmd = [sys.executable, str(HERE / "tree.py"), pidfile, "--children", "2", "--grandchild", "--term", term]

@@ -4,7 +4,7 @@ import sys
 import time
 
 sys.path.insert(0, sys.argv[1])
-from arunner import slots  # noqa: E402
+from arunner.procs import slots  # noqa: E402
 
 pool_slots = slots.make_slots(slots.parse_devices(sys.argv[2]), int(sys.argv[3]))
 lease = slots.try_lease(pool_slots[int(sys.argv[4])], "holder")

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..answers import METRIC_BACKENDS as BACKENDS
-from ..text import one_line
+from ..core.answers import METRIC_BACKENDS as BACKENDS
+from ..core.text import one_line
 from .custom import extract_custom
 from .logregex import DEFAULT_LOG_REGEX, extract_log
 from .tensorboard import extract_tensorboard

@@ -16,7 +16,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from ..text import one_line
+from ..core.text import one_line
 from .logregex import read_tail_text
 
 ERROR_CAP = 160  # characters of an error quoted in the note

@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from ..fsutil import read_tail
+from ..core.fsutil import read_tail
 
 # `{name}` is replaced by re.escape(metric name). The name must not continue a
 # longer name on either side (`eval/loss` does not match `my_eval/loss=` nor

@@ -1,0 +1,596 @@
+"""What the agent must not change, and a static guard on train.py.
+
+The manifest (.ar-protected.json in the experiment folder) lists prepare.py,
+the project modules that prepare.py imports (the evaluation code), this
+experiment's own runner files and any user globs (data splits, configs), each
+with its stat and a content digest. A check stats every entry and hashes only
+those whose stat moved, so a clean check costs one stat per file. The stat
+includes st_ctime, which no user process can set back: an edit that restores
+the mtime with os.utime is still seen. Large files get a sampled digest (the
+size plus chunks spread over the file): a new size or mtime is a change, and
+when only the ctime moved (a restore with `cp -p`) the sampled digest decides.
+
+The guard reads train.py with `ast` (it is never run) and refuses code that
+prints or logs the primary metric itself, or rebinds a protected name.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..core import chain_hash
+from ..core.errors import UserError
+from ..core.fsutil import atomic_write_text, module_file, read_json
+
+MANIFEST = ".ar-protected.json"
+FULL_HASH_MAX_BYTES = 16 * 1024 * 1024  # files up to this size are hashed whole
+SAMPLE_CHUNK_BYTES = 64 * 1024  # a sampled digest reads this much per chunk ...
+SAMPLE_CHUNKS = 16  # ... at this many offsets spread over the file (first and last included)
+MAX_IMPORTED_MODULES = 64  # bound on the project modules followed from prepare.py's imports
+RUNNER_FILES = ("ar.py", "prepare.py", "experiment.json")  # plus everything under arunner/
+EVAL_NAME_RE = re.compile(r"(eval|valid|metric|score|loss|accuracy|test|bleu|perplex)", re.I)  # protected functions
+
+
+# ---------------------------------------------------------------- manifest
+
+
+@dataclass
+class Check:
+    changed: list[str] = field(default_factory=list)  # paths relative to the project root, missing files included
+    hashed: list[str] = field(default_factory=list)  # entries whose stat moved, so their content was read
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def digest(path: Path, size: int) -> str:
+    """sha256 of the whole file, or for large files of its size plus SAMPLE_CHUNKS chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= FULL_HASH_MAX_BYTES:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+            return "sha256:" + h.hexdigest()
+        h.update(str(size).encode())
+        span = size - SAMPLE_CHUNK_BYTES
+        for i in range(SAMPLE_CHUNKS):
+            fh.seek(span * i // (SAMPLE_CHUNKS - 1))
+            h.update(fh.read(SAMPLE_CHUNK_BYTES))
+    return "sampled:" + h.hexdigest()
+
+
+def _imported_modules(tree: ast.AST, package: str) -> list[tuple[str, list[str]]]:
+    """(dotted module, imported names) of every import statement in tree."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                parts = parts[: max(0, len(parts) - (node.level - 1))]
+                base = ".".join([*parts, base] if base else parts)
+            names = [a.name for a in node.names]
+            out.append((base, names))
+            out += [(f"{base}.{n}", []) for n in names]  # `from pkg import mod` imports a module
+    return out
+
+
+def evaluation_modules(project_root: Path, prepare_path: Path) -> list[Path]:
+    """Project files that prepare.py imports, followed transitively: the code that judges a run."""
+    root = Path(project_root)
+    try:
+        start = ast.parse(Path(prepare_path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    found: list[Path] = []
+    queue = [(start, "")]
+    while queue and len(found) < MAX_IMPORTED_MODULES:
+        tree, package = queue.pop(0)
+        for dotted, _ in _imported_modules(tree, package):
+            path = module_file(root, dotted) if dotted else None
+            if path is None or path in found:
+                continue
+            found.append(path)
+            try:
+                sub = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            except (OSError, SyntaxError, ValueError):
+                continue
+            pkg = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
+            queue.append((sub, pkg))
+    return found
+
+
+def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = ()) -> list[Path]:
+    """prepare.py and what it imports from the project, the runner files, and the user's globs."""
+    expr_dir, root = Path(expr_dir), Path(project_root)
+    paths = [expr_dir / name for name in RUNNER_FILES if (expr_dir / name).is_file()]
+    paths += sorted(p for p in (expr_dir / "arunner").rglob("*.py") if "__pycache__" not in p.parts)
+    modules = evaluation_modules(root, expr_dir / "prepare.py")
+    paths += modules + parent_packages(root, modules)
+    for pattern in protected_globs:
+        if os.path.isabs(pattern) or ".." in Path(pattern).parts:
+            raise UserError(f"protected glob {pattern!r} must be relative to the project root and stay inside it")
+        paths += sorted(Path(p) for p in glob.glob(str(root / pattern), recursive=True) if os.path.isfile(p))
+    unique: dict[Path, None] = {}
+    for p in paths:
+        unique.setdefault(Path(os.path.abspath(p)), None)
+    return list(unique)
+
+
+def parent_packages(project_root: Path, modules: Iterable[Path]) -> list[Path]:
+    """The `__init__.py` of every package above each module, up to the project root (they run on import)."""
+    root, out = Path(os.path.abspath(project_root)), []
+    for module in modules:
+        folder = Path(os.path.abspath(module)).parent
+        while folder != root and root in folder.parents:
+            init = folder / "__init__.py"
+            if init.is_file() and init not in out:
+                out.append(init)
+            folder = folder.parent
+    return out
+
+
+def _bytecode_matches(source: str, cache: str) -> bool:
+    """Whether the .pyc holds exactly the code compiled from the source (its 16-byte header aside)."""
+    import marshal
+
+    try:
+        with open(source, "rb") as fh:
+            text = fh.read()
+        with open(cache, "rb") as fh:
+            data = fh.read()
+        # Compared as code objects, not bytes: marshal's output depends on the writing process
+        # (reference flags), and code equality leaves out the file name (a project copied
+        # elsewhere keeps its old caches, which Python trusts by mtime and size).
+        return marshal.loads(data[16:]) == compile(text, source, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, AttributeError):
+        return False
+
+
+def check_bytecode(manifest: dict, project_root: Path) -> tuple[list[str], bool]:
+    """(protected sources whose __pycache__ file is not their compiled source, manifest refreshed?).
+
+    A .pyc with the source's size and mtime in its header is loaded instead of the source
+    by every later import: a new or changed one is compiled and compared (once; its stat is
+    then kept), so an honest cache written by Python costs one compile, a forged one blocks.
+    One listing per __pycache__ folder, one stat per cache that exists."""
+    seen = manifest.setdefault("bytecode", {})
+    root, bad, refreshed = os.fspath(project_root), [], False
+    tag = sys.implementation.cache_tag
+    listed: dict[str, set] = {}
+    for rel in manifest["files"]:
+        if not rel.endswith(".py") or tag is None:
+            continue
+        folder, _, name = rel.rpartition("/")
+        cache_dir = os.path.join(root, folder, "__pycache__")
+        if cache_dir not in listed:
+            try:
+                listed[cache_dir] = set(os.listdir(cache_dir))
+            except OSError:
+                listed[cache_dir] = set()
+        cache_name = f"{name[:-3]}.{tag}.pyc"
+        if cache_name not in listed[cache_dir]:
+            continue
+        cache = os.path.join(cache_dir, cache_name)
+        try:
+            key = _stat_key(os.stat(cache))
+        except OSError:
+            continue
+        if seen.get(rel) == key:
+            continue
+        if _bytecode_matches(os.path.join(root, rel), cache):
+            seen[rel], refreshed = key, True
+        else:
+            bad.append(_rel(Path(cache), Path(project_root)))
+    return bad, refreshed
+
+
+# ---------------------------------------------------------------- the evaluator's import path
+
+IMPORT_HOOKS = ("sitecustomize.py", "usercustomize.py")  # plus every *.pth: code Python runs at start-up
+
+
+def evaluator_path(python: str = sys.executable) -> list[str]:
+    """sys.path of `python -I` (the evaluator's interpreter before the project root is appended)."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return [p for p in json.loads(out) if p and os.path.isdir(p)]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return []
+
+
+def _hooks_in(dirs: Iterable[str]) -> dict:
+    """{path: digest} of every start-up hook (.pth, sitecustomize, usercustomize) in these folders."""
+    found = {}
+    for folder in dirs:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".pth") or name in IMPORT_HOOKS:
+                path = os.path.join(folder, name)
+                try:
+                    found[path] = digest(Path(path), os.stat(path).st_size)
+                except OSError:
+                    continue
+    return found
+
+
+def record_import_path(python: str = sys.executable) -> dict:
+    dirs = evaluator_path(python)
+    return {"python": python, "dirs": dirs, "hooks": _hooks_in(dirs)}
+
+
+def check_import_path(manifest: dict) -> list[str]:
+    """Start-up hooks added, changed or removed in the evaluator's import path since the manifest was recorded."""
+    recorded = manifest.get("import_path")
+    if not recorded:
+        return []
+    now, before = _hooks_in(recorded["dirs"]), recorded["hooks"]
+    return sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise UserError(f"protected file {path} is outside the project root {root}") from None
+
+
+def record(expr_dir: Path, project_root: Path, paths: Iterable[Path], rules: Optional[dict] = None) -> dict:
+    """Hash and stat every path and the evaluator's start-up hooks, write the manifest (sealed); returns it."""
+    root = Path(project_root)
+    files = {}
+    for path in paths:
+        st = os.stat(path)
+        files[_rel(path, root)] = {"stat": _stat_key(st), "digest": digest(Path(path), st.st_size)}
+    manifest = {"version": 1, "files": files, "import_path": record_import_path()}
+    if rules is not None:
+        manifest["rules"] = rules
+    _write(expr_dir, manifest)
+    return manifest
+
+
+def _write(expr_dir: Path, manifest: dict) -> None:
+    import json
+
+    text = json.dumps(manifest, indent=1) + "\n"
+    chain_hash.seal_text(expr_dir, "manifest", text)  # sealed first: an edited manifest is seen
+    atomic_write_text(Path(expr_dir) / MANIFEST, text)
+
+
+def set_rules(expr_dir: Path, rules: dict) -> None:
+    """Record the rules in force (after a person changed them with `ar.py session`)."""
+    manifest = load(expr_dir)
+    if manifest is not None:
+        manifest["rules"] = rules
+        _write(expr_dir, manifest)
+
+
+def load(expr_dir: Path) -> Optional[dict]:
+    """The manifest, or None before the first run."""
+    path = Path(expr_dir) / MANIFEST
+    fix = "a person must look at what changed it"
+    chain_hash.verify_file(expr_dir, "manifest", path)  # the runner's own, or the run is blocked
+    data = read_json(path, "protected-file manifest", fix, default=None)
+    if data is not None and not (isinstance(data, dict) and isinstance(data.get("files"), dict)):
+        raise UserError(f"protected-file manifest {path} is damaged; {fix}")
+    return data
+
+
+def check(expr_dir: Path, project_root: Path) -> Check:
+    """Stat every protected file; hash only those whose stat moved. Empty `changed`: all intact.
+
+    A file whose stat moved but whose content is the same (a `git checkout`, a
+    `touch`) gets its new stat written back, so the next check is cheap again.
+    """
+    manifest = load(expr_dir)
+    result = Check()
+    if manifest is None:
+        return result
+    root = os.fspath(project_root)
+    refreshed = False
+    for rel, entry in manifest["files"].items():
+        path = os.path.join(root, rel)  # plain strings: a Path per file would cost more than its stat
+        try:
+            st = os.stat(path)
+        except OSError:
+            result.changed.append(rel)
+            continue
+        old = entry["stat"]
+        if st.st_ctime_ns == old[2] and st.st_mtime_ns == old[1] and st.st_size == old[0] and st.st_ino == old[3]:
+            continue  # the common case, kept to attribute reads: it runs once per protected file
+        key = _stat_key(st)
+        sampled = entry["digest"].startswith("sampled:")
+        if sampled and key[:2] != old[:2]:  # large data: a new size or mtime is a change
+            result.changed.append(rel)
+            continue
+        result.hashed.append(rel)
+        try:
+            same = digest(Path(path), st.st_size) == entry["digest"]
+        except OSError:
+            same = False
+        if same:
+            entry["stat"], refreshed = key, True
+        else:
+            result.changed.append(rel)
+    result.changed += check_import_path(manifest)
+    forged, cached = check_bytecode(manifest, project_root)
+    result.changed += forged
+    refreshed = refreshed or cached
+    if refreshed and not result.changed:
+        _write(expr_dir, manifest)
+    return result
+
+
+def ensure(
+    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+) -> Check:
+    """Record the manifest at the first run, else check it (the call before and after every run)."""
+    if load(expr_dir) is None:
+        record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
+        return Check()
+    return check(expr_dir, project_root)
+
+
+def accept(
+    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+) -> list[str]:
+    """Record the files as they are now (`ar.py protect --accept`); returns the paths whose change it accepted.
+
+    Works on a damaged or edited manifest too (it is what a person runs to recover)."""
+    try:
+        changed = check(expr_dir, project_root).changed if load(expr_dir) is not None else []
+    except UserError:
+        changed = [MANIFEST]
+    if rules is None:
+        try:
+            rules = (load(expr_dir) or {}).get("rules")
+        except UserError:
+            rules = None
+    record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
+    return changed
+
+
+def changed_message(changed: list[str], expr_dir: Path) -> str:
+    """One line: which protected files changed and what to do (stop and report; a person decides)."""
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return (
+        f"protected files changed: {shown}; stop and report this to the person "
+        "(only they restore the files or accept the change)"
+    )
+
+
+# ---------------------------------------------------------------- static guard on train.py
+
+
+@dataclass
+class Offence:
+    line: int
+    text: str  # the offending source line, stripped
+    reason: str
+
+    def __str__(self) -> str:
+        return f"train.py line {self.line}: {self.reason}: {self.text[:120]}"
+
+
+OUTPUT_CALLS = {"print", "write", "writelines", "pprint"}  # plain output, by the called name
+LOG_CALLS = {"debug", "info", "warning", "warn", "error", "critical", "exception", "log"}  # logging / trackers
+TRACKER_CALLS = {"add_scalar", "add_scalars", "log_metric", "log_metrics", "log_dict", "add_hparams", "summary"}
+PATCH_CALLS = {"setattr", "patch", "setitem"}  # setattr(mod, "name", f), mock.patch("a.name", f)
+
+
+def _called_name(func: ast.AST) -> str:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _strings(node: ast.AST) -> Iterable[str]:
+    """Every literal string (and bytes) inside node, f-string pieces included."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, (str, bytes)):
+            value = sub.value
+            yield value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _names_metric(text: str, metric: str) -> bool:
+    """The literal is the metric's name, or holds it as `name=` / `name:` (what the log backend reads)."""
+    if text.strip() == metric:
+        return True
+    return re.search(rf"(?<![\w/.]){re.escape(metric)}\s*[=:]", text) is not None
+
+
+def guard_train_py(source: str, primary_metric: str, protected: Iterable[str]) -> Optional[Offence]:
+    """The offence on the earliest line of train.py's source, or None.
+
+    `protected` holds names the candidate must not rebind: bare (`evaluate_model`,
+    matched as any attribute, setattr or patch target) or qualified
+    (`prepare.evaluate`, matched only on an object named like the owner).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # the run itself crashes with the full traceback: not the guard's call
+        return None
+    bare, qualified = set(), {}
+    for name in protected:
+        owner, _, attr = name.rpartition(".")
+        if owner:
+            qualified.setdefault(attr, set()).add(owner.rpartition(".")[2])
+        else:
+            bare.add(name)
+    found = list(_offences(tree, primary_metric, bare, qualified))
+    if not found:
+        return None
+    node, reason = min(found, key=lambda f: (f[0].lineno, f[0].col_offset))
+    lines = source.splitlines()
+    return Offence(node.lineno, lines[node.lineno - 1].strip() if node.lineno <= len(lines) else "", reason)
+
+
+def _rebound(target: ast.AST, bare: set, qualified: dict) -> Optional[str]:
+    """The protected name that assigning to (or deleting) target rebinds, if any."""
+    if isinstance(target, ast.Attribute):
+        chain = _dotted(target).split(".")
+        if target.attr in bare:
+            return target.attr
+        if len(chain) >= 2 and chain[-2] in qualified.get(target.attr, ()):
+            return target.attr
+        inner = next((part for part in chain[:-1] if part in bare), None)  # evaluate_model.__code__ = ...
+        return inner or (_rebound(target.value, bare, qualified) if isinstance(target.value, ast.Attribute) else None)
+    if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+        key, base = target.slice.value, ast.unparse(target.value)  # vars(mod)["name"], mod.__dict__["name"]
+        if key in bare or any(owner in base for owner in qualified.get(key, ())):
+            return key
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return next((n for n in (_rebound(e, bare, qualified) for e in target.elts) if n), None)
+    return None
+
+
+def _offences(tree: ast.AST, metric: str, bare: set, qualified: dict):
+    """(node, reason) for every offence in the tree."""
+    for node in ast.walk(tree):
+        targets: list = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            name = _rebound(target, bare, qualified)
+            if name:
+                yield node, f"rebinds the protected name {name}"
+            elif (  # wandb.run.summary["val_loss"] = 0.0
+                isinstance(target, ast.Subscript)
+                and "summary" in _dotted(target.value)
+                and any(_names_metric(t, metric) for t in _strings(target.slice))
+            ):
+                yield node, f"logs the primary metric {metric} itself"
+        if not isinstance(node, ast.Call):
+            continue
+        called, dotted = _called_name(node.func), _dotted(node.func)
+        if called in PATCH_CALLS or dotted.endswith("patch.object"):
+            owner_text = ast.unparse(node.args[0]) if node.args else ""  # setattr(prepare, "evaluate", f)
+            for text in (t for arg in node.args[:2] for t in _strings(arg)):
+                leaf = text.rpartition(".")[2]
+                if leaf in bare or any(o in text or o in owner_text for o in qualified.get(leaf, ())):
+                    yield node, f"rebinds the protected name {leaf}"
+        if called in OUTPUT_CALLS or called in LOG_CALLS or called in TRACKER_CALLS:
+            args = [*node.args, *(k.value for k in node.keywords)]
+            if any(_names_metric(t, metric) for arg in args for t in _strings(arg)):
+                logs = called in TRACKER_CALLS or called in LOG_CALLS
+                yield node, f"{'logs' if logs else 'prints'} the primary metric {metric} itself"
+
+
+# A data function of the evaluation names its split as a word: val_split, get_test_loader, holdout_data.
+DATA_NAME_RE = re.compile(r"(^|_)(val|valid|validation|test|holdout|heldout|dev|eval)(_|$)", re.I)
+
+
+def _imported_functions(root: Path, tree: ast.AST):
+    """(names imported, top-level functions of that module) for each project module `tree` imports from."""
+    for dotted, imported in _imported_modules(tree, ""):
+        path = module_file(root, dotted) if dotted and imported else None
+        if path is None:
+            continue
+        try:
+            module = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        yield imported, {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
+    """Functions the evaluation code imports from the project to get its data (`val_split`, `test_loader`):
+    a train.py that reads them trains on what it is judged on. Names with `train` in them are left out."""
+    names: list[str] = []
+    root = Path(project_root)
+    for path in [Path(prepare_path), *evaluation_modules(root, prepare_path)]:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for imported, functions in _imported_functions(root, tree):
+            names += [
+                n
+                for n in imported
+                if n in functions and DATA_NAME_RE.search(n) and "train" not in n.lower() and n not in names
+            ]
+    return names
+
+
+def guard_data_reads(source: str, data_names: Iterable[str], data_files: Iterable[str]) -> Optional[Offence]:
+    """The first line of train.py that names one of the evaluation's data functions or split files, or None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names, files = set(data_names), [f for f in data_files if f]
+    found = []
+    for node in ast.walk(tree):
+        hit = None
+        if isinstance(node, ast.Name) and node.id in names:
+            hit = node.id
+        elif isinstance(node, ast.Attribute) and node.attr in names:
+            hit = node.attr
+        elif isinstance(node, ast.alias) and node.name.rpartition(".")[2] in names:
+            hit = node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            hit = next((n for n in names if text == n), None) or next(
+                (f for f in files if text.endswith(f) or text == Path(f).name), None
+            )
+        if hit and hasattr(node, "lineno"):
+            found.append((node, hit))
+    if not found:
+        return None
+    node, hit = min(found, key=lambda f: (f[0].lineno, f[0].col_offset))
+    lines = source.splitlines()
+    text = lines[node.lineno - 1].strip() if node.lineno <= len(lines) else ""
+    return Offence(node.lineno, text, f"reads the evaluation's data ({hit}): training on it games the metric")
+
+
+def protected_names(prepare_path: Path, project_root: Path) -> list[str]:
+    """The names a candidate must not rebind: prepare's evaluate, plus the evaluation and metric
+    functions prepare.py imports from the project (names that look like evaluation; classes,
+    which the agent may legitimately patch, are left out)."""
+    names = ["prepare.evaluate"]
+    try:
+        tree = ast.parse(Path(prepare_path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return names
+    root = Path(project_root)
+    for imported, functions in _imported_functions(root, tree):
+        names += [n for n in imported if n in functions and EVAL_NAME_RE.search(n) and n not in names]
+    return names

@@ -1,0 +1,193 @@
+"""Start one training run, enforce its time budget, stop its whole process tree.
+
+The command runs in a new session (so the terminal's Ctrl+C reaches only the
+runner) with stdout+stderr appended to run.log: no pipe, no reader thread. The
+runner blocks on a pidfd with poll() until the child exits or the deadline
+passes; no sleep loop. Stopping and sweeping are watchdog's job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..core.fsutil import read_tail
+from . import watchdog
+
+TAIL_BYTES = 4096  # last_line reads no more than this, however large the log
+TICK_S = 1.0  # live line refresh period
+_MAX_STEP_S = 3600.0  # poll() takes an int of milliseconds: stay far from its limit
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass
+class LaunchResult:
+    exit_code: int | None  # None when killed by us
+    timed_out: bool
+    interrupted: bool  # Ctrl+C, or SIGTERM to the runner
+    started_at: float  # time.time() just before Popen
+    wall_s: float  # until the command exited, or until its tree was stopped
+    survivors: list[dict] = field(default_factory=list)  # alive after kill + sweep -> status "unclean"
+    leaked: list[dict] = field(default_factory=list)  # left running by a command that exited; swept
+    last_line: str = ""  # last non-empty line of the log
+    budget_s: Optional[float] = None  # the time budget it ran under (set by the engine)
+
+
+def last_line(log_path: Path) -> str:
+    """The last non-empty line of the log's tail; progress bars joined by \\r count as lines."""
+    text = read_tail(log_path, TAIL_BYTES).decode("utf-8", "replace")
+    for line in reversed(re.split(r"[\r\n]", _ANSI.sub("", text))):
+        line = _CTRL.sub("", line).strip()
+        if line:
+            return line
+    return ""
+
+
+class _LiveLine:
+    """One line on stderr, rewritten in place with \\r, for a person watching."""
+
+    def __init__(self, log_path: Path, budget_s: float, t0: float):
+        self.log_path, self.budget_s, self.t0 = log_path, budget_s, t0
+
+    def show(self) -> None:
+        try:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            width = 0
+        width = width or 80  # a terminal that reports no size (some ptys, CI consoles)
+        text = f"{time.monotonic() - self.t0:.0f}/{self.budget_s:g}s | {last_line(self.log_path)}"
+        sys.stderr.write("\r\x1b[K" + text[: max(10, width - 1)])  # never wrap: \r could not undo it
+        sys.stderr.flush()
+
+    @staticmethod
+    def clear() -> None:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+
+def _wait(proc: subprocess.Popen, deadline: float, tick: Optional[Callable[[], None]]) -> tuple:
+    """Block until proc exits or the deadline passes; returns (exited, reaped).
+
+    With a pidfd the child is left unreaped, so its PID (and group id) stay ours
+    while the sweep runs; the fallback Popen.wait reaps it.
+    """
+    fd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:
+            fd = None
+    poller = select.poll()
+    if fd is not None:
+        poller.register(fd, select.POLLIN)
+    try:
+        if tick:
+            tick()
+        while True:
+            left = deadline - time.monotonic()
+            step = max(0.0, min(left, TICK_S if tick else _MAX_STEP_S))
+            if fd is not None:
+                if poller.poll(int(step * 1000 + 0.999)):  # rounded up: never wake early and spin
+                    return True, False
+            else:
+                try:
+                    proc.wait(step)
+                    return True, True
+                except subprocess.TimeoutExpired:
+                    pass
+            if time.monotonic() >= deadline:
+                return False, False
+            if tick:
+                tick()
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_training(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    budget_s: float,
+    grace_s: float,
+    marker: tuple[str, str],
+    live: bool,
+    pass_fds: tuple = (),
+) -> LaunchResult:
+    """Start cmd in a NEW SESSION (start_new_session=True) with stdout+stderr to log_path,
+    wait for it without polling sleeps until budget_s elapses, then stop the whole tree.
+
+    A second Ctrl+C while the tree is being stopped SIGKILLs what was found and
+    re-raises KeyboardInterrupt.
+    """
+    env = dict(env)
+    env[marker[0]] = marker[1]  # the sweep depends on it: never launch without it
+    live_line = _LiveLine(Path(log_path), budget_s, time.monotonic()) if live else None
+    # SIGTERM to the runner (kill, systemd, a CI cancel) stops the run like Ctrl+C does
+    try:
+        prev_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        prev_term = _raise_interrupt
+    try:
+        started_at = time.time()
+        t0 = time.monotonic()
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(cwd),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=pass_fds,  # the evaluator's result pipe
+            )
+        if live_line:
+            live_line.t0 = t0
+        interrupted = False
+        try:
+            exited, reaped = _wait(proc, t0 + budget_s, live_line.show if live_line else None)
+        except KeyboardInterrupt:
+            interrupted, exited, reaped = True, False, False
+        finally:
+            if live_line:
+                live_line.clear()
+        wall_s = time.monotonic() - t0
+        if exited:
+            # A command that exited may have left children (a data-loader worker, a
+            # server): stop them the same way. Its zombie keeps its group id ours.
+            leaked, survivors = watchdog.stop_processes(None if reaped else proc.pid, marker, grace_s)
+            exit_code = proc.wait()
+        else:
+            leaked, survivors = [], watchdog.stop_tree(proc.pid, marker, grace_s)
+            exit_code = None
+            wall_s = time.monotonic() - t0
+            if not any(s["pid"] == proc.pid for s in survivors):
+                proc.wait()  # reap; it is dead
+        return LaunchResult(
+            exit_code=exit_code,
+            timed_out=not exited and not interrupted,
+            interrupted=interrupted,
+            started_at=started_at,
+            wall_s=wall_s,
+            survivors=survivors,
+            leaked=leaked,
+            last_line=last_line(Path(log_path)),
+        )
+    finally:
+        if prev_term is not _raise_interrupt:
+            signal.signal(signal.SIGTERM, prev_term if prev_term is not None else signal.SIG_DFL)
