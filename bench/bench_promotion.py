@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests" / "procs"))
 
 from ckpt_driver import make_cfg, record  # noqa: E402
 
+from arunner.core.layout import OLD_PREFIX, TRASH  # noqa: E402
 from arunner.state import best, checkpoints  # noqa: E402
 
 MB = 1 << 20
@@ -71,7 +72,7 @@ def _timed_remove(path, _remove=best.remove):
     """best.promote's deletion of the previous best, timed separately."""
     t0 = time.perf_counter()
     _remove(path)
-    if Path(path).name == best.TRASH or Path(path).name.startswith(best.OLD_PREFIX):
+    if Path(path).name == TRASH or Path(path).name.startswith(OLD_PREFIX):
         _deleting[0] += time.perf_counter() - t0
 
 

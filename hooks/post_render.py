@@ -19,8 +19,8 @@ sys.path[:0] = [str(TEMPLATE_ROOT / "extensions"), str(TEMPLATE_ROOT / "template
 from hostpaths import is_scratch  # noqa: E402
 
 from arunner.commands.upgrades import drop_bytecode, keep_rendered  # noqa: E402
+from arunner.core.layout import BASELINE  # noqa: E402
 from arunner.state.ledger import HEADER  # noqa: E402
-from arunner.state.snapshots import BASELINE  # noqa: E402
 
 
 def main(slug: str) -> int:

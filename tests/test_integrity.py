@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import EVAL_ANSWERS, HOLDOUT_BODY, REPO, Experiment, make_host, render
 
+from arunner.core.layout import MANIFEST  # noqa: E402
 from arunner.integrity import evaluate, protect
 
 sys.path.insert(0, str(REPO / "extensions"))
@@ -107,7 +108,7 @@ def test_manifest_sees_edits_of_evaluation_code_and_prepare_until_accepted(tmp_p
 
 
 def test_damaged_manifest_is_one_line(tmp_path):
-    (tmp_path / protect.MANIFEST).write_text("{not json")
+    (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(protect.UserError, match="protected-file manifest .* is not valid JSON"):
         protect.check(tmp_path, tmp_path)
     with pytest.raises(protect.UserError, match="must be relative to the project root"):

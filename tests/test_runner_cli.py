@@ -7,6 +7,8 @@ import json
 import pytest
 from conftest import Experiment, answers, render
 
+from arunner.core.layout import BASELINE  # noqa: E402
+
 
 def test_status_compact_is_short_and_true(minimal_expr: Experiment):
     minimal_expr.run()
@@ -220,7 +222,7 @@ def test_failure_before_any_best_keeps_train_py_and_the_last_run_note(minimal_ex
 
 
 def test_restore_splices_frozen_blocks_verbatim(tmp_path):
-    from arunner.state.snapshots import BASELINE, restore_target
+    from arunner.state.snapshots import restore_target
 
     def train(block: str) -> bytes:
         return f'RUN_NOTE = "x"\n# ---- FROZEN: io ----\n{block}\n# ---- end FROZEN ----\nlr = 0.3\n'.encode()

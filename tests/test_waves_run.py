@@ -18,6 +18,7 @@ import time
 import pytest
 from conftest import Experiment, answers
 
+from arunner.core.layout import WAVE_FILE  # noqa: E402
 from arunner.loop import iteration
 from arunner.state import snapshots
 
@@ -83,7 +84,7 @@ def check_invariants(expr: Experiment) -> None:
     if best:
         assert recorded[best["run_id"]]["verdict"] == "advance"
         assert expr.train_py.read_bytes() == snapshots.restore_target(expr.dir, best)
-    assert not (expr.dir / iteration.WAVE_FILE).exists()
+    assert not (expr.dir / WAVE_FILE).exists()
 
 
 def intervals(expr: Experiment, run_ids) -> list[tuple[str, float, float]]:

@@ -19,8 +19,7 @@ import pytest
 from conftest import Experiment, answers
 from slurm_cluster import slurm_cluster  # noqa: F401
 
-from arunner.core import runs
-from arunner.loop import iteration
+from arunner.core.layout import JOB_FILE, WAVE_FILE  # noqa: E402
 from arunner.state import snapshots
 
 SLURM_ANSWERS = answers(cli_args="{lr: 0.1, sleep: 0.0}", slug="261202-slurm")
@@ -87,7 +86,7 @@ def test_wave_of_three_jobs_and_ctrl_c(sexpr):
     for run_id in ("r0005", "r0006"):
         res = json.loads((sexpr.dir / "runs" / run_id / "result.json").read_text())
         assert res["status"] == "interrupted" and job_gone(res["slurm"]["job_id"]), res
-    assert not (sexpr.dir / iteration.WAVE_FILE).exists()
+    assert not (sexpr.dir / WAVE_FILE).exists()
     assert [r["run_id"] for r in sexpr.rows()] == [f"r{n:04d}" for n in range(1, 7)]
 
 
@@ -109,7 +108,7 @@ def test_node_failure_requeues_the_candidate(sexpr):
     runner = subprocess.Popen(
         [sys.executable, str(sexpr.dir / "ar.py"), "run"], cwd=sexpr.host, stdout=subprocess.PIPE, text=True
     )
-    job_file, log = sexpr.dir / "runs" / "r0002" / runs.JOB_FILE, sexpr.dir / "runs" / "r0002" / "run.log"
+    job_file, log = sexpr.dir / "runs" / "r0002" / JOB_FILE, sexpr.dir / "runs" / "r0002" / "run.log"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (job_file.exists() and log.exists()):
         time.sleep(0.1)

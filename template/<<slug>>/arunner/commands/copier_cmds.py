@@ -18,6 +18,7 @@ from ..core.answers import CONFIG_KEYS
 from ..core.config import Config
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json
+from ..core.layout import BEST, CHAIN_DECISION, CONFIG_FILE, TRAIN_PY
 from ..state import best as best_state
 from .upgrades import (
     conflicts,
@@ -68,11 +69,11 @@ def chain(cfg: Config, args) -> tuple[list[str], int]:
     src, commit = _answers_source(cfg)
     if args.template:
         src, commit = args.template, ""
-    rendered = json.loads((cfg.expr_dir / "experiment.json").read_text())
+    rendered = json.loads((cfg.layout.config).read_text())
     data = {k: rendered[k] for k in CONFIG_KEYS if k in rendered}  # the answers, not template_version
     parent_ckpt = ""
     if best.get("name"):  # the best run's checkpoint, by its original name inside best_ckpt/
-        parent_ckpt = str((cfg.expr_dir / "best_ckpt" / best["name"]).relative_to(cfg.project_root))
+        parent_ckpt = str((cfg.expr_dir / BEST / best["name"]).relative_to(cfg.project_root))
     data.update(slug=args.new_slug, goal=args.goal, topic="", parent_expr=cfg.slug, parent_ckpt=parent_ckpt)
     if args.primary_metric:
         data["primary_metric"] = args.primary_metric
@@ -93,7 +94,7 @@ def chain(cfg: Config, args) -> tuple[list[str], int]:
     if proc.returncode != 0:
         raise UserError(f"chain: copier failed: {_last_line(proc)}")
     child = cfg.expr_dir.parent / args.new_slug
-    decision = child / "chain_decision.json"
+    decision = child / CHAIN_DECISION
     atomic_write_json(
         decision,
         {
@@ -137,7 +138,7 @@ def _set_bytecode_aside(root: Path, dirty: list[str]) -> list[str]:
 
 def _template_version(expr_dir: Path) -> str:
     try:
-        return str(json.loads((expr_dir / "experiment.json").read_text(encoding="utf-8")).get("template_version", ""))
+        return str(json.loads((expr_dir / CONFIG_FILE).read_text(encoding="utf-8")).get("template_version", ""))
     except (OSError, ValueError):
         return "?"
 
@@ -150,12 +151,12 @@ def upgrade(cfg: Config, args) -> tuple[list[str], int]:
     copier = _copier()
     if _git(root, "rev-parse", "--is-inside-work-tree").returncode != 0:
         raise UserError(f"upgrade: {root} is not a git repository; copier update needs git (git init, commit, retry)")
-    if _git(root, "check-ignore", "-q", str(rel / "train.py")).returncode == 0:
+    if _git(root, "check-ignore", "-q", str(rel / TRAIN_PY)).returncode == 0:
         raise UserError(
             f"upgrade: {rel} is git-ignored, so copier update would delete its files and revert "
             f"train.py; run `git add -f {rel} && git commit` first"
         )
-    if _git(root, "ls-files", "--error-unmatch", str(rel / "train.py")).returncode != 0:
+    if _git(root, "ls-files", "--error-unmatch", str(rel / TRAIN_PY)).returncode != 0:
         raise UserError(f"upgrade: {rel} is not committed; run `git add {rel} && git commit` first")
     dirty = _git(root, "status", "--porcelain", "--", str(rel.parent)).stdout.splitlines()
     dirty = _set_bytecode_aside(root, dirty)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.config import Config
+from ..core.layout import CHANGES_INDEX, LEDGER
 from ..rules.verdict import RERUN_PREFIXES
 from ..state import changes, ledger
 
@@ -81,7 +82,7 @@ def _float(text: str):
 def _index_lines(expr: Path) -> dict[str, str]:
     """.ar-changes.tsv lines by run id, split into cells only when used (10,000 lines, a few shown)."""
     try:
-        text = (Path(expr) / changes.INDEX).read_text(encoding="utf-8", errors="replace")
+        text = (Path(expr) / CHANGES_INDEX).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return {}
     return {line[: line.find("\t")]: line for line in text.split("\n")[1:] if line}
@@ -100,7 +101,7 @@ def tried(expr: Path, last: int | None = None) -> tuple[list[Tried], int]:
     x_rerun, x_delta, x_margin, x_summary, x_note, x_against, x_touched = (
         x["rerun_of"], x["delta"], x["margin"], x["summary"], x["note"], x["against"], x["touched"]
     )  # fmt: skip
-    rows = ledger_cells(Path(expr) / "results.tsv")
+    rows = ledger_cells(Path(expr) / LEDGER)
     starts = [i for i, row in enumerate(rows) if not row[i_note].startswith(RERUN_PREFIXES)]
     total = len(starts)
     first_row = starts[-last] if last and last < total else 0

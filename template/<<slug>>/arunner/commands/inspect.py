@@ -7,8 +7,9 @@ from pathlib import Path
 from ..core.config import Config, Session, run_budget
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, read_json
+from ..core.layout import LEDGER, PLOT, RESULT, RUN_LOG, SENTINEL
 from ..core.logtail import fold_frames, last_traceback, log_lines
-from ..core.runs import SENTINEL, parse_run_id, run_dir_of, run_key, run_numbers
+from ..core.runs import parse_run_id, run_dir_of, run_key, run_numbers
 from ..integrity import checks
 from ..rules import verdict
 from ..state import best as best_state
@@ -53,7 +54,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         stop = verdict.termination(session, summary.plateau, summary.rows, summary.last_value, cfg.primary_direction)
         if stop:
             lines.append(f"STOP: terminated_by={stop}")
-    train = cfg.expr_dir / "train.py"
+    train = cfg.layout.train_py
     same = train.exists() and train.read_bytes() == restore_target(cfg.expr_dir, best)
     base = "best snapshot" if best else "baseline"
     lines.append(
@@ -76,7 +77,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         return lines[:COMPACT_LINES], 0
     lines.append("")
     lines.append("run_id\tstatus\tverdict\tprimary\tnote")
-    for r in ledger.last_rows(cfg.expr_dir / ledger.LEDGER, args.last):
+    for r in ledger.last_rows(cfg.expr_dir / LEDGER, args.last):
         lines.append(
             f"{r['run_id']}\t{r['status']}\t{r['verdict']}\t{_fmt(r['primary_value'])}\t{r['note'][:STATUS_NOTE_CAP]}"
         )
@@ -87,7 +88,7 @@ def _last_result(cfg: Config, run_id: str) -> dict | None:
     """The last ledger row's result.json (None when there is none or it cannot be read)."""
     if not run_id:
         return None
-    path = run_dir_of(cfg.expr_dir, run_id) / "result.json"
+    path = run_dir_of(cfg.expr_dir, run_id) / RESULT
     try:
         result = read_json(path, "run result", "delete that run's row or folder", default=None)
     except UserError:
@@ -110,7 +111,7 @@ def tail(cfg: Config, args) -> tuple[list[str], int]:
     """The last traceback of the log (frames inside installed packages and the stdlib folded),
     else its last N lines; read from the file's tail only."""
     run_dir = _run_dir(cfg, args.run)
-    log = run_dir / "run.log"
+    log = run_dir / RUN_LOG
     if not log.exists():
         return [f"{args.run}: no run.log ({shown_path(cfg, log)})"], 0
     lines = log_lines(log)
@@ -131,7 +132,7 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
 
         path = write(cfg, Session.load(cfg.expr_dir))
         return [f"wrote {shown_path(cfg, path)}"], 0
-    rows = ledger.read(cfg.expr_dir / "results.tsv")
+    rows = ledger.read(cfg.layout.ledger)
     best = best_state.read_best(cfg.expr_dir)
     out = [
         f"# {cfg.slug}",
@@ -162,7 +163,7 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
     said = []
     if args.plot:
         out += ["", plot(cfg, rows)]
-        if (cfg.expr_dir / "progress.png").exists():
+        if (cfg.expr_dir / PLOT).exists():
             said.append(f"wrote {shown_path(cfg, cfg.expr_dir / 'progress.png')}")
         else:
             said.append(out[-1])
@@ -184,7 +185,7 @@ def plot(cfg: Config, rows: list[dict]) -> str:
     for name in names:  # a non-finite value is kept as text: not drawn
         values = [(i + 1, holdout.get(r["run_id"], {}).get(name)) for i, r in enumerate(rows)]
         extra[f"{name} (holdout)"] = [(x, v) for x, v in values if isinstance(v, (int, float))]
-    path = cfg.expr_dir / "progress.png"
+    path = cfg.expr_dir / PLOT
     session = Session.load(cfg.expr_dir)
     try:
         figure.draw(

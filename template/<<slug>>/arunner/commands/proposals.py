@@ -8,11 +8,11 @@ import shlex
 from ..core.config import Config, Session
 from ..core.errors import UserError
 from ..core.fsutil import read_json
+from ..core.layout import TRAIN_PY, WAVE_FILE
 from ..core.text import one_line
 from ..procs import slots, slurm
 from ..state import best as best_state
 from ..state import candidates
-from ..state.candidates import WAVE_FILE
 from ..state.snapshots import restore_train_py
 
 
@@ -30,7 +30,7 @@ def propose(cfg: Config, args) -> tuple[list[str], int]:
     best = best_state.read_best(expr)
     from ..state.changes import check_same_code
 
-    train = expr / "train.py"  # decided against this best already, or queued already: refused before it is queued
+    train = expr / TRAIN_PY  # decided against this best already, or queued already: refused before it is queued
     remark = check_same_code(expr, train.read_bytes(), best, args.force) if train.exists() else ""
     if train.exists() and not args.force:
         _refuse_queued_twin(train.read_bytes(), queued)
@@ -53,7 +53,7 @@ def _refuse_queued_twin(source: bytes, queued: list) -> None:
     key = code_key(source)
     for cand in queued:
         try:
-            twin = code_key((cand.path / "train.py").read_bytes()) == key
+            twin = code_key((cand.path / TRAIN_PY).read_bytes()) == key
         except OSError:
             continue
         if twin:

@@ -15,14 +15,13 @@ import statistics
 from pathlib import Path
 
 from ..core.config import Config, Session
+from ..core.layout import CHAIN_DECISION, DIFF_FILE, LEDGER, REPORT
 from ..core.runs import run_dir_of
 from ..integrity import checks
 from ..state import best as best_state
 from ..state import ledger, noise_groups
-from ..state.changes import DIFF_FILE
 from .history import Tried, delta_text, tried
 
-REPORT = "report.html"
 OPEN_TABLE_ROWS = 200  # the candidates table is folded from this many rows on
 OPEN_KEPT = 10  # kept diffs are open up to this many kept runs
 DIFF_CAP = 60_000  # characters of one diff shown (train.diff keeps it all)
@@ -269,7 +268,7 @@ def _lineage(cfg: Config) -> str:
     chain, slug, seen = [], cfg.slug, set()
     while slug and slug not in seen:
         seen.add(slug)
-        decision = _json(root / slug / "chain_decision.json")
+        decision = _json(root / slug / CHAIN_DECISION)
         parent = decision.get("parent_expr") or (cfg.parent_expr if slug == cfg.slug else "")
         chain.append((slug, decision))
         slug = parent
@@ -280,7 +279,7 @@ def _lineage(cfg: Config) -> str:
         items.append(f"<li><b>{esc(slug)}</b>{esc(start)} <span class=muted>{esc(why)}</span></li>")
     children = []
     for child in sorted(root.iterdir()) if root.is_dir() else []:
-        decision = _json(child / "chain_decision.json")
+        decision = _json(child / CHAIN_DECISION)
         if decision.get("parent_expr") == cfg.slug:
             children.append(
                 f"<li>child <b>{esc(child.name)}</b> from best {esc(decision.get('parent_best_run_id'))}: "
@@ -309,7 +308,7 @@ def _integrity(cfg: Config, session: Session, cands: list[Tried]) -> str:
 
 def render(cfg: Config, session: Session) -> str:
     expr = cfg.expr_dir
-    rows = ledger.read(expr / "results.tsv")
+    rows = ledger.read(expr / LEDGER)
     cands, _ = tried(expr)
     best = best_state.read_best(expr)
     state = noise_groups.load(expr)

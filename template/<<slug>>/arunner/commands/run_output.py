@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..core.config import Config, Session
 from ..core.errors import UserError
+from ..core.layout import RUN_LOG
 from ..core.logtail import exception_line
 from ..core.text import one_line
 from ..loop.iteration import Iteration
@@ -92,7 +93,7 @@ def _decision(cfg: Config, runs: list, best: dict | None) -> tuple[list[str], st
         return [f"not confirmed (confirmation {result['run_id']} {what}): {restored}"], note
     parts = [restored]
     if result["status"] in FAILED and result["status"] != "interrupted":
-        exception = exception_line(cfg.expr_dir / "runs" / result["run_id"] / "run.log")
+        exception = exception_line(cfg.layout.runs / result["run_id"] / RUN_LOG)
         hint = [crash_hint(cfg, result)]  # before the rest: it must survive the cut
         if result["status"] == "timeout":  # no traceback to point at: the knob that ends training
             hint = [messages.timeout_hint(cfg, result)]

@@ -21,13 +21,10 @@ from pathlib import Path
 
 from ..core import chain_hash
 from ..core.errors import UserError
-from ..integrity.protect import MANIFEST  # the integrity reference; an upgrade re-records it
+from ..core.layout import CONFIG_FILE, MANIFEST, MANIFEST_BEFORE, PENDING, RENDERED, RUNNER_DIR
 from ..state.snapshots import has_conflict_markers
 
-MANIFEST_BEFORE = ".ar-protected.before-upgrade.json"  # what --rollback puts back
 SEAL_BEFORE = "manifest before upgrade"  # its seal (chain_hash): an edited copy is never restored
-RENDERED = ".ar-rendered-experiment.json"  # the real render's experiment.json (git-ignored)
-PENDING = ".ar-upgrade-conflicts"  # files still holding conflict markers after an upgrade
 BYTECODE_DIR = "__pycache__"
 NOT_TEXT = (".pyc", ".pyo", ".png", ".pt", ".bin")
 
@@ -39,7 +36,7 @@ def is_bytecode(path: str) -> bool:
 def drop_bytecode(expr_dir: Path) -> list[str]:
     """Remove the experiment's own __pycache__ folders (runs/ and the best are not code)."""
     dropped = []
-    for folder in [expr_dir / BYTECODE_DIR, *(expr_dir / "arunner").rglob(BYTECODE_DIR)]:
+    for folder in [expr_dir / BYTECODE_DIR, *(expr_dir / RUNNER_DIR).rglob(BYTECODE_DIR)]:
         if folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
             dropped.append(str(folder.relative_to(expr_dir)))
@@ -60,7 +57,7 @@ def untrack_bytecode(expr_dir: Path, project_root: Path) -> list[str]:
 
 def keep_rendered(expr_dir: Path) -> None:
     """Copy the experiment.json this render produced from the answers (before any merge)."""
-    source = expr_dir / "experiment.json"
+    source = expr_dir / CONFIG_FILE
     if source.is_file():
         (expr_dir / RENDERED).write_bytes(source.read_bytes())
 
@@ -79,7 +76,7 @@ def restore_generated(expr_dir: Path, project_root: Path) -> list[str]:
     A file that merged cleanly is left alone (it may hold a deliberate edit). Git's index keeps
     Copier's conflict stages for the file until reset, so the index entry goes back to HEAD's.
     """
-    target, rendered = expr_dir / "experiment.json", expr_dir / RENDERED
+    target, rendered = expr_dir / CONFIG_FILE, expr_dir / RENDERED
     if _readable(target) or not _readable(rendered):
         return []
     target.write_bytes(rendered.read_bytes())
@@ -91,7 +88,7 @@ def restore_generated(expr_dir: Path, project_root: Path) -> list[str]:
 def conflicts(expr_dir: Path) -> list[str]:
     """Rendered files with conflict markers or .rej leftovers (runtime state and bytecode skipped)."""
     found = []
-    for path in [*expr_dir.iterdir(), *(expr_dir / "arunner").rglob("*")]:
+    for path in [*expr_dir.iterdir(), *(expr_dir / RUNNER_DIR).rglob("*")]:
         rel = str(path.relative_to(expr_dir))
         if not path.is_file() or path.name.startswith(".ar-") or is_bytecode(rel):
             continue

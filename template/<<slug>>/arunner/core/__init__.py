@@ -3,10 +3,10 @@
 Modules, bottom-up (none imports one listed below it):
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
+  layout       every path of an experiment and of one run, named once
   fsutil       atomic writes, checked reads, file tails, removal
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
-  layout       every path of an experiment and of one run, named once
   runs         run ids (rNNNN) and the runs/ layout
   answers      every answer of the setup interview, declared once (type, default, rule, storage)
   config       the experiment's rendered config and the session settings

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from .errors import UserError
 from .fsutil import atomic_write_json, read_json
+from .layout import DECISION, SEALS
 
-SEALS = ".ar-seals.json"
 KEY_NAME = "key"
 KEPT_DECISIONS = 64  # decision seals of the latest runs kept (a recorded run's decision is not read again)
 
@@ -258,12 +258,12 @@ def before_append(expr_dir: Path, path: Path, line: bytes) -> None:
 def write_decision(expr_dir: Path, run_dir: Path, data: dict) -> None:
     """decision.json of a run, sealed first (repair trusts only a sealed one)."""
     seal_decision(expr_dir, Path(run_dir).name, data)
-    atomic_write_json(Path(run_dir) / "decision.json", data)
+    atomic_write_json(Path(run_dir) / DECISION, data)
 
 
 def trusted_decision(expr_dir: Path, run_dir: Path) -> tuple[dict | None, str]:
     """(decision.json of the run, "") when the runner wrote it; (None, why) when absent or not the runner's."""
-    path = Path(run_dir) / "decision.json"
+    path = Path(run_dir) / DECISION
     data = read_json(path, "run decision", "delete it", default=None)
     if data is None:
         return None, ""

@@ -18,9 +18,8 @@ from typing import Any
 from .answers import ANSWERS, CONFIG_KEYS, DIRECTIONS
 from .errors import UserError
 from .fsutil import atomic_write_json, read_json
+from .layout import CONFIG_FILE, SESSION_FILE, Layout
 
-CONFIG_FILE = "experiment.json"
-SESSION_FILE = ".ar-session.json"
 OPS = ("<=", ">=", "<", ">")
 CONSTRAINT_RE = re.compile(r"^\s*([^\s<>=]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")  # as the interview checks it
 LAUNCHERS = ("torchrun", "accelerate", "deepspeed", "srun", "mpirun")
@@ -211,6 +210,11 @@ class Config:
     time_key: str = ""  # the host's own time cap, set to the run's budget
     output_file: str = ""  # the file output_key names (`--save model.pt`); "" when it names a folder
     constraints: list[Constraint] = field(default_factory=list)
+
+    @property
+    def layout(self) -> Layout:
+        """Every path of this experiment."""
+        return Layout(self.expr_dir)
 
     @classmethod
     def load(cls, expr_dir: Path) -> Config:

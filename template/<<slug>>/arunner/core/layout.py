@@ -60,6 +60,12 @@ DIFF_FILE = "train.diff"
 WORK = "work"  # the run's own working folder (a host that saves to fixed paths)
 OUT = "out"  # the host's output folder when output_key is set
 EVAL_LOG = "eval.log"
+DECISION = "decision.json"  # the run's decision, sealed before it is committed: what repair finishes
+CHAIN_DECISION = "chain_decision.json"  # in a chained experiment: why, and from which parent best
+SLURM_CHECK_PREFIX = ".ar-slurm-check-"  # a probe file `session --slurm` writes through a job
+RUNNER_FILES = ("ar.py", PREPARE_PY, CONFIG_FILE)  # the protected runner files, plus everything under arunner/
+# Names the runner keeps in a run folder; everything else there is the host's (never a checkpoint).
+RUN_OWN_NAMES = frozenset({RUN_TRAIN_PY, RUN_LOG, DECISION, RESULT, CKPT, "wandb", CANDIDATE, WORK})
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,10 @@ class RunPaths:
     @property
     def eval_log(self) -> Path:
         return self.dir / EVAL_LOG
+
+    @property
+    def decision(self) -> Path:
+        return self.dir / DECISION
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ import os
 import re
 from pathlib import Path
 
-RUNS_DIR = "runs"
-JOB_FILE = ".slurm_job"  # in runs/rNNNN/: the Slurm job id, written right after sbatch (a dot file: never a checkpoint)
-SENTINEL = ".ar-unclean"  # in the experiment folder: blocks runs while processes of a killed run survive
+from .layout import RUNS_DIR
+
 ID_DIGITS = 4  # r0001; r10000 follows r9999
 RUN_ID_RE = re.compile(r"r(\d{4,})")
 

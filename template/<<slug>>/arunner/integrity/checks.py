@@ -18,8 +18,9 @@ import os
 from pathlib import Path
 
 from ..core import chain_hash
-from ..core.config import SESSION_FILE, Config, Session
+from ..core.config import Config, Session
 from ..core.errors import UserError
+from ..core.layout import CKPT, LEDGER, RESULT, RUN_LOG, SESSION_FILE
 from ..procs import watchdog
 from ..rules import gates
 from ..state import noise_groups
@@ -31,7 +32,7 @@ MODES = ("off", "files", "evaluator")
 
 def mode(cfg: Config, session: Session) -> str:
     """The integrity mode in force: the session's choice, else evaluator when prepare.py has evaluate()."""
-    has = evaluate.has_evaluator(cfg.expr_dir / "prepare.py")
+    has = evaluate.has_evaluator(cfg.layout.prepare_py)
     chosen = session.integrity or ("evaluator" if has else "files")
     return "files" if chosen == "evaluator" and not has else chosen
 
@@ -64,7 +65,7 @@ def check_choice(cfg: Config, value: str) -> None:
     """`session --integrity VALUE`: one line when it cannot hold."""
     if value not in MODES:
         raise UserError(f"ar.py session: --integrity {value!r} must be one of {', '.join(MODES)}")
-    if value == "evaluator" and not evaluate.has_evaluator(cfg.expr_dir / "prepare.py"):
+    if value == "evaluator" and not evaluate.has_evaluator(cfg.layout.prepare_py):
         raise UserError(
             "ar.py session: --integrity evaluator needs evaluate(checkpoint_path) in prepare.py; "
             "define it there (the comment in prepare.py shows how) or choose files"
@@ -97,7 +98,7 @@ def verify_state(cfg: Config) -> None:
     from ..state.best import LINK_TARGET, read_best
 
     expr = cfg.expr_dir
-    chain_hash.verify_ledger(expr, expr / "results.tsv")
+    chain_hash.verify_ledger(expr, expr / LEDGER)
     chain_hash.verify_best(expr, read_best(expr), expr / LINK_TARGET)
 
 
@@ -127,7 +128,7 @@ def guard(cfg: Config, session: Session, source: bytes) -> str:
     """The static guard's offence in this run's train.py, or ""."""
     if mode(cfg, session) == "off":
         return ""
-    prepare, text = cfg.expr_dir / "prepare.py", source.decode("utf-8", errors="replace")
+    prepare, text = cfg.layout.prepare_py, source.decode("utf-8", errors="replace")
     names = protect.protected_names(prepare, cfg.project_root)
     offence = protect.guard_train_py(text, cfg.primary_metric, names)
     if not offence:  # the evaluation's data functions and the protected (split) files: never read by training
@@ -274,7 +275,7 @@ def refused(cfg: Config, session: Session, run, best: dict | None, note: str) ->
         status="invalid",
         verdict="revert",
         primary=primary_field(cfg.primary_metric, cfg.primary_direction, None),
-        log_path=str(Path(run.run_dir) / "run.log"),
+        log_path=str(Path(run.run_dir) / RUN_LOG),
         note=" | ".join(n for n in (run.note, f"refused before training: {note}") if n),
         previous_best_run_id=(best or {}).get("run_id"),
     )
@@ -330,7 +331,7 @@ def run_checkpoint(cfg: Config, run_id: str) -> Path | None:
     """The checkpoint captured into runs/<id>/ckpt/ (None when absent)."""
     from ..core.runs import run_dir_of
 
-    folder = run_dir_of(cfg.expr_dir, run_id) / "ckpt"
+    folder = run_dir_of(cfg.expr_dir, run_id) / CKPT
     names = sorted(n for n in os.listdir(folder) if not n.startswith(".")) if folder.is_dir() else []
     return folder / names[0] if len(names) == 1 else None
 
@@ -377,7 +378,7 @@ def holdout_by_run(expr_dir: Path, run_ids: list[str]) -> dict:
 
     out = {}
     for run_id in run_ids:
-        path = run_dir_of(expr_dir, run_id) / "result.json"
+        path = run_dir_of(expr_dir, run_id) / RESULT
         try:
             data = read_json(path, "run result", "delete it", default=None) if path.exists() else None
         except UserError:

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..core.layout import EVAL_LOG, PREPARE_PY
 from ..procs import launch
 
 EVAL_TIMEOUT_S = 600.0  # the evaluator's own limit, never charged to the training budget
 EVAL_GRACE_S = 5.0  # SIGTERM to SIGKILL when the evaluator runs past its limit
 REL_TOLERANCE = 1e-3  # reported vs evaluated primary: relative difference allowed
 MARKER_KEY = "AR_EVAL_TOKEN"  # environment marker the watchdog sweeps the evaluator's tree by
-LOG_NAME = "eval.log"
 EVAL_PYCACHE_FRESH = False  # True: an empty bytecode cache per evaluation (+3-5 s for torch), not the runner's own
 RESULT_MAX_BYTES = 60_000  # the result pipe is read after the evaluator exits: it must fit the pipe buffer
 # The evaluator's environment: these names and prefixes of the runner's, nothing else.
@@ -178,8 +178,8 @@ def run_evaluator(
     `marker` is the environment marker its processes carry (default: a fresh one); the
     run's own marker lets the repair after a killed runner sweep a surviving evaluator."""
     expr_dir, run_dir = Path(expr_dir).resolve(), Path(run_dir)
-    log_path = run_dir / LOG_NAME
-    holdout = holdout_names(expr_dir / "prepare.py") if holdout is None else holdout
+    log_path = run_dir / EVAL_LOG
+    holdout = holdout_names(expr_dir / PREPARE_PY) if holdout is None else holdout
     fresh = EVAL_PYCACHE_FRESH
     cache = tempfile.mkdtemp(prefix="ar-eval-pycache-") if fresh else runner_pycache()
     read_fd, write_fd = os.pipe()

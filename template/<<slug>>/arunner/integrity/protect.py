@@ -30,13 +30,12 @@ from typing import Optional
 from ..core import chain_hash
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, module_file, read_json
+from ..core.layout import MANIFEST, PREPARE_PY, RUNNER_DIR, RUNNER_FILES
 
-MANIFEST = ".ar-protected.json"
 FULL_HASH_MAX_BYTES = 16 * 1024 * 1024  # files up to this size are hashed whole
 SAMPLE_CHUNK_BYTES = 64 * 1024  # a sampled digest reads this much per chunk ...
 SAMPLE_CHUNKS = 16  # ... at this many offsets spread over the file (first and last included)
 MAX_IMPORTED_MODULES = 64  # bound on the project modules followed from prepare.py's imports
-RUNNER_FILES = ("ar.py", "prepare.py", "experiment.json")  # plus everything under arunner/
 EVAL_NAME_RE = re.compile(r"(eval|valid|metric|score|loss|accuracy|test|bleu|perplex)", re.I)  # protected functions
 
 
@@ -116,8 +115,8 @@ def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[
     """prepare.py and what it imports from the project, the runner files, and the user's globs."""
     expr_dir, root = Path(expr_dir), Path(project_root)
     paths = [expr_dir / name for name in RUNNER_FILES if (expr_dir / name).is_file()]
-    paths += sorted(p for p in (expr_dir / "arunner").rglob("*.py") if "__pycache__" not in p.parts)
-    modules = evaluation_modules(root, expr_dir / "prepare.py")
+    paths += sorted(p for p in (expr_dir / RUNNER_DIR).rglob("*.py") if "__pycache__" not in p.parts)
+    modules = evaluation_modules(root, expr_dir / PREPARE_PY)
     paths += modules + parent_packages(root, modules)
     for pattern in protected_globs:
         if os.path.isabs(pattern) or ".." in Path(pattern).parts:

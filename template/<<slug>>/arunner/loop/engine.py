@@ -24,8 +24,8 @@ from ..core import chain_hash
 from ..core.config import Config, Session
 from ..core.errors import UserError
 from ..core.fsutil import fault_point
+from ..core.layout import CANDIDATE, JOB_FILE, QUEUE_DIR, RUN_LOG, TRAIN_PY
 from ..core.logtail import exception_line
-from ..core.runs import JOB_FILE
 from ..core.text import one_line
 from ..integrity import checks
 from ..procs import outputs, slot_pool, slots
@@ -94,11 +94,11 @@ def _allocate(cx: Context, planned: PlannedRun) -> tuple[PlannedRun, RunStart, b
     run = steps.allocate(cx.cfg, planned)
     if planned.kind != "candidate":
         fault_point("rerun.started")
-    return planned, run, (run.run_dir / "train.py").read_bytes()
+    return planned, run, (run.run_dir / TRAIN_PY).read_bytes()
 
 
 def _never_started(cfg: Config, run: RunStart, cand_id: str) -> None:
-    os.rename(run.run_dir / "candidate", cfg.expr_dir / candidates.QUEUE_DIR / cand_id)
+    os.rename(run.run_dir / CANDIDATE, cfg.expr_dir / QUEUE_DIR / cand_id)
     shutil.rmtree(run.run_dir, ignore_errors=True)
 
 
@@ -133,14 +133,14 @@ def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]], parallel: 
         if planned.wave:
             env["AR_WAVE"] = planned.wave
         in_place = planned.kind == "candidate" and not planned.wave  # train.py itself, as a plain run would
-        cmd = steps.build_command(cfg, cfg.expr_dir / "train.py" if in_place else run.run_dir / "train.py")
+        cmd = steps.build_command(cfg, cfg.layout.train_py if in_place else run.run_dir / TRAIN_PY)
         cands.append(
             slot_pool.SlotJob(
                 run.run_id,
                 cmd,
                 outputs.cwd(cfg, run.run_dir, parallel),  # its own working folder on a fixed-path host
                 env,
-                run.run_dir / "run.log",
+                run.run_dir / RUN_LOG,
                 cx.budget_s,
                 grace,
                 run.marker,
@@ -190,7 +190,7 @@ def _measured(cx: Context, planned: PlannedRun, run: RunStart, source: bytes, la
         metrics=steps.compact_metrics(measured.metrics, measured.wanted),
         primary=primary_field(cfg.primary_metric, cfg.primary_direction, measured.value),
         previous_best_run_id=(best or {}).get("run_id"),
-        log_path=str(run.run_dir / "run.log"),
+        log_path=str(run.run_dir / RUN_LOG),
         note="",
         checkpoint=measured.checkpoint,
         exit_code=launched.exit_code,
@@ -228,7 +228,7 @@ def _launch_notes(run: RunStart, launched: LaunchResult, status: str) -> list[st
     notes = []
     if launched.leaked:
         notes.append(f"swept {len(launched.leaked)} process(es) the training left running")
-    exception = exception_line(run.run_dir / "run.log") if status == "crash" else ""
+    exception = exception_line(run.run_dir / RUN_LOG) if status == "crash" else ""
     if exception:  # `Type: message` from the traceback, not whatever the log printed last
         notes.append(exception)
     elif status in ("crash", "timeout", "unclean") and launched.last_line:

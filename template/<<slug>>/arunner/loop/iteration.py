@@ -21,16 +21,16 @@ from ..core import chain_hash
 from ..core.config import Config, Session
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point, read_json, remove
-from ..core.runs import JOB_FILE, format_run_id, has_runs, run_dir_of, run_numbers
+from ..core.layout import BASELINE, JOB_FILE, LEDGER, LOCK, RESULT, RUN_LOG, STARTED, TRAIN_PY, WAVE_FILE
+from ..core.runs import format_run_id, has_runs, run_dir_of, run_numbers
 from ..integrity import checks
 from ..procs import outputs, slots, watchdog
 from ..rules import noise
 from ..state import best as best_state
 from ..state import candidates, changes, ledger, messages, noise_groups
-from ..state.candidates import WAVE_FILE
 from ..state.record import primary_field, result_record
 from ..state.results import RunResult
-from ..state.snapshots import BASELINE, restore_target, restore_train_py
+from ..state.snapshots import restore_target, restore_train_py
 from . import engine, plans
 from .steps import (
     FAULT_POINTS,
@@ -45,7 +45,6 @@ from .steps import (
 
 __all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "WAVE_FILE", "ExperimentLock", "iterate", "repair"]
 
-LOCK = ".ar-lock"
 WAVE_FAULT_POINTS = ("wave.allocated", "wave.judged", "wave.committed", "wave.restored")
 
 
@@ -107,10 +106,10 @@ def repair(cfg: Config) -> list[str]:
     promotion, a cut-short wave (train.py set to the best)."""
     expr = cfg.expr_dir
     notes = []
-    ledger.check_header(expr / ledger.LEDGER)
-    if ledger.repair_tail(expr / ledger.LEDGER):
+    ledger.check_header(expr / LEDGER)
+    if ledger.repair_tail(expr / LEDGER):
         notes.append("dropped a partial last row of results.tsv")
-    recorded = ledger.last_run_number(expr / ledger.LEDGER)
+    recorded = ledger.last_run_number(expr / LEDGER)
     numbers = run_numbers(expr)
     unrecorded = [n for n in numbers if n >= recorded]  # rows go in before result.json, in run order
     _cancel_unrecorded_jobs(expr, unrecorded)
@@ -127,7 +126,7 @@ def _cancel_unrecorded_jobs(expr: Path, numbers: list[int]) -> None:
     """Slurm jobs of runs a killed runner left unrecorded: cancelled (and waited for) before they are recorded."""
     for number in numbers:
         run_dir = run_dir_of(expr, number)
-        if (run_dir / JOB_FILE).exists() and not (run_dir / "result.json").exists():
+        if (run_dir / JOB_FILE).exists() and not (run_dir / RESULT).exists():
             from ..procs import slurm  # only a run that was a Slurm job pays for its import
 
             slurm.cancel_recorded(run_dir / JOB_FILE)
@@ -139,9 +138,9 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
     notes = []
     for number in numbers:
         run_dir = run_dir_of(expr, number)
-        if (run_dir / "result.json").exists():
+        if (run_dir / RESULT).exists():
             continue
-        started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
+        started = read_json(run_dir / STARTED, "run start record", "delete it", default={}) or {}
         notes += _stop_leftovers(expr, run_dir, started.get("token"))
         pending, forged = chain_hash.trusted_decision(expr, run_dir)  # never a decision training could write
         notes += best_state.repair(expr, pending if pending and pending.get("verdict") == "advance" else None)
@@ -151,7 +150,7 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
             status="crash",
             verdict="crash",
             primary=primary_field(cfg.primary_metric, cfg.primary_direction, None),
-            log_path=str(run_dir / "run.log"),
+            log_path=str(run_dir / RUN_LOG),
             note=" ".join(
                 t
                 for t in (
@@ -167,8 +166,8 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
         if result["verdict"] != "advance" or result.get("confirms"):
             restore_train_py(expr, best_state.read_best(expr))
         changes.record(expr, run_dir, result, best_state.read_best(expr), unjudged=not pending)  # idempotent
-        if not ledger.has_row(expr / "results.tsv", result["run_id"]):
-            ledger.append(expr / "results.tsv", result)
+        if not ledger.has_row(expr / LEDGER, result["run_id"]):
+            ledger.append(expr / LEDGER, result)
         ledger.write_result(run_dir, result)
         notes.append(f"recorded interrupted run {run_dir.name} as {result['status']}")
     if not notes:
@@ -220,7 +219,7 @@ def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration, 
     (refused when it was already decided against this best, unless `force`)."""
     expr = cx.cfg.expr_dir
     if not queued:
-        source = (expr / "train.py").read_bytes()
+        source = (expr / TRAIN_PY).read_bytes()
         remark = _snapshot_remark(expr, source, best)
         remark = " | ".join(r for r in (remark, changes.check_same_code(expr, source, best, force)) if r)
         return plans.edit(source, remark)
@@ -234,7 +233,7 @@ def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration, 
 
 def _check_train_py(cfg: Config, best: dict | None) -> None:
     """The wave ends with train.py set to the best: refuse to overwrite edits nobody proposed."""
-    train = cfg.expr_dir / "train.py"
+    train = cfg.layout.train_py
     if best and train.exists() and train.read_bytes() != restore_target(cfg.expr_dir, best):
         raise UserError(
             "train.py differs from the best snapshot and the queue is not empty: queue it with "

@@ -25,7 +25,8 @@ from ..core import chain_hash
 from ..core.config import LAUNCHERS, PYTHON_RE, Config, Session, run_budget
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point
-from ..core.runs import SENTINEL, next_run_id, run_dir_of, run_numbers
+from ..core.layout import CANDIDATE, LEDGER, SENTINEL, STARTED, TRAIN_PY
+from ..core.runs import next_run_id, run_dir_of, run_numbers
 from ..core.text import one_line
 from ..procs import outputs
 from ..procs.launch import LaunchResult
@@ -93,7 +94,7 @@ def write_sentinel(expr_dir: Path, run_id: str, survivors: list) -> None:
 
 def self_test_data(cfg: Config) -> None:
     """Full-prep experiments: load one batch through prepare.py before the very first run."""
-    prepare = cfg.expr_dir / "prepare.py"
+    prepare = cfg.layout.prepare_py
     if b"FULL_PREP = True" not in prepare.read_bytes():
         return
     proc = subprocess.run(
@@ -132,14 +133,14 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
     run_dir = run_dir_of(cfg.expr_dir, run_id)
     if planned.candidate:
         run_dir.mkdir(parents=True)  # never exist_ok: two allocations must not share a folder
-        popped = candidates.pop(cfg.expr_dir, run_dir / "candidate", planned.candidate.id)
-        source = (popped.path / "train.py").read_bytes()
+        popped = candidates.pop(cfg.expr_dir, run_dir / CANDIDATE, planned.candidate.id)
+        source = (popped.path / TRAIN_PY).read_bytes()
     else:
         source = planned.source
         if has_conflict_markers(source):
             raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
         run_dir.mkdir(parents=True)
-    (run_dir / "train.py").write_bytes(source)
+    (run_dir / TRAIN_PY).write_bytes(source)
     started = time.time()
     started_at = iso_local(started)
     run = RunStart(run_id, run_dir, uuid.uuid4().hex, started, started_at, planned.label)
@@ -148,7 +149,7 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
         record["belongs_to"] = planned.belongs_to
     if planned.candidate:
         record.update(candidate=planned.candidate.id, wave=planned.wave)
-    atomic_write_json(run_dir / "started.json", record)
+    atomic_write_json(run_dir / STARTED, record)
     fault_point("run.started")
     return run
 
@@ -171,7 +172,7 @@ def build_command(cfg: Config, train_py: Path | None = None) -> list[str]:
         local = Path(sys.executable).parent / words[0]  # torchrun/accelerate of this same environment
         if local.exists():
             words[0] = str(local)
-    return [*words, str(train_py or cfg.expr_dir / "train.py")]
+    return [*words, str(train_py or cfg.layout.train_py)]
 
 
 def resume_checkpoint(cfg: Config) -> str | None:
@@ -300,7 +301,7 @@ def commit(
         restore_train_py(expr, best)
     fault_point("run.restored")
     changes.record(expr, run.run_dir, result, best)  # change.json, train.diff, .ar-changes.tsv: before the row
-    ledger.append(expr / ledger.LEDGER, result)
+    ledger.append(expr / LEDGER, result)
     tally.recorded(expr, before, result)
     fault_point("run.ledger")
     ledger.write_result(run.run_dir, result)

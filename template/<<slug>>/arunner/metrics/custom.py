@@ -16,6 +16,7 @@ import re
 import textwrap
 from pathlib import Path
 
+from ..core.layout import RUN_LOG
 from ..core.text import one_line
 from .logregex import read_tail_text
 
@@ -44,7 +45,7 @@ def extract_custom(cfg, run_dir: Path) -> tuple[dict[str, float], str]:
         fn = compile_extract(code)
     except SyntaxError as exc:
         return {}, f"custom metric code has a syntax error: {exc.msg} (line {(exc.lineno or 2) - 1})"
-    text = read_tail_text(Path(run_dir) / "run.log")
+    text = read_tail_text(Path(run_dir) / RUN_LOG)
     try:
         out = fn(Path(run_dir), text)
     except Exception as exc:  # the user's code: report it, never crash the runner

@@ -22,6 +22,8 @@ from ..core.fsutil import read_tail
 # prints); `:`, `=` or spaces on the same line separate it from the value
 # (`valid loss  6.45` in a `| ... |` table row); numpy/torch reprs of the value
 # (`np.float64(0.5)`, `tensor(0.5)`) are unwrapped.
+from ..core.layout import RUN_LOG
+
 DEFAULT_LOG_REGEX = (
     r"(?<![\w./-]){name}['\"]?(?:\s*[:=]\s*|[ \t]+)(?:np\.float(?:16|32|64)\(|tensor\()?"
     r"([-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?)))(?![\w.])"
@@ -128,7 +130,7 @@ def read_tail_text(path: Path, limit: int = MAX_BYTES) -> str:
 
 def extract_log(cfg, run_dir: Path, wanted: list[str]) -> tuple[dict[str, float], str]:
     """(metrics found in run_dir/run.log, note). The note says when the log or the regex is unusable."""
-    log = Path(run_dir) / "run.log"
+    log = Path(run_dir) / RUN_LOG
     if not log.is_file():
         return {}, f"{log.name} is missing"
     patterns, literals, note = build_patterns(getattr(cfg, "log_metric_regex", "") or "", wanted)

@@ -21,9 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from ..core.config import Config
 from ..core.errors import UserError
+from ..core.layout import OUT, WORK
 from . import workdir
-
-OUT = "out"  # runs/rNNNN/out/: the host's output folder when output_key is set
 
 
 def fixed_paths(cfg: Config) -> list[str]:
@@ -94,8 +93,8 @@ def check_parallel(cfg: Config) -> None:
 def measuring(cfg: Config, run_dir: Path) -> Config:
     """The config a finished run is measured with: its globs read where this run wrote, not the project."""
     run_dir = Path(run_dir)
-    if (run_dir / workdir.WORK).is_dir():
-        return dataclasses.replace(cfg, project_root=(run_dir / workdir.WORK).resolve())
+    if (run_dir / WORK).is_dir():
+        return dataclasses.replace(cfg, project_root=(run_dir / WORK).resolve())
     out = run_dir / OUT
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()  # train.py made it and the host wrote nothing: no checkpoint, said as such
@@ -121,4 +120,4 @@ def _within_output(out: Path, pattern: str) -> str:
 
 def tidy(run_dir: Path) -> None:
     """After measuring: the working folder's links go, the run's real outputs stay."""
-    workdir.unlink(Path(run_dir) / workdir.WORK)
+    workdir.unlink(Path(run_dir) / WORK)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import UserError
+from ..core.layout import SLURM_CHECK_PREFIX
 from .launch import LaunchResult, last_line
 
 POLL_MIN_S = 0.1  # first state reads: a short job is noticed quickly
@@ -292,7 +293,7 @@ def check_visible(exp_dir: Path, sbatch_args: Optional[list[str]] = None) -> Non
     """
     exp_dir = Path(exp_dir).resolve()
     token = uuid.uuid4().hex
-    path = exp_dir / f".ar-slurm-check-{token[:8]}"
+    path = exp_dir / f"{SLURM_CHECK_PREFIX}{token[:8]}"
     path.write_text(token)
     args = [_tool("srun"), "--export=ALL", f"--chdir={exp_dir}", "--ntasks=1", "--time=1", "--job-name=ar-check"]
     args += [*(sbatch_args or []), "cat", str(path)]

@@ -14,8 +14,8 @@ import os
 from pathlib import Path, PurePosixPath
 
 from ..core.fsutil import remove
+from ..core.layout import WORK
 
-WORK = "work"
 GLOB_CHARS = frozenset("*?[")
 
 

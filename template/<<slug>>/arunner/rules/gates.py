@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.layout import LOCK, RULES_LOG
 
 RUN_ENV = "AR_INSIDE_RUN"  # set by the runner in every training and evaluator process
 RUN_MARKERS = ("AR_RUN_TOKEN", "AR_EVAL_TOKEN")  # the watchdog's markers: a process of a run carries one
-RULES_LOG = ".ar-rules.jsonl"
 MAX_ANCESTORS = 64  # the parent chain walked at most this far
 SHOWN_CHANGES = 3  # `status` shows the latest rule changes, this many
 
@@ -60,7 +60,7 @@ def _read(path: str) -> bytes:
 
 def _lock_holder(expr_dir: Path) -> int | None:
     """The pid of the `ar.py run` holding this experiment's lock, or None when no run holds it."""
-    path = Path(expr_dir) / ".ar-lock"
+    path = Path(expr_dir) / LOCK
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from ..core.fsutil import read_json
+from ..core.layout import RESULT, RUNS_DIR
 
 SANDBOX_START = re.compile(rb"^# ---- monkey-patch sandbox", re.M)
 SANDBOX_END = re.compile(rb"^(# ---- FROZEN|def run_host\b)", re.M)
@@ -38,7 +39,7 @@ def best_run_value(expr_dir: Path, best: dict | None):
     """The primary value the best run itself measured (not the mean of its re-runs)."""
     if not best or not best.get("run_id"):
         return None
-    result = read_json(Path(expr_dir) / "runs" / best["run_id"] / "result.json", "best run result", "ignore", None)
+    result = read_json(Path(expr_dir) / RUNS_DIR / best["run_id"] / RESULT, "best run result", "ignore", None)
     return ((result or {}).get("primary") or {}).get("value")
 
 

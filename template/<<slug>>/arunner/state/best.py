@@ -30,16 +30,11 @@ from pathlib import Path
 from ..core import chain_hash
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove, tree_bytes
+from ..core.layout import BEST, CAPTURE_FILE, CKPT, LINK, META, OLD_PREFIX, STAGING, TRASH
 from ..core.runs import run_dir_of, run_key
-from .checkpoints import CAPTURE_FILE, mark_held, sweep_debris
+from .checkpoints import mark_held, sweep_debris
 from .record import best_record
 
-LINK = "best.json"
-BEST = "best_ckpt"
-STAGING = "best_ckpt.staging"
-TRASH = "best_ckpt.trash"
-OLD_PREFIX = ".ckpt-old-"  # previous bests waiting for drop_old (deleting 1 GiB of written data takes ~0.2 s)
-META = "meta.json"
 LINK_TARGET = f"{BEST}/{META}"
 CKPT_FIELDS = ("source", "stored", "name", "kind", "bytes", "method")
 
@@ -165,7 +160,7 @@ def _ensure_link(expr_dir: Path) -> bool:
 def _checkpoint_fields(run_dir: Path, name: str | None) -> dict:
     if name is None:
         return dict.fromkeys(CKPT_FIELDS) | {"bytes": 0}
-    path = run_dir / "ckpt" / name
+    path = run_dir / CKPT / name
     cap = read_json(run_dir / CAPTURE_FILE, "capture record", "delete it", default=None) or {}
     return {
         "source": cap.get("source"),
@@ -233,7 +228,7 @@ def promote(expr_dir: Path, run_dir: Path, record: dict) -> None:
     staging = expr_dir / STAGING
     if os.path.lexists(staging) or os.path.lexists(expr_dir / TRASH):
         repair(expr_dir, None)  # debris of a killed promotion: roll it back before starting anew
-    ckpt_dir = run_dir / "ckpt"
+    ckpt_dir = run_dir / CKPT
     names = sorted(n for n in os.listdir(ckpt_dir) if not n.startswith(".")) if ckpt_dir.is_dir() else []
     if len(names) > 1:
         raise UserError(
@@ -309,7 +304,7 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
             else:
                 # Roll back: the checkpoint returns to its run folder, where promote() found it.
                 if name and os.path.lexists(staging / name):
-                    home = run_dir_of(expr_dir, sm["run_id"]) / "ckpt"
+                    home = run_dir_of(expr_dir, sm["run_id"]) / CKPT
                     home.mkdir(parents=True, exist_ok=True)
                     mark_held(expr_dir, sm["run_id"])
                     os.rename(staging / name, home / name)

@@ -23,10 +23,9 @@ from typing import Optional
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, fault_point, fsync_dir
+from ..core.layout import QUEUE_DIR, TRAIN_PY
 from .snapshots import has_conflict_markers, read_run_note
 
-QUEUE_DIR = "queue"  # under the experiment folder
-WAVE_FILE = ".ar-wave.json"  # exists while a wave of queued candidates is in flight: names it for `status` and repair
 MAX_QUEUED = 1000  # a runaway agent loop is stopped here, not by a full disk
 _ID = re.compile(r"^c(\d{4,})$")
 _TMP_PREFIX = ".new-"
@@ -70,7 +69,7 @@ def _next_number(queue: Path) -> int:
 
 def propose_train_py(exp_dir: Path) -> Candidate:
     """Queue the experiment's current train.py with its RUN_NOTE (train.py itself is left as it is)."""
-    path = Path(exp_dir) / "train.py"
+    path = Path(exp_dir) / TRAIN_PY
     try:
         source = path.read_bytes()
     except OSError as exc:
@@ -101,7 +100,7 @@ def propose(exp_dir: Path, source: bytes, note: str) -> Candidate:
         meta = {"id": cand_id, "note": note, "sha256": digest, "proposed_at": time.time()}
         tmp = queue / f"{_TMP_PREFIX}{cand_id}-{os.getpid()}"
         tmp.mkdir()
-        with open(tmp / "train.py", "wb") as fh:
+        with open(tmp / TRAIN_PY, "wb") as fh:
             fh.write(source)
             fh.flush()
             os.fsync(fh.fileno())

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_bytes, atomic_write_json, read_tail
+from ..core.layout import BASELINE, CHANGE_FILE, CHANGES_INDEX, DECISION, DIFF_FILE, TRAIN_PY
 from ..core.runs import run_dir_of
 from ..core.text import one_line
-from .snapshots import BASELINE, read_run_note, restore_target
+from .snapshots import read_run_note, restore_target
 
-INDEX = ".ar-changes.tsv"
 INDEX_COLUMNS = (
     "run_id",
     "against",
@@ -41,8 +41,6 @@ INDEX_COLUMNS = (
     "note",
 )
 INDEX_HEADER = "\t".join(INDEX_COLUMNS) + "\n"
-CHANGE_FILE = "change.json"
-DIFF_FILE = "train.diff"
 NOTE_NAME = "RUN_NOTE"
 OVERRIDES_NAME = "CLI_OVERRIDES"
 VALUE_CAP = 24  # characters of one override value in a summary
@@ -267,7 +265,7 @@ def _against_value(expr: Path, against: str, best: dict | None):
     if best and best.get("run_id") == against:
         return _value(best)
     try:
-        return _value(json.loads((run_dir_of(expr, against) / "decision.json").read_text()))
+        return _value(json.loads((run_dir_of(expr, against) / DECISION).read_text()))
     except (OSError, ValueError):
         return None
 
@@ -283,7 +281,7 @@ def record(expr: Path, run_dir: Path, result: dict, best: dict | None, unjudged:
     Idempotent: repair may call it again for the same run. A missing snapshot is said in the summary.
     """
     expr = Path(expr)
-    source = (run_dir / "train.py").read_bytes() if (run_dir / "train.py").exists() else b""
+    source = (run_dir / TRAIN_PY).read_bytes() if (run_dir / TRAIN_PY).exists() else b""
     against = result.get("previous_best_run_id") or ((best or {}).get("run_id") if unjudged else "") or ""
     rerun_of = result.get("confirms") or ""
     old_source, missing = None, ""
@@ -340,7 +338,7 @@ def touched(change: dict) -> str:
 
 
 def _append_index(expr: Path, data: dict) -> None:
-    path = expr / INDEX
+    path = expr / CHANGES_INDEX
     if path.exists():
         tail = read_tail(path, INDEX_TAIL_BYTES).decode("utf-8", errors="replace")
         if any(line.split("\t", 1)[0] == data["run_id"] for line in tail.splitlines()):
@@ -370,7 +368,7 @@ def read_index(expr: Path) -> dict[str, list[str]]:
     """The index by run id, each line as its cells in INDEX_COLUMNS order (the last line of a run
     wins); {} when there is none yet. A line of another width (cut by a kill) is skipped."""
     try:
-        text = (Path(expr) / INDEX).read_text(encoding="utf-8", errors="replace")
+        text = (Path(expr) / CHANGES_INDEX).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return {}
     width = len(INDEX_COLUMNS)

@@ -26,17 +26,9 @@ from pathlib import Path, PurePath
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point, fsync_dir, read_json, remove, tree_bytes
+from ..core.layout import CAPTURE_FILE, CKPT, HELD_DIR, PARTIAL, PRUNED, RUN_OWN_NAMES, TRASH_DIR
 from ..core.runs import run_dir_of, run_key
 
-# Names the runner itself keeps in a run folder; everything else there is the host's.
-RUNNER_NAMES = frozenset(
-    {"train.py", "run.log", "decision.json", "result.json", "ckpt", "wandb", "candidate", "work"}
-)  # work: a wave candidate's working folder (workdir.py), never a checkpoint
-CAPTURE_FILE = ".capture.json"
-PARTIAL = ".ckpt-partial"
-HELD_DIR = ".ckpt-held"
-TRASH_DIR = ".ckpt-trash"
-PRUNED = ".ar-pruned.json"  # running tally of pruned checkpoints, shown by `status`
 PRUNED_LAST = 5  # how many of the latest pruned run ids the tally keeps
 FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)
 
@@ -136,7 +128,7 @@ def _from_run_dir(run_dir: Path, started_at: float) -> Path | None:
     except FileNotFoundError:
         return None
     # One file or one folder is the cooperative contract; if the host left several, the newest wins.
-    return _newest_fresh([run_dir / n for n in names if not n.startswith(".") and n not in RUNNER_NAMES], started_at)
+    return _newest_fresh([run_dir / n for n in names if not n.startswith(".") and n not in RUN_OWN_NAMES], started_at)
 
 
 def output_dirs(cli_args) -> list[str]:
@@ -241,7 +233,7 @@ def capture(cfg, run_dir: Path, started_at: float) -> dict | None:
     fault_point("capture.marked")
     kind = "dir" if src.is_dir() else "file"
     nbytes = tree_bytes(src)
-    store = run_dir / "ckpt"
+    store = run_dir / CKPT
     store.mkdir(exist_ok=True)
     dest = store / src.name
     try:
@@ -288,7 +280,7 @@ def prune(expr_dir: Path, keep_latest: int, best_id: str | None) -> list[str]:
         return []
     removed, kept = [], 0
     for run_id in held:
-        ckpt = run_dir_of(expr_dir, run_id) / "ckpt"
+        ckpt = run_dir_of(expr_dir, run_id) / CKPT
         if not os.path.lexists(ckpt):
             remove(held_dir / run_id)  # its checkpoint was promoted or is gone: stale marker
             continue

@@ -13,11 +13,11 @@ from pathlib import Path
 from ..core import chain_hash
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, read_tail
+from ..core.layout import RESULT
 from ..core.runs import parse_run_id
 from ..core.text import one_line
 from .record import RESULT_FIELDS
 
-LEDGER = "results.tsv"  # in the experiment folder
 NOTE_CAP = 200  # characters of the note column
 CELL_CAP = 400  # characters of any other cell
 REPAIR_TAIL_BYTES = 65536  # a row cut short by a kill is far shorter than this
@@ -193,4 +193,4 @@ def has_row(path: Path, run_id: str) -> bool:
 
 
 def write_result(run_dir: Path, result: dict) -> None:
-    atomic_write_json(run_dir / "result.json", {k: result.get(k) for k in RESULT_FIELDS})
+    atomic_write_json(run_dir / RESULT, {k: result.get(k) for k in RESULT_FIELDS})

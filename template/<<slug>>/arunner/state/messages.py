@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..core.config import Config, Session
 from ..core.errors import UserError
+from ..core.layout import TRAIN_PY
 from ..rules import verdict
 from . import tally
 from .tally import Tally
@@ -114,7 +115,7 @@ def snapshot_remark(source: bytes, baseline: bytes | None, best: dict | None, be
 def crash_hint(cfg: Config, result: dict) -> str:
     """Where a crashed edit lives and how to see its traceback, as commands from the project root."""
     run_id = result["run_id"]
-    snapshot = shown_path(cfg, cfg.expr_dir / "runs" / run_id / "train.py")
+    snapshot = shown_path(cfg, cfg.layout.runs / run_id / TRAIN_PY)
     return (
         f"edit kept at {snapshot} (the traceback's train.py line numbers refer to it); "
         f"see: {ar_command(cfg, 'tail', '--run', run_id)}"
@@ -124,7 +125,7 @@ def crash_hint(cfg: Config, result: dict) -> str:
 def timeout_hint(cfg: Config, result: dict) -> str:
     """A run cut at the budget has no traceback: name the knob that makes training end in time."""
     budget = fmt_seconds(result.get("budget_seconds")) or "the budget"
-    train_py = shown_path(cfg, cfg.expr_dir / "train.py")
+    train_py = shown_path(cfg, cfg.layout.train_py)
     if cfg.length_key:
         now = cfg.cli_args.get(cfg.length_key) if isinstance(cfg.cli_args, dict) else None
         was = f" (the baseline has {now!r})" if now is not None else ""

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from ..core.config import Session
 from ..core.fsutil import atomic_write_json, read_json
+from ..core.layout import LEDGER, NOISE_FILE, RESULT, STARTED
 from ..core.runs import run_dir_of
 from ..rules import noise, verdict
 from . import ledger
 
-NOISE_FILE = ".ar-noise.json"
 REPEATS_ENV = "AR_REPEATS"  # the default of `session --repeats` when set (the test suite sets 1: one place)
 
 
@@ -121,7 +121,7 @@ def mark_measured(expr: Path, run_id: str) -> None:
 def crashed_repeats(expr: Path, first: str) -> int:
     """Repeats of `first` that crashed or were killed since the last advance (their seeds are not reused)."""
     prefix = verdict.RERUN_PREFIXES[0] + first[1:]
-    recent, _ = ledger.since_last_advance(expr / "results.tsv")
+    recent, _ = ledger.since_last_advance(expr / LEDGER)
     return sum(
         1
         for row in recent
@@ -135,7 +135,7 @@ def crashed_repeats(expr: Path, first: str) -> int:
 
 def link(expr: Path, first_id: str, confirm_id: str) -> None:
     """first's result.json names its confirmation (the ledger row stays as it was written)."""
-    path = run_dir_of(expr, first_id) / "result.json"
+    path = run_dir_of(expr, first_id) / RESULT
     result = read_json(path, "run result", "delete it", default=None)
     if result and result.get("confirmed_by") != confirm_id:
         ledger.write_result(path.parent, {**result, "confirmed_by": confirm_id})
@@ -160,8 +160,8 @@ def repair_link(expr: Path, newest: int | None) -> None:
     if newest is None:
         return
     run_dir = run_dir_of(expr, newest)
-    result = read_json(run_dir / "result.json", "run result", "delete it", default=None)
-    started = read_json(run_dir / "started.json", "run start record", "delete it", default={}) or {}
+    result = read_json(run_dir / RESULT, "run result", "delete it", default=None)
+    started = read_json(run_dir / STARTED, "run start record", "delete it", default={}) or {}
     confirm = started.get("kind") == "confirm" or str(started.get("note", "")).startswith(verdict.RERUN_PREFIXES[1])
     if result and result.get("confirms") and confirm:
         link(expr, result["confirms"], result["run_id"])  # also a confirmation the repair recorded as a crash

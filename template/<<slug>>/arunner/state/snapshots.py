@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_bytes
+from ..core.layout import BASELINE, TRAIN_PY
 
-BASELINE = ".ar-baseline.py"
 CONFLICT_MARK = b"\n<<<<<<< "
 
 
@@ -90,7 +90,7 @@ def restore_train_py(expr_dir: Path, best: dict | None) -> bool:
     """
     if not best:
         return False
-    target = expr_dir / "train.py"
+    target = expr_dir / TRAIN_PY
     wanted = restore_target(expr_dir, best)
     if target.exists() and target.read_bytes() == wanted:
         return False

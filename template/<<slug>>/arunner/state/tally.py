@@ -20,11 +20,10 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, read_json
+from ..core.layout import LEDGER, TALLY_FILE
 from ..core.runs import format_run_id
 from ..rules import verdict
 from . import ledger
-
-TALLY_FILE = ".ar-tally.json"
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class Tally:
 
 
 def _ledger(expr: Path) -> Path:
-    return Path(expr) / ledger.LEDGER
+    return Path(expr) / LEDGER
 
 
 def _size(path: Path) -> int:
