@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 
 
@@ -139,16 +139,16 @@ def cmd_run(cfg: Config, args) -> Output:
     from .upgrades import refuse_while_conflicted
 
     refuse_while_conflicted(cfg.expr_dir)  # an upgrade left conflicts: nothing runs until resolved
-    session = Session.load(cfg.expr_dir)
+    exp = Experiment.load(cfg)
     if not args.force:
         from ..state.messages import refuse_after_stop
 
-        refuse_after_stop(cfg, session)  # after STOP: one line, nothing allocated
+        refuse_after_stop(exp)  # after STOP: one line, nothing allocated
     live = sys.stdout.isatty() and sys.stderr.isatty()
     from ..integrity.checks import start_run
 
     start_run()  # the runner collects every orphan of what it starts
-    return run_output.lines(cfg, session, iteration.iterate(cfg, session, args.seconds, live, args.force)), 0
+    return run_output.lines(exp, iteration.iterate(exp, args.seconds, live, args.force)), 0
 
 
 def cmd_session(cfg: Config, args) -> Output:
@@ -197,7 +197,7 @@ def cmd_session(cfg: Config, args) -> Output:
         session.strict = False
     from . import proposals
 
-    proposals.apply_session(cfg, session, args)
+    proposals.apply_session(Experiment(cfg, session), args)
     if args.integrity is not None or args.strict or args.noise_aware or args.margin is not None:
         from ..integrity import checks
 

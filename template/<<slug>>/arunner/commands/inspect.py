@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.config import Config, Session, run_budget
+from ..core.config import Config, Experiment, Session, run_budget
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, read_json
 from ..core.layout import LEDGER, PLOT, RESULT, RUN_LOG, SENTINEL
@@ -33,10 +33,11 @@ def _fmt(value) -> str:
 def status(cfg: Config, args) -> tuple[list[str], int]:
     summary = tally.load(cfg.expr_dir)  # never a full read of a ledger that may hold 10,000 rows
     best = best_state.read_best(cfg.expr_dir)
-    session = Session.load(cfg.expr_dir)
+    exp = Experiment.load(cfg)
+    session = exp.session
     lines = [
         f"experiment {cfg.slug}: {cfg.primary_metric} ({cfg.primary_direction}), {summary.rows} runs, "
-        f"budget {run_budget(cfg, session, None)}s per run"
+        f"budget {run_budget(exp, None)}s per run"
     ]
     last = _last_result(cfg, summary.last_run)
     if last:
@@ -47,7 +48,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         lines.append("best: none yet")
     lines.append(verdict_counts(summary.by_kind()))
     lines.append(session.describe())
-    lines.append(checks.describe(cfg, session))
+    lines.append(checks.describe(exp))
     lines += checks.status_lines(cfg)  # the runner's seals, and every rule change a person should see
     lines.append(noise_groups.status_line(cfg.expr_dir, session))
     if summary.rows:
@@ -72,7 +73,7 @@ def status(cfg: Config, args) -> tuple[list[str], int]:
         )
     from .proposals import status_lines  # slots, the wave in flight, the queue
 
-    lines += status_lines(cfg, session)
+    lines += status_lines(exp)
     if args.compact:
         return lines[:COMPACT_LINES], 0
     lines.append("")
@@ -130,7 +131,7 @@ def report(cfg: Config, args) -> tuple[list[str], int]:
     if getattr(args, "html", False):  # one self-contained page: report_html
         from .report_html import write
 
-        path = write(cfg, Session.load(cfg.expr_dir))
+        path = write(Experiment.load(cfg))
         return [f"wrote {shown_path(cfg, path)}"], 0
     rows = ledger.read(cfg.layout.ledger)
     best = best_state.read_best(cfg.expr_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.fsutil import read_json
 from ..core.layout import TRAIN_PY, WAVE_FILE
@@ -63,8 +63,9 @@ def _refuse_queued_twin(source: bytes, queued: list) -> None:
             )
 
 
-def status_lines(cfg: Config, session: Session) -> list[str]:
+def status_lines(exp: Experiment) -> list[str]:
     """Slots (and who holds each device), the wave in flight, the queue: three lines at most."""
+    cfg, session = exp.cfg, exp.session
     queued = candidates.list_queued(cfg.expr_dir)
     if session.launcher == "slurm":
         opts = session.slurm_args or "default options"
@@ -94,8 +95,9 @@ def status_lines(cfg: Config, session: Session) -> list[str]:
     return lines
 
 
-def apply_session(cfg: Config, session: Session, args) -> None:
+def apply_session(exp: Experiment, args) -> None:
     """The wave settings of `ar.py session` (--devices, --devices-per-run, --launcher, --slurm-args)."""
+    cfg, session = exp.cfg, exp.session
     if args.devices is not None:
         session.devices = None if args.devices == "auto" else slots.parse_devices(args.devices)
     if args.devices_per_run is not None:

@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment
 from ..core.layout import CHAIN_DECISION, DIFF_FILE, LEDGER, REPORT
 from ..core.runs import run_dir_of
 from ..integrity import checks
@@ -296,17 +296,18 @@ def _json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _integrity(cfg: Config, session: Session, cands: list[Tried]) -> str:
+def _integrity(exp: Experiment, cands: list[Tried]) -> str:
     refused = [c for c in cands if c.status == "invalid"]
     items = "".join(f"<li>{esc(c.run_id)}: {esc(c.ledger_note)}</li>" for c in refused)
     listing = f"<ul>{items}</ul>" if refused else "<p class=muted>no refused or invalid run</p>"
-    return f"<p>{esc(checks.describe(cfg, session))}</p>{listing}"
+    return f"<p>{esc(checks.describe(exp))}</p>{listing}"
 
 
 # ----------------------------------------------------------------------------- the page
 
 
-def render(cfg: Config, session: Session) -> str:
+def render(exp: Experiment) -> str:
+    cfg, session = exp.cfg, exp.session
     expr = cfg.expr_dir
     rows = ledger.read(expr / LEDGER)
     cands, _ = tried(expr)
@@ -334,7 +335,7 @@ def render(cfg: Config, session: Session) -> str:
         ("Reverted ideas, grouped by what they changed", _reverted(cands)),
         ("Crashes", _crashes(cands)),
         ("Lineage", _lineage(cfg)),
-        ("Integrity", _integrity(cfg, session, cands)),
+        ("Integrity", _integrity(exp, cands)),
     ]
     body = "".join(
         f'<h2 id="{esc(title.split(":")[0].split(",")[0].lower().replace(" ", "-"))}">{esc(title)}</h2>{content}'
@@ -348,9 +349,10 @@ def render(cfg: Config, session: Session) -> str:
     )
 
 
-def write(cfg: Config, session: Session) -> Path:
+def write(exp: Experiment) -> Path:
+    cfg = exp.cfg
     from ..core.fsutil import atomic_write_text
 
     path = cfg.expr_dir / REPORT
-    atomic_write_text(path, render(cfg, session))
+    atomic_write_text(path, render(exp))
     return path

@@ -11,7 +11,7 @@ Re-runs (repeat, remeasure) show their status only: their verdict never changes 
 
 from __future__ import annotations
 
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment
 from ..core.errors import UserError
 from ..core.layout import RUN_LOG
 from ..core.logtail import exception_line
@@ -38,8 +38,9 @@ _WHAT_FAILED = {
 }
 
 
-def lines(cfg: Config, session: Session, done: Iteration) -> list[str]:
+def lines(exp: Experiment, done: Iteration) -> list[str]:
     """What `ar.py run` prints for what it did."""
+    cfg, session = exp.cfg, exp.session
     runs = [(r.result(), r.kind) for r in done.runs]
     if done.wave:
         labels = {r.run_id: r.candidate for r in done.runs if r.candidate}

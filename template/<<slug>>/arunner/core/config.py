@@ -252,6 +252,24 @@ class Config:
         return "python"
 
 
-def run_budget(cfg: Config, session: Session, seconds: int | None) -> int:
+@dataclass
+class Experiment:
+    """What every command works with: the rendered config, this session's settings, the paths.
+
+    Loaded once per command and passed as one object (never a config and a session apart)."""
+
+    cfg: Config
+    session: Session
+
+    @classmethod
+    def load(cls, cfg: Config) -> Experiment:
+        return cls(cfg, Session.load(cfg.expr_dir))
+
+    @property
+    def layout(self) -> Layout:
+        return self.cfg.layout
+
+
+def run_budget(exp: Experiment, seconds: int | None) -> int:
     """This run's time budget: --seconds, else the session's, else the answers'."""
-    return int(seconds or session.seconds or cfg.seconds)
+    return int(seconds or exp.session.seconds or exp.cfg.seconds)

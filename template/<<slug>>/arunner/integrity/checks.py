@@ -1,10 +1,10 @@
 """Metric integrity, per run: the calls a run makes at four points (each candidate gets its own).
 
-  before_run(cfg, session)                   record or check the protected files; a change blocks the run
-  guard(cfg, session, source)                the static guard on this run's train.py: "" or the offence
-  after_training(cfg, session, run, measured) check the files again, then (evaluator mode) judge the
+  before_run(exp)                   record or check the protected files; a change blocks the run
+  guard(exp, source)                the static guard on this run's train.py: "" or the offence
+  after_training(exp, run, measured) check the files again, then (evaluator mode) judge the
                                               checkpoint in a separate process; returns what result.json keeps
-  refused(cfg, session, run, best, note)     the record of a run refused before training
+  refused(exp, run, best, note)     the record of a run refused before training
 
 Modes: `off` (trust what training prints), `files` (protected files + guard),
 `evaluator` (also the independent evaluator). The default is `evaluator` when
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ..core import chain_hash
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.layout import CKPT, LEDGER, RESULT, RUN_LOG, SESSION_FILE
 from ..procs import watchdog
@@ -30,14 +30,15 @@ from . import evaluate, protect
 MODES = ("off", "files", "evaluator")
 
 
-def mode(cfg: Config, session: Session) -> str:
+def mode(exp: Experiment) -> str:
     """The integrity mode in force: the session's choice, else evaluator when prepare.py has evaluate()."""
+    cfg, session = exp.cfg, exp.session
     has = evaluate.has_evaluator(cfg.layout.prepare_py)
     chosen = session.integrity or ("evaluator" if has else "files")
     return "files" if chosen == "evaluator" and not has else chosen
 
 
-def describe(cfg: Config, session: Session) -> str:
+def describe(exp: Experiment) -> str:
     """One line for `status`."""
     explain = {
         "off": "the metric training prints decides; nothing is checked",
@@ -45,7 +46,7 @@ def describe(cfg: Config, session: Session) -> str:
         "a guard against accidents, not against deliberate gaming",
         "evaluator": "protected files and the train.py guard are checked; a separate evaluator decides",
     }
-    current = mode(cfg, session)
+    current = mode(exp)
     return f"integrity: {current} ({explain[current]})"
 
 
@@ -72,9 +73,10 @@ def check_choice(cfg: Config, value: str) -> None:
         )
 
 
-def before_run(cfg: Config, session: Session) -> None:
+def before_run(exp: Experiment) -> None:
     """Check the runner's own state and the rules, record the manifest at the first run, else check it;
     anything changed blocks the run (nothing touched)."""
+    cfg, session = exp.cfg, exp.session
     verify_state(cfg)
     manifest = protect.load(cfg.expr_dir)
     rules = gates.rules_of(session)
@@ -84,7 +86,7 @@ def before_run(cfg: Config, session: Session) -> None:
             f"{cfg.expr_dir / SESSION_FILE} changes {changed} outside `ar.py session`; "
             "stop and report this to the person (only they change the rules)"
         )
-    if mode(cfg, session) == "off":
+    if mode(exp) == "off":
         return
     changed = protect.ensure(cfg.expr_dir, cfg.project_root, cfg.protected_globs, rules).changed
     if manifest is not None and "rules" not in manifest:
@@ -124,9 +126,10 @@ def start_run() -> None:
     watchdog.become_subreaper()
 
 
-def guard(cfg: Config, session: Session, source: bytes) -> str:
+def guard(exp: Experiment, source: bytes) -> str:
     """The static guard's offence in this run's train.py, or ""."""
-    if mode(cfg, session) == "off":
+    cfg = exp.cfg
+    if mode(exp) == "off":
         return ""
     prepare, text = cfg.layout.prepare_py, source.decode("utf-8", errors="replace")
     names = protect.protected_names(prepare, cfg.project_root)
@@ -195,7 +198,7 @@ def _best_group(cfg: Config, best_id: str) -> list[str]:
     return [best_id]
 
 
-def after_training(cfg: Config, session: Session, run, measured) -> dict:
+def after_training(exp: Experiment, run, measured) -> dict:
     """After a run that trained to the end: files checked again, then the evaluator (evaluator mode).
 
     Changes `measured` in place: the evaluated primary replaces the reported one,
@@ -203,8 +206,9 @@ def after_training(cfg: Config, session: Session, run, measured) -> dict:
     makes that run invalid/revert). Returns the fields result.json keeps:
     reported, evaluation, holdout (None where they do not apply).
     """
+    cfg = exp.cfg
     extra = {"reported": None, "evaluation": None, "holdout": None}
-    current = mode(cfg, session)
+    current = mode(exp)
     if current == "off":
         return extra
     verify_state(cfg)  # training edited results.tsv or the best's meta.json: blocked here, nothing recorded
@@ -267,8 +271,9 @@ def after_training(cfg: Config, session: Session, run, measured) -> dict:
     return extra
 
 
-def refused(cfg: Config, session: Session, run, best: dict | None, note: str) -> dict:
+def refused(exp: Experiment, run, best: dict | None, note: str) -> dict:
     """The result of a run the guard refused: invalid/revert, never trained."""
+    cfg = exp.cfg
     return result_record(
         run.run_id,
         started_at=run.started_at,

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import chain_hash
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.fsutil import fault_point
 from ..core.layout import CANDIDATE, JOB_FILE, QUEUE_DIR, RUN_LOG, TRAIN_PY
@@ -46,13 +46,20 @@ LAUNCH_ERROR_CAP = 200  # characters of a launcher's exception kept as the run's
 
 @dataclass
 class Context:
-    """What every run of one `ar.py run` shares."""
+    """What every run of one `ar.py run` shares: the experiment, and how its runs are launched."""
 
-    cfg: Config
-    session: Session
+    exp: Experiment
     budget_s: int
     live: bool  # a person watches: the live line for a plan of one
     spread_out: bool  # a wave, leased devices or Slurm: runs go to slots; else one slot, no device env
+
+    @property
+    def cfg(self) -> Config:
+        return self.exp.cfg
+
+    @property
+    def session(self) -> Session:
+        return self.exp.session
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -63,7 +70,7 @@ def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[lis
     started = [_allocate(cx, planned) for planned in plan]
     if any(planned.candidate for planned in plan):  # a wave of queued candidates
         fault_point("wave.allocated")
-    offences = {run.run_id: checks.guard(cx.cfg, cx.session, source) for _, run, source in started}
+    offences = {run.run_id: checks.guard(cx.exp, source) for _, run, source in started}
     runnable = [(planned, run) for planned, run, _ in started if not offences[run.run_id]]
     pool_slots = slots.for_session(cx.session, len(runnable), cx.spread_out)
     cands = _candidates(cx, runnable, parallel=len(runnable) > 1 and len(pool_slots) > 1)
@@ -103,7 +110,7 @@ def _never_started(cfg: Config, run: RunStart, cand_id: str) -> None:
 
 
 def _refused(cx: Context, planned: PlannedRun, run: RunStart, source: bytes, best, offence: str) -> RunResult:
-    record = checks.refused(cx.cfg, cx.session, run, best, offence)
+    record = checks.refused(cx.exp, run, best, offence)
     notes = [record.pop("note")]
     return RunResult(planned.kind, run, source, record, notes, planned.belongs_to, _cand(planned), planned.wave)
 
@@ -126,7 +133,7 @@ def launcher(session: Session) -> slot_pool.Launcher:
 def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]], parallel: bool) -> list[slot_pool.SlotJob]:
     """What the pool launches for each run: its command, working folder (its own on a fixed-path host
     when runs go at the same time), environment, log, budget and marker."""
-    cfg, grace = cx.cfg, steps.grace_seconds(cx.cfg, cx.session)
+    cfg, grace = cx.cfg, steps.grace_seconds(cx.exp)
     cands = []
     for planned, run in runs:
         env = {**steps.training_env(cfg, run, cx.budget_s), **planned.env}
@@ -179,7 +186,7 @@ def _measured(cx: Context, planned: PlannedRun, run: RunStart, source: bytes, la
         launched = _failed_launch("it never started (interrupted)")
         launched.budget_s = cx.budget_s
     measured = steps.measure(cfg, run, launched)
-    checked = checks.after_training(cfg, cx.session, run, measured)  # files again; the evaluator decides
+    checked = checks.after_training(cx.exp, run, measured)  # files again; the evaluator decides
     record = result_record(
         run.run_id,
         started_at=run.started_at,
@@ -350,7 +357,7 @@ def _persist(cx: Context, results: list[RunResult], best: dict | None) -> None:
     for i, r in enumerate(results):
         result = r.result()
         advanced = result["verdict"] == "advance"
-        steps.commit(cfg, cx.session, r.run, result, current, r.values if advanced and r.kind == "confirm" else None)
+        steps.commit(cx.exp, r.run, result, current, r.values if advanced and r.kind == "confirm" else None)
         r.record.update(terminated_by=result["terminated_by"], should_terminate=result["should_terminate"])
         if advanced:
             current = best_state.read_best(expr)

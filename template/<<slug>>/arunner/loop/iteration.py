@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import chain_hash
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point, read_json, remove
 from ..core.layout import BASELINE, JOB_FILE, LEDGER, LOCK, RESULT, RUN_LOG, STARTED, TRAIN_PY, WAVE_FILE
@@ -178,11 +178,12 @@ def _record_unrecorded(cfg: Config, numbers: list[int]) -> list[str]:
 # ----------------------------------------------------------------------------- the iteration
 
 
-def iterate(cfg: Config, session: Session, seconds: int | None, live: bool, force: bool = False) -> Iteration:
+def iterate(exp: Experiment, seconds: int | None, live: bool, force: bool = False) -> Iteration:
     """One `ar.py run`: every plan it needs, each through the engine, under the experiment lock.
 
     `force`: run a train.py already decided against this best (changes.check_same_code refuses it otherwise).
     """
+    cfg, session = exp.cfg, exp.session
     expr = cfg.expr_dir
     check_sentinel(expr)
     with ExperimentLock(expr):
@@ -191,14 +192,14 @@ def iterate(cfg: Config, session: Session, seconds: int | None, live: bool, forc
         spread_out = bool(queued) or session.devices is not None or session.launcher != "local"
         if spread_out and len(slots.for_session(session, len(queued))) > 1:
             outputs.check_parallel(cfg)  # runs at once whose outputs would share a path: refused, nothing moved
-        cx = engine.Context(cfg, session, run_budget(cfg, session, seconds), live, spread_out)
+        cx = engine.Context(exp, run_budget(exp, seconds), live, spread_out)
         done = Iteration(remeasure_best(cx))  # a SIGKILL cut the best's re-runs short
         best = best_state.read_best(expr)
         if queued:
             _check_train_py(cfg, best)
         if not has_runs(expr):
             self_test_data(cfg)
-        checks.before_run(cfg, session)  # protected files changed: blocked, nothing touched
+        checks.before_run(exp)  # protected files changed: blocked, nothing touched
         plan = _plan(cx, queued, best, done, force)
         results, done.requeued = engine.execute(cx, plan, best)
         done.runs += results

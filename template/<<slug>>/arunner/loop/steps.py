@@ -3,7 +3,7 @@
   allocate(cfg, planned)                -> RunStart   runs/rNNNN/ with train.py + started.json
   build_command, training_env           what is launched, and its environment
   measure(cfg, run, launched)           -> Measured   metrics + checkpoint capture
-  commit(cfg, session, run, result, best, values)     decision.json (termination decided there, from
+  commit(exp, run, result, best, values)     decision.json (termination decided there, from
                                         the ledger's running summary), promote or restore, ledger row,
                                         result.json, prune
 Crash consistency: each state change is atomic and the FAULT_POINTS are
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import chain_hash
-from ..core.config import LAUNCHERS, PYTHON_RE, Config, Session, run_budget
+from ..core.config import LAUNCHERS, PYTHON_RE, Config, Experiment, run_budget
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point
 from ..core.layout import CANDIDATE, LEDGER, SENTINEL, STARTED, TRAIN_PY
@@ -157,7 +157,8 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
 # ----------------------------------------------------------------------------- 2. launch
 
 
-def grace_seconds(cfg: Config, session: Session) -> float:
+def grace_seconds(exp: Experiment) -> float:
+    cfg, session = exp.cfg, exp.session
     return session.grace_s if session.grace_s is not None else DEFAULT_GRACE.get(cfg.launcher_kind, GRACE_S_PYTHON)
 
 
@@ -272,14 +273,13 @@ def compact_metrics(metrics: dict, keep: list[str]) -> dict:
 # ----------------------------------------------------------------------------- 5. commit
 
 
-def commit(
-    cfg: Config, session: Session, run: RunStart, result: dict, best: dict | None, values: list | None = None
-) -> list[str]:
+def commit(exp: Experiment, run: RunStart, result: dict, best: dict | None, values: list | None = None) -> list[str]:
     """Make the outcome true on disk, in crash-consistent order; returns the run ids whose checkpoint was pruned.
 
     decision.json first (it carries what repair needs to finish exactly as planned),
     then promote (advance) or restore train.py, the ledger row, result.json, prune.
     """
+    cfg, session = exp.cfg, exp.session
     expr = cfg.expr_dir
     before = tally.load(expr)  # termination is decided here, once, from the ledger's running summary
     after = before.after_result(result)

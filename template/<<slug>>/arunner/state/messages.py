@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.config import Config, Session
+from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.layout import TRAIN_PY
 from ..rules import verdict
@@ -77,17 +77,19 @@ def verdict_counts(counts: dict) -> str:
     return line
 
 
-def stop_in_force(cfg: Config, session: Session) -> str | None:
+def stop_in_force(exp: Experiment) -> str | None:
     """The termination condition that already holds before another run (None: runs may go on)."""
+    cfg, session = exp.cfg, exp.session
     summary = tally.load(cfg.expr_dir)
     if not summary.rows and not session.stopped:
         return None
     return verdict.termination(session, summary.plateau, summary.rows, summary.last_value, cfg.primary_direction)
 
 
-def refuse_after_stop(cfg: Config, session: Session) -> None:
+def refuse_after_stop(exp: Experiment) -> None:
     """`run` after STOP: one line, nothing changed, until the session changes or --force."""
-    stop = stop_in_force(cfg, session)
+    cfg = exp.cfg
+    stop = stop_in_force(exp)
     if stop is None:
         return
     change = {
