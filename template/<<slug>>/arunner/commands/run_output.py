@@ -1,8 +1,8 @@
 """What `ar.py run` prints: one line per run it made (kind first), then what was decided.
 
 A single iteration (at most SUMMARY_BYTES, an agent reads it every time):
-  r0004 candidate ok/revert val_loss=1.0471 (3.9s of 30s) · run 7/20 · plateau 1/8
-  r0005 confirm timeout val_loss=- (30.0s of 30s)
+  r0004 candidate ok/revert val_loss=1.0471 (3.9s of 30s)
+  r0005 confirm timeout val_loss=- (30.0s of 30s) · run 8/20 · plateau 1/8
   not confirmed (confirmation r0005 timed out): train.py restored to the best snapshot; note: ...
   STOP: terminated_by=...                                             (only when the loop should stop)
 A wave: one line per run (at most WAVE_RUN_LINES, then a count) and one `wave ...` line.
@@ -106,12 +106,12 @@ def _decision(cfg: Config, runs: list, best: dict | None) -> tuple[list[str], st
 
 
 def iteration_lines(cfg: Config, runs: list, counts: str, best: dict | None, extra: list[str]) -> list[str]:
-    """Lines of a single iteration: `runs` is [(result, kind)] in run order; `counts` ends the first line;
+    """Lines of a single iteration: `runs` is [(result, kind)] in run order; `counts` ends the last run line;
     `extra` is said after the decision, before the note."""
     shown = [run_line(r, k) for r, k in runs[:RUN_LINES]]
     if len(runs) > RUN_LINES:
         shown.append(f"... and {len(runs) - RUN_LINES} more runs")
-    shown[0] += counts
+    shown[-1] += counts  # after the last run: the counts include the re-runs that followed the candidate
     parts, note = _decision(cfg, runs, best)
     parts += extra
     if note:
