@@ -129,7 +129,7 @@ def test_timed_out_confirmation_is_said_as_such_not_as_a_timeout_of_the_edit(noi
     out = noisy_expr.ar("run", "--seconds", "5", env=REPEATS).stdout
     lines = out.splitlines()
     assert lines[0].startswith("r0004 candidate ok/revert val_loss=") and " · run " not in lines[0], out
-    assert lines[1].startswith("r0005 confirm timeout/timeout val_loss=- (") and " · run 5/" in lines[1], out
+    assert lines[1].startswith("r0005 confirm timeout/timeout val_loss=- (") and " · run 5" in lines[1], out
     assert lines[2].startswith("not confirmed (confirmation r0005 timed out): train.py restored to the best"), out
     assert "edit kept at" not in out and len(out.encode()) <= 400
     assert noisy_expr.best()["run_id"] == "r0001" and noisy_expr.best()["n"] == 3
