@@ -6,8 +6,9 @@ some import a lower one lazily, for speed):
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
   fsutil       atomic writes, checked reads, file tails, removal
+  module_split a host script split in two: the definitions the sandbox patches, and the rest (ast only)
   hostentry    loaded by train.py in the training process: the entry module loaded once, so the
-               sandbox patches what training uses (standard library only, imports nothing here)
+               sandbox patches what training uses (standard library only; loads module_split by path)
   sandbox      a sandbox-only edit that measured the best's value bit for bit: the note
   workdir      a run's own working folder mirroring the project (fixed output paths)
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
@@ -34,6 +35,7 @@ some import a lower one lazily, for speed):
   messages     what the agent is told: project-root paths, budget and counts, the stop refusal
   snapshots    train.py per run, and the restore after a non-advance
   changes      what a run changed against its best (change.json, train.diff, .ar-changes.tsv), same-program refusal
+  data_guard   what the evaluation reads: its code (prepare.py's project imports) and its data, the data guard
   protect      the protected-file manifest and the static guard on train.py
   evaluate     the independent evaluator process (prepare.py's evaluate)
   integrity    the integrity calls a run makes (modes off/files/evaluator), `protect`
