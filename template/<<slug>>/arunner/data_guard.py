@@ -27,12 +27,17 @@ DATA_NAME_RE = re.compile(r"(^|_)(val|valid|validation|test|holdout|heldout|dev|
 
 @dataclass
 class Offence:
+    """What a guard found in train.py (this data guard, and protect's static guard): one line, one reason."""
+
     line: int
     text: str  # the offending source line, stripped
     reason: str
 
     def __str__(self) -> str:
         return f"train.py line {self.line}: {self.reason}: {self.text[:120]}"
+
+
+# ---------------------------------------------------------------- the evaluation's code
 
 
 def imported_modules(tree: ast.AST, package: str) -> list[tuple[str, list[str]]]:
