@@ -38,7 +38,7 @@ sys.path.insert(0, str(RUNNER))
 sys.path.insert(0, str(REPO / "extensions"))
 
 from arunner.core import chain_hash  # noqa: E402
-from arunner.integrity import checks, evaluate, protect  # noqa: E402
+from arunner.integrity import checks, data_guard, evaluate, protect  # noqa: E402
 from arunner.procs import watchdog  # noqa: E402
 from arunner.state import ledger  # noqa: E402
 from detection.evaluation import propose_evaluate  # noqa: E402
@@ -144,9 +144,9 @@ def bench_added(expr: Path, root: Path, repeats: int) -> None:
         for _ in range(repeats)
     ]
     source = (REPO / "template" / "<<slug>>" / "train.py.jinja").read_text()
-    data_names = protect.evaluation_data_names(expr / "prepare.py", root)
+    data_names = data_guard.evaluation_data_names(expr / "prepare.py", root)
     guard = [
-        timed(lambda: protect.guard_data_reads(source, data_names, ["data/val_split.txt"])) for _ in range(repeats)
+        timed(lambda: data_guard.guard_data_reads(source, data_names, ["data/val_split.txt"])) for _ in range(repeats)
     ]
     total = sum(statistics.median(x) for x in (sweep, second, fingerprint, fingerprint, seals, guard))
     print(

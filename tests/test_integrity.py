@@ -17,7 +17,7 @@ import pytest
 from conftest import EVAL_ANSWERS, HOLDOUT_BODY, REPO, Experiment, make_host, render
 
 from arunner.core.layout import MANIFEST  # noqa: E402
-from arunner.integrity import evaluate, protect
+from arunner.integrity.checks import evaluate, protect
 
 sys.path.insert(0, str(REPO / "extensions"))
 from detection.evaluation import propose_evaluate  # noqa: E402

@@ -84,11 +84,11 @@ def test_a_module_level_script_splits_into_definitions_and_training():
 
     from conftest import HOSTS
 
-    from arunner import hostentry
+    from arunner import module_split
 
     source = (HOSTS / "modlevel_host" / "gpt.py").read_text()
     source += "\nclass Late:\n    size = len(data)\n"  # reads a training-time name while being defined: stays put
-    head, rest = hostentry.split_module(ast.parse(source))
+    head, rest = module_split.split_module(ast.parse(source))
     defined = [n.name for n in head if isinstance(n, ast.ClassDef)]
     assert defined == ["FeedForward", "Model"]  # defined further down, needing nothing from the training part
     assert ast.unparse(rest[0]) == "random.seed(seed)" and any(getattr(n, "name", "") == "Late" for n in rest)

@@ -13,6 +13,7 @@ map (tests/test_layers.py checks both; some imports are lazy, for speed):
   loop/        plans, the one engine that executes them, one `run`
   commands/    one module per command of ar.py, and what `run` prints
 
-hostentry.py stays at the top of the package: train.py loads it by path inside the training
-process (standard library only, it imports nothing from the runner).
+hostentry.py and module_split.py stay at the top of the package: train.py loads hostentry by
+path inside the training process, and hostentry loads module_split from its own folder
+(standard library only; they import nothing else from the runner).
 """

@@ -98,10 +98,30 @@ def progress_svg(rows: list[dict], direction: str, sigma: float | None, k: float
     """Every run: reverts as grey dots, the best as a step line with its noise band, failures on the x axis."""
     if not rows:
         return "<p class=muted>no runs yet</p>"
-    n = len(rows)
     valid = [
         (i, r["primary_value"]) for i, r in enumerate(rows) if r["valid"] == "true" and r["primary_value"] is not None
     ]
+    steps = _best_steps(rows, best_means)
+    known = [v for v in steps if v is not None]
+    if not valid and not known:
+        return "<p class=muted>no valid value yet</p>"
+    lo, hi = _robust_range([v for _, v in valid] + known)
+    if sigma:  # the band around the best stays in view
+        lo, hi = min(lo, min(known) - k * sigma), max(hi, max(known) + k * sigma)
+    plot = _Plot(len(rows), lo, hi)
+    band, line = _best_band_and_line(plot, steps, sigma, k)
+    parts = [*_frame(plot, rows), *band, _reverted_dots(plot, rows, valid), *line, *_advances(plot, rows)]
+    parts += _failure_ticks(plot, rows)
+    legend = "green: the best (band: ± k·σ noise)" if sigma else "green: the best"
+    parts.append(
+        f'<text x="{MARGIN}" y="{MARGIN - 10}" font-size="11">{legend}; grey: reverted; red ticks: crashes ({direction})</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _best_steps(rows: list[dict], best_means: dict) -> list:
+    """The best's value after each run (None before the first advance); a re-measured best shows its mean."""
     steps, current = [], None
     for r in rows:
         if r["verdict"] == "advance" and r["primary_value"] is not None:
@@ -109,22 +129,27 @@ def progress_svg(rows: list[dict], direction: str, sigma: float | None, k: float
         if r["run_id"] in best_means:
             current = best_means[r["run_id"]]
         steps.append(current)
-    values = [v for _, v in valid] + [v for v in steps if v is not None]
-    if not values:
-        return "<p class=muted>no valid value yet</p>"
-    lo, hi = _robust_range(values)
-    if sigma:  # the band around the best stays in view
-        known = [v for v in steps if v is not None]
-        lo, hi = min(lo, min(known) - k * sigma), max(hi, max(known) + k * sigma)
-    w, h = PLOT_W - 2 * MARGIN, PLOT_H - 2 * MARGIN
+    return steps
 
-    def x(i):
-        return MARGIN + (i + 0.5) * w / n
 
-    def y(v):
-        v = min(max(v, lo), hi)
-        return MARGIN + (hi - v) * h / (hi - lo)
+class _Plot:
+    """Run index and metric value to pixel coordinates (values outside [lo, hi] are clamped)."""
 
+    def __init__(self, n: int, lo: float, hi: float):
+        self.n, self.lo, self.hi = n, lo, hi
+        self.w, self.h = PLOT_W - 2 * MARGIN, PLOT_H - 2 * MARGIN
+
+    def x(self, i: float) -> float:
+        return MARGIN + (i + 0.5) * self.w / self.n
+
+    def y(self, v: float) -> float:
+        v = min(max(v, self.lo), self.hi)
+        return MARGIN + (self.hi - v) * self.h / (self.hi - self.lo)
+
+
+def _frame(plot: _Plot, rows: list[dict]) -> list[str]:
+    """The svg element, the plot box, three value labels and the first and last run ids."""
+    w, h, lo, hi = plot.w, plot.h, plot.lo, plot.hi
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{PLOT_W}" height="{PLOT_H}" role="img" aria-label="progress">'
     ]
@@ -138,38 +163,44 @@ def progress_svg(rows: list[dict], direction: str, sigma: float | None, k: float
     parts.append(
         f'<text x="{PLOT_W - MARGIN}" y="{PLOT_H - 12}" font-size="11" text-anchor="end">{esc(rows[-1]["run_id"])}</text>'
     )
+    return parts
+
+
+def _best_band_and_line(plot: _Plot, steps: list, sigma: float | None, k: float) -> tuple[list[str], list[str]]:
+    """The best as a step line, and its ± k·σ band when the noise is known (each [] when there is no best)."""
     band, line = [], []
     for i, v in enumerate(steps):
         if v is None:
             continue
-        x0, x1 = MARGIN + i * w / n, MARGIN + (i + 1) * w / n
-        line.append(f"{'M' if not line else 'L'}{x0:.1f} {y(v):.1f}L{x1:.1f} {y(v):.1f}")
+        x0, x1 = MARGIN + i * plot.w / plot.n, MARGIN + (i + 1) * plot.w / plot.n
+        line.append(f"{'M' if not line else 'L'}{x0:.1f} {plot.y(v):.1f}L{x1:.1f} {plot.y(v):.1f}")
         if sigma:
             band.append(
-                f'<rect x="{x0:.1f}" y="{y(v + k * sigma):.1f}" width="{x1 - x0 + 0.3:.1f}" '
-                f'height="{max(0.5, y(v - k * sigma) - y(v + k * sigma)):.1f}"/>'
+                f'<rect x="{x0:.1f}" y="{plot.y(v + k * sigma):.1f}" width="{x1 - x0 + 0.3:.1f}" '
+                f'height="{max(0.5, plot.y(v - k * sigma) - plot.y(v + k * sigma)):.1f}"/>'
             )
-    if band:
-        parts.append('<g fill="#2a7" fill-opacity="0.13" class="noise-band">' + "".join(band) + "</g>")
-    dots = "".join(f"M{x(i):.1f} {y(v):.1f}h0" for i, v in valid if rows[i]["verdict"] != "advance")
-    size = 4 if n < 200 else 2.5
-    parts.append(f'<path d="{dots}" stroke="#999" stroke-width="{size}" stroke-linecap="round" fill="none"/>')
-    if line:
-        parts.append(f'<path d="{"".join(line)}" stroke="#2a7" stroke-width="2" fill="none"/>')
-    for i, r in enumerate(rows):
-        if r["verdict"] == "advance" and r["primary_value"] is not None:
-            parts.append(
-                f'<circle cx="{x(i):.1f}" cy="{y(r["primary_value"]):.1f}" r="4" fill="#2a7"><title>{esc(r["run_id"])} {r["primary_value"]:.6g}</title></circle>'
-            )
-    fails = "".join(f"M{x(i):.1f} {MARGIN + h - 6}v12" for i, r in enumerate(rows) if r["status"] in FAILED)
-    if fails:
-        parts.append(f'<path d="{fails}" stroke="#c33" stroke-width="1.5"/>')
-    legend = "green: the best (band: ± k·σ noise)" if sigma else "green: the best"
-    parts.append(
-        f'<text x="{MARGIN}" y="{MARGIN - 10}" font-size="11">{legend}; grey: reverted; red ticks: crashes ({direction})</text>'
-    )
-    parts.append("</svg>")
-    return "".join(parts)
+    band_svg = ['<g fill="#2a7" fill-opacity="0.13" class="noise-band">' + "".join(band) + "</g>"] if band else []
+    line_svg = [f'<path d="{"".join(line)}" stroke="#2a7" stroke-width="2" fill="none"/>'] if line else []
+    return band_svg, line_svg
+
+
+def _reverted_dots(plot: _Plot, rows: list[dict], valid: list) -> str:
+    dots = "".join(f"M{plot.x(i):.1f} {plot.y(v):.1f}h0" for i, v in valid if rows[i]["verdict"] != "advance")
+    size = 4 if plot.n < 200 else 2.5
+    return f'<path d="{dots}" stroke="#999" stroke-width="{size}" stroke-linecap="round" fill="none"/>'
+
+
+def _advances(plot: _Plot, rows: list[dict]) -> list[str]:
+    return [
+        f'<circle cx="{plot.x(i):.1f}" cy="{plot.y(r["primary_value"]):.1f}" r="4" fill="#2a7"><title>{esc(r["run_id"])} {r["primary_value"]:.6g}</title></circle>'
+        for i, r in enumerate(rows)
+        if r["verdict"] == "advance" and r["primary_value"] is not None
+    ]
+
+
+def _failure_ticks(plot: _Plot, rows: list[dict]) -> list[str]:
+    fails = "".join(f"M{plot.x(i):.1f} {MARGIN + plot.h - 6}v12" for i, r in enumerate(rows) if r["status"] in FAILED)
+    return [f'<path d="{fails}" stroke="#c33" stroke-width="1.5"/>'] if fails else []
 
 
 # ----------------------------------------------------------------------------- sections

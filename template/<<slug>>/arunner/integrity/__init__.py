@@ -1,6 +1,7 @@
 """What keeps the judged agent from changing how it is judged.
 
 Modules, bottom-up (none imports one listed below it):
+  data_guard   what the evaluation reads: its modules, functions and data names, and reads of them
   protect      the protected-file manifest and the static guard on train.py
   evaluate     the independent evaluator process (prepare.py's evaluate)
   checks       the integrity calls a run makes (modes off/files/evaluator), `protect`

@@ -25,7 +25,7 @@ from ..procs import watchdog
 from ..rules import gates
 from ..state import noise_groups
 from ..state.record import primary_field, result_record
-from . import evaluate, protect
+from . import data_guard, evaluate, protect
 
 MODES = ("off", "files", "evaluator")
 
@@ -135,9 +135,9 @@ def guard(exp: Experiment, source: bytes) -> str:
     names = protect.protected_names(prepare, cfg.project_root)
     offence = protect.guard_train_py(text, cfg.primary_metric, names)
     if not offence:  # the evaluation's data functions and the protected (split) files: never read by training
-        data = protect.evaluation_data_names(prepare, cfg.project_root)
+        data = data_guard.evaluation_data_names(prepare, cfg.project_root)
         files = [g for g in _glob_files(cfg) if not g.endswith((".py", ".toml", ".cfg", ".json", ".yaml", ".yml"))]
-        offence = protect.guard_data_reads(text, data, files)
+        offence = data_guard.guard_data_reads(text, data, files)
     return str(offence) if offence else ""
 
 
@@ -212,23 +212,41 @@ def after_training(exp: Experiment, run, measured) -> dict:
     if current == "off":
         return extra
     verify_state(cfg)  # training edited results.tsv or the best's meta.json: blocked here, nothing recorded
-    escaped = watchdog.sweep_orphans()  # double-forked leftovers of training: gone before anything is judged
-    if escaped:
-        run.note = _join_note(run.note, f"stopped {len(escaped)} process(es) that outlived training")
-    if watchdog.subreaper_note:
-        run.note = _join_note(run.note, watchdog.subreaper_note)
+    _sweep_after_training(run)
     if measured.status != "ok":
         return extra
-    changed = protect.check(cfg.expr_dir, cfg.project_root).changed
-    if changed:  # the manifest keeps the old state: the next run is blocked until restored or accepted
-        measured.missing = _join(measured.missing, protect.changed_message(changed, cfg.expr_dir))
-        return extra
+    if _protected_files_changed(cfg, measured):  # the manifest keeps the old state: the next run is blocked
+        return extra  # until the files are restored or accepted
     if current != "evaluator":
         return extra
     extra["reported"] = measured.value
     if not measured.checkpoint:
         measured.missing = _join(measured.missing, "no checkpoint to evaluate")
         return extra
+    _evaluate_checkpoint(cfg, run, measured, extra)
+    return extra
+
+
+def _sweep_after_training(run) -> None:
+    """Double-forked leftovers of training: gone before anything is judged, and said in the run's note."""
+    escaped = watchdog.sweep_orphans()
+    if escaped:
+        run.note = _join_note(run.note, f"stopped {len(escaped)} process(es) that outlived training")
+    if watchdog.subreaper_note:
+        run.note = _join_note(run.note, watchdog.subreaper_note)
+
+
+def _protected_files_changed(cfg: Config, measured) -> bool:
+    """Whether a protected file changed; if so the run is invalid, with the files named in `measured.missing`."""
+    changed = protect.check(cfg.expr_dir, cfg.project_root).changed
+    if changed:
+        measured.missing = _join(measured.missing, protect.changed_message(changed, cfg.expr_dir))
+    return bool(changed)
+
+
+def _evaluate_checkpoint(cfg: Config, run, measured, extra: dict) -> None:
+    """The evaluator on the run's stored checkpoint; its values replace the reported ones unless
+    a protected file or the checkpoint changed meanwhile, or the evaluation failed."""
     ckpt = cfg.expr_dir / measured.checkpoint["stored"]
     fingerprint = checkpoint_fingerprint(ckpt)  # what the evaluator judges is what gets promoted
     result = evaluate.run_evaluator(
@@ -248,19 +266,22 @@ def after_training(exp: Experiment, run, measured) -> dict:
     }
     if watchdog.sweep_orphans():  # the evaluator's leftovers (or a daemon that hid from the first sweep)
         run.note = _join_note(run.note, "stopped process(es) that outlived the evaluator")
-    changed = protect.check(cfg.expr_dir, cfg.project_root).changed  # edited while it ran, restored after?
-    if changed:
-        measured.missing = _join(measured.missing, protect.changed_message(changed, cfg.expr_dir))
-        return extra
+    if _protected_files_changed(cfg, measured):  # edited while it ran, restored after?
+        return
     if checkpoint_fingerprint(ckpt) != fingerprint:
         measured.missing = _join(measured.missing, "the checkpoint changed while it was evaluated")
-        return extra
+        return
     if not result.ok:
         measured.missing = _join(measured.missing, result.error)
-        return extra
+        return
     extra["holdout"] = result.holdout or None
+    _take_evaluated_values(cfg, measured, result)
+
+
+def _take_evaluated_values(cfg: Config, measured, result) -> None:
+    """The evaluator's values decide (constraints included); a reported value that disagrees invalidates the run."""
     agree, note = evaluate.compare(cfg.primary_metric, measured.value, result.metrics.get(cfg.primary_metric))
-    measured.metrics.update(result.metrics)  # the evaluator's values decide, constraints included
+    measured.metrics.update(result.metrics)
     measured.value = _float(result.metrics.get(cfg.primary_metric))
     if measured.value is not None:
         measured.extraction_note = ""  # the evaluator supplied what extraction could not
@@ -268,7 +289,6 @@ def after_training(exp: Experiment, run, measured) -> dict:
         measured.missing = _join(measured.missing, note)
     elif note:
         measured.extraction_note = note
-    return extra
 
 
 def refused(exp: Experiment, run, best: dict | None, note: str) -> dict:

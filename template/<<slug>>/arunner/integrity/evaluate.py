@@ -207,9 +207,13 @@ def run_evaluator(
         if fresh:
             shutil.rmtree(cache, ignore_errors=True)
     wall = round(time.monotonic() - t0, 3)
-    base = {"wall_s": wall, "log_path": str(log_path)}
     if done.interrupted:
         raise KeyboardInterrupt
+    return _evaluation(done, raw, timeout_s, holdout, {"wall_s": wall, "log_path": str(log_path)})
+
+
+def _evaluation(done: launch.LaunchResult, raw: bytes, timeout_s: float, holdout: list[str], base: dict) -> Evaluation:
+    """What the evaluator process left: its metrics with the holdout ones set apart, or why there are none."""
     if done.timed_out or done.survivors:
         return Evaluation(
             False, error=f"evaluator ran past its {timeout_s:g} s limit; last line: {done.last_line}", **base

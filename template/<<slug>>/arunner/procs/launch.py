@@ -137,47 +137,20 @@ def run_training(
     env = dict(env)
     env[marker[0]] = marker[1]  # the sweep depends on it: never launch without it
     live_line = _LiveLine(Path(log_path), budget_s, time.monotonic()) if live else None
-    # SIGTERM to the runner (kill, systemd, a CI cancel) stops the run like Ctrl+C does
-    try:
-        prev_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread: signals cannot be handled here
-        prev_term = _raise_interrupt
+    prev_term = _sigterm_stops_the_run()
     try:
         started_at = time.time()
         t0 = time.monotonic()
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=str(cwd),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=pass_fds,  # the evaluator's result pipe
-            )
+        proc = _start(cmd, cwd, env, log_path, pass_fds)
         if live_line:
             live_line.t0 = t0
-        interrupted = False
-        try:
-            exited, reaped = _wait(proc, t0 + budget_s, live_line.show if live_line else None)
-        except KeyboardInterrupt:
-            interrupted, exited, reaped = True, False, False
-        finally:
-            if live_line:
-                live_line.clear()
+        interrupted, exited, reaped = _wait_or_interrupt(proc, t0 + budget_s, live_line)
         wall_s = time.monotonic() - t0
         if exited:
-            # A command that exited may have left children (a data-loader worker, a
-            # server): stop them the same way. Its zombie keeps its group id ours.
-            leaked, survivors = watchdog.stop_processes(None if reaped else proc.pid, marker, grace_s)
-            exit_code = proc.wait()
+            leaked, survivors, exit_code = _stop_leftovers(proc, reaped, marker, grace_s)
         else:
-            leaked, survivors = [], watchdog.stop_tree(proc.pid, marker, grace_s)
-            exit_code = None
+            leaked, survivors, exit_code = [], _stop_unfinished(proc, marker, grace_s), None
             wall_s = time.monotonic() - t0
-            if not any(s["pid"] == proc.pid for s in survivors):
-                proc.wait()  # reap; it is dead
         return LaunchResult(
             exit_code=exit_code,
             timed_out=not exited and not interrupted,
@@ -189,5 +162,61 @@ def run_training(
             last_line=last_line(Path(log_path)),
         )
     finally:
-        if prev_term is not _raise_interrupt:
-            signal.signal(signal.SIGTERM, prev_term if prev_term is not None else signal.SIG_DFL)
+        _restore_sigterm(prev_term)
+
+
+def _sigterm_stops_the_run():
+    """SIGTERM to the runner (kill, systemd, a CI cancel) stops the run like Ctrl+C does; the previous handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        return _raise_interrupt
+
+
+def _restore_sigterm(prev_term) -> None:
+    if prev_term is not _raise_interrupt:
+        signal.signal(signal.SIGTERM, prev_term if prev_term is not None else signal.SIG_DFL)
+
+
+def _start(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, pass_fds: tuple) -> subprocess.Popen:
+    """The command in a new session, stdout and stderr appended to the log, stdin closed."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd,
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=pass_fds,  # the evaluator's result pipe
+        )
+
+
+def _wait_or_interrupt(proc: subprocess.Popen, deadline: float, live_line) -> tuple[bool, bool, bool]:
+    """(interrupted, exited, reaped): wait until the command exits, the deadline passes or Ctrl+C comes."""
+    try:
+        exited, reaped = _wait(proc, deadline, live_line.show if live_line else None)
+        return False, exited, reaped
+    except KeyboardInterrupt:
+        return True, False, False
+    finally:
+        if live_line:
+            live_line.clear()
+
+
+def _stop_leftovers(proc: subprocess.Popen, reaped: bool, marker: tuple[str, str], grace_s: float):
+    """(leaked, survivors, exit code) after the command exited on its own.
+
+    A command that exited may have left children (a data-loader worker, a server): they are
+    stopped the same way. Its zombie keeps its group id ours."""
+    leaked, survivors = watchdog.stop_processes(None if reaped else proc.pid, marker, grace_s)
+    return leaked, survivors, proc.wait()
+
+
+def _stop_unfinished(proc: subprocess.Popen, marker: tuple[str, str], grace_s: float) -> list:
+    """Stop the tree of a command over its budget or interrupted; the processes that survived."""
+    survivors = watchdog.stop_tree(proc.pid, marker, grace_s)
+    if not any(s["pid"] == proc.pid for s in survivors):
+        proc.wait()  # reap; it is dead
+    return survivors

@@ -278,7 +278,7 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
     if pending is not None and pending.get("verdict", "advance") != "advance":
         pending_id = None
     notes: list[str] = []
-    redo_record = None
+    redo_record = None  # the record of a rolled-back promotion of the pending run, to redo below
 
     # Killed between "old best renamed away" and "new best renamed in" (no RENAME_EXCHANGE).
     if not os.path.lexists(best) and _meta(trash) is not None:
@@ -286,32 +286,7 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
         notes.append("restored the previous best from an interrupted swap")
 
     if os.path.lexists(staging):
-        sm, bm = _meta(staging), _meta(best)
-        if sm is None:
-            # Killed before staging/meta.json existed: nothing was moved in yet.
-            remove(staging)
-            notes.append("removed an empty promotion staging folder")
-        elif bm is not None and _newer(bm["run_id"], sm["run_id"]):
-            remove(staging)  # the swap happened; staging is the previous best
-            notes.append(f"removed the previous best {sm['run_id']} left by an interrupted promotion")
-        else:
-            name = sm.get("name")
-            whole = name is None or os.path.lexists(staging / name)
-            if pending_id == sm["run_id"] and whole:
-                _ensure_link(expr_dir)
-                _commit(expr_dir)
-                notes.append(f"finished the interrupted promotion of {sm['run_id']}")
-            else:
-                # Roll back: the checkpoint returns to its run folder, where promote() found it.
-                if name and os.path.lexists(staging / name):
-                    home = run_dir_of(expr_dir, sm["run_id"]) / CKPT
-                    home.mkdir(parents=True, exist_ok=True)
-                    mark_held(expr_dir, sm["run_id"])
-                    os.rename(staging / name, home / name)
-                remove(staging)
-                notes.append(f"rolled back the interrupted promotion of {sm['run_id']}")
-                if pending_id == sm["run_id"]:
-                    redo_record = {k: v for k, v in sm.items() if k not in CKPT_FIELDS + ("promoted_at",)}
+        redo_record = _repair_staging(expr_dir, pending_id, notes)
 
     if os.path.lexists(trash):
         remove(trash)
@@ -330,3 +305,38 @@ def repair(expr_dir: Path, pending: dict | None) -> list[str]:
 
     drop_old(expr_dir)  # a runner killed before it got to them
     return notes + sweep_debris(expr_dir)
+
+
+def _repair_staging(expr_dir: Path, pending_id: str | None, notes: list[str]) -> dict | None:
+    """A promotion interrupted with its staging folder in place: finish it when the pending run is
+    the one staged and its checkpoint is whole, else roll it back. Returns the pending run's record
+    when its promotion was rolled back (to be redone), else None."""
+    staging = expr_dir / STAGING
+    sm, bm = _meta(staging), _meta(expr_dir / BEST)
+    if sm is None:
+        # Killed before staging/meta.json existed: nothing was moved in yet.
+        remove(staging)
+        notes.append("removed an empty promotion staging folder")
+        return None
+    if bm is not None and _newer(bm["run_id"], sm["run_id"]):
+        remove(staging)  # the swap happened; staging is the previous best
+        notes.append(f"removed the previous best {sm['run_id']} left by an interrupted promotion")
+        return None
+    name = sm.get("name")
+    whole = name is None or os.path.lexists(staging / name)
+    if pending_id == sm["run_id"] and whole:
+        _ensure_link(expr_dir)
+        _commit(expr_dir)
+        notes.append(f"finished the interrupted promotion of {sm['run_id']}")
+        return None
+    # Roll back: the checkpoint returns to its run folder, where promote() found it.
+    if name and os.path.lexists(staging / name):
+        home = run_dir_of(expr_dir, sm["run_id"]) / CKPT
+        home.mkdir(parents=True, exist_ok=True)
+        mark_held(expr_dir, sm["run_id"])
+        os.rename(staging / name, home / name)
+    remove(staging)
+    notes.append(f"rolled back the interrupted promotion of {sm['run_id']}")
+    if pending_id == sm["run_id"]:
+        return {k: v for k, v in sm.items() if k not in CKPT_FIELDS + ("promoted_at",)}
+    return None
