@@ -32,9 +32,7 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -181,6 +179,9 @@ def run_evaluator(
     log_path = run_dir / LOG_NAME
     holdout = holdout_names(expr_dir / "prepare.py") if holdout is None else holdout
     fresh = EVAL_PYCACHE_FRESH
+    import tempfile  # only the evaluator pays for these
+    import uuid
+
     cache = tempfile.mkdtemp(prefix="ar-eval-pycache-") if fresh else runner_pycache()
     read_fd, write_fd = os.pipe()
     cmd = evaluator_command(python, expr_dir, checkpoint, write_fd, Path(project_root).resolve(), cache, fresh)
