@@ -132,13 +132,24 @@ def runs_from(expr_dir: Path, first: int) -> tuple[list[int], int | None]:
     return found, (highest or None)
 
 
-def allocated(expr_dir: Path, number: int, known: list | None) -> None:
-    """Run folder `number` was just made, the highest being number - 1 under the runs/ stamp `known`:
-    the index moves on to it (nothing else runs in runs/ meanwhile: the experiment lock is held)."""
+def make_next_run_dir(expr_dir: Path) -> Path:
+    """runs/rNNNN/ of the next run, made (never exist_ok: two allocations must not share a folder).
+
+    The index moves on to it: the runner holds the experiment lock, so nothing else allocates."""
+    highest, known = highest_run(expr_dir)
+    run_dir = run_dir_of(expr_dir, highest + 1)
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:
+        if known is None:
+            raise
+        # a folder made behind the runner's back within the same clock tick as its index: list
+        numbers, known = _listed(expr_dir)
+        run_dir = run_dir_of(expr_dir, (numbers[-1] if numbers else 0) + 1)
+        run_dir.mkdir(parents=True)
     if known is not None:
-        stamp = _stamp(expr_dir)
-        if stamp is not None:
-            _write_index(expr_dir, stamp, number)
+        _write_index(expr_dir, _stamp(expr_dir), _number(run_dir.name))
+    return run_dir
 
 
 def has_runs(expr_dir: Path) -> bool:

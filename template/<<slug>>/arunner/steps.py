@@ -30,7 +30,7 @@ from .launch import LaunchResult
 from .plans import PlannedRun
 from .record import best_record
 from .results import MARKER_KEY, RunStart
-from .runs import SENTINEL, allocated, format_run_id, highest_run, run_dir_of
+from .runs import SENTINEL, make_next_run_dir
 from .snapshots import has_conflict_markers, restore_train_py
 from .text import one_line
 
@@ -125,20 +125,16 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
     A queued candidate's folder is moved in first (one rename), then its train.py is copied
     out: a kill in between leaves a run repair records as a crash, never a doubled candidate.
     """
-    highest, known = highest_run(cfg.expr_dir)  # from the run index while runs/ is unchanged, else listed
-    run_id = format_run_id(highest + 1)
-    run_dir = run_dir_of(cfg.expr_dir, run_id)
     if planned.candidate:
-        run_dir.mkdir(parents=True)  # never exist_ok: two allocations must not share a folder
-        allocated(cfg.expr_dir, highest + 1, known)
+        run_dir = make_next_run_dir(cfg.expr_dir)
         popped = candidates.pop(cfg.expr_dir, run_dir / "candidate", planned.candidate.id)
         source = (popped.path / "train.py").read_bytes()
     else:
         source = planned.source
         if has_conflict_markers(source):
             raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
-        run_dir.mkdir(parents=True)
-        allocated(cfg.expr_dir, highest + 1, known)
+        run_dir = make_next_run_dir(cfg.expr_dir)
+    run_id = run_dir.name
     (run_dir / "train.py").write_bytes(source)
     started = time.time()
     started_at = iso_local(started)
