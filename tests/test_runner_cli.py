@@ -280,6 +280,8 @@ def test_run_index_spares_the_listing_only_while_runs_is_unchanged(tmp_path):
     index = json.loads((tmp_path / runs.INDEX).read_text())
     (tmp_path / runs.INDEX).write_text(json.dumps({**index, "highest": 2}))  # forged: the signature fails
     assert runs.runs_from(tmp_path, 2) == ([2, 3, 4, 9], 9)
+    (tmp_path / runs.INDEX).write_text("{")  # cut short by a crash of the machine: listed again
+    assert runs.runs_from(tmp_path, 9) == ([9], 9)
     os.rmdir(tmp_path / "runs" / "r0009")
     assert runs.highest_run(tmp_path)[0] == 4
     (tmp_path / "runs" / "r0005").mkdir()  # as if made within the clock tick the index was stamped in

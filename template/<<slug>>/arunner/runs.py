@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from . import chain_hash
+from .fsutil import atomic_write_json
 
 RUNS_DIR = "runs"
 JOB_FILE = ".slurm_job"  # in runs/rNNNN/: the Slurm job id, written right after sbatch (a dot file: never a checkpoint)
@@ -93,13 +94,9 @@ def _stamp(expr_dir: Path) -> list | None:
 
 
 def _write_index(expr_dir: Path, stamp: list, highest: int) -> None:
-    """Replaced in one step but not fsynced (~5-15 ms a write): an index lost or cut short by a
-    crash of the machine only costs the next run a listing."""
+    """Not fsynced: an index lost or emptied by a crash of the machine only costs a listing."""
     entry = {"stamp": stamp, "highest": highest}
-    path = Path(expr_dir) / INDEX
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({**entry, "mac": chain_hash.sign(entry)}))
-    os.replace(tmp, path)
+    atomic_write_json(Path(expr_dir) / INDEX, {**entry, "mac": chain_hash.sign(entry)}, durable=False)
 
 
 def _indexed(expr_dir: Path, stamp: list) -> int | None:
