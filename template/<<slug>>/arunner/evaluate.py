@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import launch
-
 EVAL_TIMEOUT_S = 600.0  # the evaluator's own limit, never charged to the training budget
 EVAL_GRACE_S = 5.0  # SIGTERM to SIGKILL when the evaluator runs past its limit
 REL_TOLERANCE = 1e-3  # reported vs evaluated primary: relative difference allowed
@@ -179,8 +177,10 @@ def run_evaluator(
     log_path = run_dir / LOG_NAME
     holdout = holdout_names(expr_dir / "prepare.py") if holdout is None else holdout
     fresh = EVAL_PYCACHE_FRESH
-    import tempfile  # only the evaluator pays for these
+    import tempfile  # only the evaluator pays for these (status and guard read this module too)
     import uuid
+
+    from . import launch
 
     cache = tempfile.mkdtemp(prefix="ar-eval-pycache-") if fresh else runner_pycache()
     read_fd, write_fd = os.pipe()

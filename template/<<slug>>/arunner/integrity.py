@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import chain_hash, evaluate, gates, noise_state, protect, watchdog
+from . import chain_hash, evaluate, gates, noise_state, protect
 from .config import SESSION_FILE, Config, Session
 from .errors import UserError
 from .record import primary_field, result_record
@@ -116,6 +116,8 @@ def report_lines(cfg: Config) -> list[str]:
 
 def start_run() -> None:
     """At the start of `ar.py run`: the runner becomes the subreaper of everything it starts."""
+    from . import watchdog  # the run path only: status reads this module too
+
     watchdog.become_subreaper()
 
 
@@ -203,6 +205,8 @@ def after_training(cfg: Config, session: Session, run, measured) -> dict:
     if current == "off":
         return extra
     verify_state(cfg)  # training edited results.tsv or the best's meta.json: blocked here, nothing recorded
+    from . import watchdog
+
     escaped = watchdog.sweep_orphans()  # double-forked leftovers of training: gone before anything is judged
     if escaped:
         run.note = _join_note(run.note, f"stopped {len(escaped)} process(es) that outlived training")

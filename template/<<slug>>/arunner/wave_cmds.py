@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 
 from . import best as best_state
-from . import candidates, slots, slurm
+from . import candidates, slots
 from .candidates import WAVE_FILE
 from .config import Config, Session
 from .errors import UserError
@@ -112,4 +112,6 @@ def apply_session(cfg: Config, session: Session, args) -> None:
     if session.launcher == "local" and session.devices:
         slots.make_slots(session.devices, session.devices_per_run)  # a too-large --devices-per-run: one line
     if session.launcher == "slurm" and (args.launcher or args.slurm_args is not None):
+        from . import slurm  # only the Slurm launcher pays for it
+
         slurm.check_visible(cfg.expr_dir, shlex.split(session.slurm_args))
