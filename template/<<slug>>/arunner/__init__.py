@@ -12,7 +12,7 @@ some import a lower one lazily, for speed):
   workdir      a run's own working folder mirroring the project (fixed output paths)
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
-  runs         run ids (rNNNN) and the runs/ layout
+  runs         run ids (rNNNN), the runs/ layout and its signed index (a listing skipped)
   answers      every answer of the setup interview, declared once (type, default, rule, storage)
   config       the experiment's rendered config and the session settings
   outputs      every run's outputs in its own folder: output_key, working folders, where measure reads
