@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from pathlib import Path
 
 from .errors import UserError
@@ -52,7 +51,7 @@ def _key() -> bytes:
     except FileExistsError:  # another runner created it meanwhile
         return path.read_bytes()
     with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_bytes(32))
+        fh.write(os.urandom(32))  # what secrets.token_bytes returns, without importing random
     return path.read_bytes()
 
 

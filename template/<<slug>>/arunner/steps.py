@@ -13,7 +13,6 @@ reached in this order; a SIGKILL between any two is repaired by the next run.
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import subprocess
 import sys
@@ -138,7 +137,7 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
     (run_dir / "train.py").write_bytes(source)
     started = time.time()
     started_at = iso_local(started)
-    run = RunStart(run_id, run_dir, secrets.token_hex(16), started, started_at, planned.label)
+    run = RunStart(run_id, run_dir, os.urandom(16).hex(), started, started_at, planned.label)
     record = {"token": run.token, "started_at": started_at, "note": planned.label, "kind": planned.kind}
     if planned.belongs_to:
         record["belongs_to"] = planned.belongs_to
