@@ -7,7 +7,10 @@ import json
 import pytest
 from conftest import Experiment, answers, render
 
-from arunner.core.layout import BASELINE  # noqa: E402
+from arunner.core.layout import (
+    BASELINE,  # noqa: E402
+    CHANGES_INDEX,  # noqa: E402
+)
 
 
 def test_status_compact_is_short_and_true(minimal_expr: Experiment):
@@ -260,6 +263,35 @@ def test_run_ids_have_one_parser_and_one_formatter(tmp_path):
     assert runs.next_run_id(runs.run_numbers(tmp_path)) == "r10001"
     assert runs.run_dir_of(tmp_path, 2) == runs.run_dir_of(tmp_path, "r0002") == tmp_path / "runs" / "r0002"
     assert sorted(["r10000", "r9999"], key=runs.run_key) == ["r9999", "r10000"]
+
+
+def test_run_index_spares_the_listing_only_while_runs_is_unchanged(tmp_path):
+    """The run index stands in for a listing of runs/ only while runs/'s stat is what it stamped,
+    and only when the runner signed it: a folder made behind its back, or an index training wrote, is seen."""
+    import os
+
+    from arunner.core import runs
+
+    for n in (1, 2, 3):
+        (tmp_path / "runs" / runs.format_run_id(n)).mkdir(parents=True)
+    assert runs.highest_run(tmp_path)[0] == 3  # listed: the index is written
+    assert (tmp_path / CHANGES_INDEX).exists()
+    assert runs.make_next_run_dir(tmp_path).name == "r0004"  # the runner's own allocation moves the index on
+    assert runs.highest_run(tmp_path)[0] == 4
+    assert runs.runs_from(tmp_path, 3) == ([3, 4], 4)  # looked up one by one: the same as a listing
+    (tmp_path / "runs" / "r0009").mkdir()  # behind the runner's back: runs/'s stat moved
+    assert runs.highest_run(tmp_path)[0] == 9
+    assert runs.runs_from(tmp_path, 4) == ([4, 9], 9)
+    index = json.loads((tmp_path / CHANGES_INDEX).read_text())
+    (tmp_path / CHANGES_INDEX).write_text(json.dumps({**index, "highest": 2}))  # forged: the signature fails
+    assert runs.runs_from(tmp_path, 2) == ([2, 3, 4, 9], 9)
+    (tmp_path / CHANGES_INDEX).write_text("{")  # cut short by a crash of the machine: listed again
+    assert runs.runs_from(tmp_path, 9) == ([9], 9)
+    os.rmdir(tmp_path / "runs" / "r0009")
+    assert runs.highest_run(tmp_path)[0] == 4
+    (tmp_path / "runs" / "r0005").mkdir()  # as if made within the clock tick the index was stamped in
+    runs._write_index(tmp_path, runs._stamp(tmp_path), 4)
+    assert runs.make_next_run_dir(tmp_path).name == "r0006"  # the collision lists runs/: never a shared folder
 
 
 def test_running_summary_agrees_with_the_ledger_and_is_rebuilt_when_stale(minimal_expr: Experiment):

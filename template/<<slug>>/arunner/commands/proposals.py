@@ -10,7 +10,7 @@ from ..core.errors import UserError
 from ..core.fsutil import read_json
 from ..core.layout import TRAIN_PY, WAVE_FILE
 from ..core.text import one_line
-from ..procs import slots, slurm
+from ..procs import slots
 from ..state import best as best_state
 from ..state import candidates
 from ..state.snapshots import restore_train_py
@@ -115,4 +115,6 @@ def apply_session(exp: Experiment, args) -> None:
     if session.launcher == "local" and session.devices:
         slots.make_slots(session.devices, session.devices_per_run)  # a too-large --devices-per-run: one line
     if session.launcher == "slurm" and (args.launcher or args.slurm_args is not None):
+        from ..procs import slurm  # only the Slurm launcher pays for it
+
         slurm.check_visible(cfg.expr_dir, shlex.split(session.slurm_args))

@@ -7,7 +7,7 @@ Modules, bottom-up (none imports one listed below it):
   fsutil       atomic writes, checked reads, file tails, removal
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
-  runs         run ids (rNNNN) and the runs/ layout
+  runs         run ids (rNNNN), the runs/ layout and its signed index (one listing per run at most)
   answers      every answer of the setup interview, declared once (type, default, rule, storage)
   config       the experiment's rendered config and the session settings
 """

@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from pathlib import Path
 
 from .errors import UserError
@@ -52,7 +51,7 @@ def _key() -> bytes:
     except FileExistsError:  # another runner created it meanwhile
         return path.read_bytes()
     with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_bytes(32))
+        fh.write(os.urandom(32))  # what secrets.token_bytes returns, without importing random
     return path.read_bytes()
 
 
@@ -103,6 +102,16 @@ def _canonical(data: dict) -> bytes:
     """The bytes sealed for a JSON object: as it reads back from disk (tuples as lists), keys sorted."""
     again = json.loads(json.dumps(data, allow_nan=True))
     return json.dumps(again, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+
+
+def sign(data: dict) -> str:
+    """The runner's HMAC over a small JSON object it keeps beside its state (a file training could rewrite)."""
+    return _mac(_canonical(data))
+
+
+def signed(data: dict, mac) -> bool:
+    """Whether `mac` is the runner's signature of `data`."""
+    return isinstance(mac, str) and hmac.compare_digest(mac, sign(data))
 
 
 def seal_text(expr_dir: Path, name: str, text: str) -> None:
@@ -210,19 +219,22 @@ def _complete(path: Path) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
-def _seal_of(content: bytes, key: bytes) -> dict:
+def _head(content: bytes, key: bytes) -> str:
+    """The HMAC over the ledger's exact bytes (`head` of a seal over `content`, `prev` of one over a row more)."""
+    return hmac.new(key, b"results.tsv\n" + content, hashlib.sha256).hexdigest()
+
+
+def _seal_of(content: bytes, key: bytes, prev: str | None = None) -> dict:
+    """The seal over `content`; `prev`, when the caller already has it, is the head over all but the last row."""
     rows = content.count(b"\n")
-    last = content.rfind(b"\n", 0, len(content) - 1) + 1 if rows else 0
-    return {
-        "v": LEDGER_SEAL_VERSION,
-        "rows": rows,
-        "head": hmac.new(key, b"results.tsv\n" + content, hashlib.sha256).hexdigest(),
-        "prev": hmac.new(key, b"results.tsv\n" + content[:last], hashlib.sha256).hexdigest() if rows else None,
-    }
+    if rows and prev is None:
+        prev = _head(content[: content.rfind(b"\n", 0, len(content) - 1) + 1], key)
+    return {"v": LEDGER_SEAL_VERSION, "rows": rows, "head": _head(content, key), "prev": prev if rows else None}
 
 
-def verify_ledger(expr_dir: Path, path: Path) -> None:
-    """results.tsv holds the rows the runner sealed (one fewer: a runner killed before appending it)."""
+def _verified(expr_dir: Path, path: Path) -> tuple[bytes, str | None]:
+    """(the ledger's complete rows, their head) once checked against the seal; the head is None when
+    it was not computed (an older seal: the chain checked it)."""
     seals = _load(expr_dir)
     sealed = seals.get("results")
     content = _complete(path)
@@ -230,26 +242,31 @@ def verify_ledger(expr_dir: Path, path: Path) -> None:
         if content:
             seals["results"] = _seal_of(content, _key())
             _save(expr_dir, seals)
-        return
+        return content, None
     if sealed.get("v") != LEDGER_SEAL_VERSION:  # an older seal: the chain over the rows
         heads = _chain(content.split(b"\n")[:-1], _key())
-        now = {"rows": len(heads) - 1, "head": heads[-1]}
-    else:
-        now = _seal_of(content, _key())
-    n = now["rows"]
-    if n == sealed["rows"] and hmac.compare_digest(now["head"], sealed["head"]):
-        return
-    if n == sealed["rows"] - 1 and sealed.get("prev") and hmac.compare_digest(now["head"], sealed["prev"]):
-        return
+        n, head, ours = len(heads) - 1, heads[-1], None
+    else:  # only the head: a seal's `prev` is compared with the head of one row fewer, never recomputed here
+        n, head = content.count(b"\n"), _head(content, _key())
+        ours = head
+    if n == sealed["rows"] and hmac.compare_digest(head, sealed["head"]):
+        return content, ours
+    if n == sealed["rows"] - 1 and sealed.get("prev") and hmac.compare_digest(head, sealed["prev"]):
+        return content, ours
     raise _mismatch(path)
+
+
+def verify_ledger(expr_dir: Path, path: Path) -> None:
+    """results.tsv holds the rows the runner sealed (one fewer: a runner killed before appending it)."""
+    _verified(expr_dir, path)
 
 
 def before_append(expr_dir: Path, path: Path, line: bytes) -> None:
     """Check results.tsv, then seal it as it will be once `line` is appended (called just before the append)."""
-    verify_ledger(expr_dir, path)
-    content = _complete(path)
-    sealed = _seal_of(content + line.rstrip(b"\n") + b"\n", _key())
-    sealed["prev"] = hmac.new(_key(), b"results.tsv\n" + content, hashlib.sha256).hexdigest()
+    content, head = _verified(expr_dir, path)
+    key = _key()
+    prev = head if head is not None else _head(content, key)  # the checked rows: `prev` of the new seal
+    sealed = _seal_of(content + line.rstrip(b"\n") + b"\n", key, prev)
     seals = _load(expr_dir)
     seals["results"] = sealed
     _save(expr_dir, seals)

@@ -31,6 +31,7 @@ RENDERED = ".ar-rendered-experiment.json"  # the real render's experiment.json (
 PENDING = ".ar-upgrade-conflicts"  # files still holding conflict markers after an upgrade
 BASELINE = ".ar-baseline.py"  # train.py as rendered: the first baseline's program
 PRUNED = ".ar-pruned.json"  # running tally of pruned checkpoints, shown by `status`
+RUN_INDEX = ".ar-runs.json"  # the highest run number, true while runs/ is as stamped there (skips a listing)
 WAVE_FILE = ".ar-wave.json"  # exists while a wave of queued candidates is in flight
 QUEUE_DIR = "queue"  # proposed train.py versions waiting for a wave
 RUNS_DIR = "runs"  # runs/rNNNN/, one folder per run

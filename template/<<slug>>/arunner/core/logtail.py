@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-import sysconfig
+from functools import cache
 from pathlib import Path
 
 from .fsutil import read_tail
@@ -28,13 +28,14 @@ INSTALLED_PARTS = ("site-packages", "dist-packages")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
+@cache
 def _stdlib_dirs() -> tuple[str, ...]:
+    """The standard library's folders (sysconfig, imported only when a traceback is read: ~10 ms)."""
+    import sysconfig
+
     paths = sysconfig.get_paths()
     dirs = {paths.get("stdlib", ""), paths.get("platstdlib", ""), sys.base_prefix + "/lib"}
     return tuple(d.rstrip("/") + "/" for d in dirs if d)
-
-
-STDLIB_DIRS = _stdlib_dirs()
 
 
 def log_lines(log: Path) -> list[str]:
@@ -89,7 +90,7 @@ def is_foreign(path: str) -> bool:
         return True
     if any(f"/{part}/" in path for part in INSTALLED_PARTS):
         return True
-    return path.startswith(STDLIB_DIRS)
+    return path.startswith(_stdlib_dirs())
 
 
 def fold_frames(region: list[str]) -> list[str]:

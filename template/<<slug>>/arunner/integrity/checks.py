@@ -21,7 +21,6 @@ from ..core import chain_hash
 from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.layout import CKPT, LEDGER, RESULT, RUN_LOG, SESSION_FILE
-from ..procs import watchdog
 from ..rules import gates
 from ..state import noise_groups
 from ..state.record import primary_field, result_record
@@ -123,6 +122,8 @@ def report_lines(cfg: Config) -> list[str]:
 
 def start_run() -> None:
     """At the start of `ar.py run`: the runner becomes the subreaper of everything it starts."""
+    from ..procs import watchdog  # the run path only: status reads this module too
+
     watchdog.become_subreaper()
 
 
@@ -229,6 +230,8 @@ def after_training(exp: Experiment, run, measured) -> dict:
 
 def _sweep_after_training(run) -> None:
     """Double-forked leftovers of training: gone before anything is judged, and said in the run's note."""
+    from ..procs import watchdog  # the run path only: status reads this module too
+
     escaped = watchdog.sweep_orphans()
     if escaped:
         run.note = _join_note(run.note, f"stopped {len(escaped)} process(es) that outlived training")
@@ -247,6 +250,8 @@ def _protected_files_changed(cfg: Config, measured) -> bool:
 def _evaluate_checkpoint(cfg: Config, run, measured, extra: dict) -> None:
     """The evaluator on the run's stored checkpoint; its values replace the reported ones unless
     a protected file or the checkpoint changed meanwhile, or the evaluation failed."""
+    from ..procs import watchdog  # the run path only: status reads this module too
+
     ckpt = cfg.expr_dir / measured.checkpoint["stored"]
     fingerprint = checkpoint_fingerprint(ckpt)  # what the evaluator judges is what gets promoted
     result = evaluate.run_evaluator(

@@ -32,15 +32,15 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..core.layout import EVAL_LOG, PREPARE_PY
-from ..procs import launch
+
+if TYPE_CHECKING:  # the launcher is imported only where an evaluation runs
+    from ..procs.launch import LaunchResult
 
 EVAL_TIMEOUT_S = 600.0  # the evaluator's own limit, never charged to the training budget
 EVAL_GRACE_S = 5.0  # SIGTERM to SIGKILL when the evaluator runs past its limit
@@ -181,6 +181,11 @@ def run_evaluator(
     log_path = run_dir / EVAL_LOG
     holdout = holdout_names(expr_dir / PREPARE_PY) if holdout is None else holdout
     fresh = EVAL_PYCACHE_FRESH
+    import tempfile  # only the evaluator pays for these (status and guard read this module too)
+    import uuid
+
+    from ..procs import launch
+
     cache = tempfile.mkdtemp(prefix="ar-eval-pycache-") if fresh else runner_pycache()
     read_fd, write_fd = os.pipe()
     cmd = evaluator_command(python, expr_dir, checkpoint, write_fd, Path(project_root).resolve(), cache, fresh)
@@ -212,7 +217,7 @@ def run_evaluator(
     return _evaluation(done, raw, timeout_s, holdout, {"wall_s": wall, "log_path": str(log_path)})
 
 
-def _evaluation(done: launch.LaunchResult, raw: bytes, timeout_s: float, holdout: list[str], base: dict) -> Evaluation:
+def _evaluation(done: LaunchResult, raw: bytes, timeout_s: float, holdout: list[str], base: dict) -> Evaluation:
     """What the evaluator process left: its metrics with the holdout ones set apart, or why there are none."""
     if done.timed_out or done.survivors:
         return Evaluation(

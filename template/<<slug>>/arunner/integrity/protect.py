@@ -17,7 +17,6 @@ prints or logs the primary metric itself, or rebinds a protected name.
 from __future__ import annotations
 
 import ast
-import glob
 import hashlib
 import os
 import re
@@ -78,6 +77,8 @@ def default_paths(expr_dir: Path, project_root: Path, protected_globs: Iterable[
     for pattern in protected_globs:
         if os.path.isabs(pattern) or ".." in Path(pattern).parts:
             raise UserError(f"protected glob {pattern!r} must be relative to the project root and stay inside it")
+        import glob  # only a manifest built from patterns pays for it
+
         paths += sorted(Path(p) for p in glob.glob(str(root / pattern), recursive=True) if os.path.isfile(p))
     unique: dict[Path, None] = {}
     for p in paths:

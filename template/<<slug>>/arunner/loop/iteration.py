@@ -22,7 +22,7 @@ from ..core.config import Config, Experiment
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point, read_json, remove
 from ..core.layout import BASELINE, JOB_FILE, LEDGER, LOCK, RESULT, RUN_LOG, STARTED, TRAIN_PY, WAVE_FILE
-from ..core.runs import format_run_id, has_runs, run_dir_of, run_numbers
+from ..core.runs import format_run_id, has_runs, highest_run, run_dir_of, runs_from
 from ..integrity import checks
 from ..procs import outputs, slots, watchdog
 from ..rules import noise
@@ -110,11 +110,10 @@ def repair(cfg: Config) -> list[str]:
     if ledger.repair_tail(expr / LEDGER):
         notes.append("dropped a partial last row of results.tsv")
     recorded = ledger.last_run_number(expr / LEDGER)
-    numbers = run_numbers(expr)
-    unrecorded = [n for n in numbers if n >= recorded]  # rows go in before result.json, in run order
+    unrecorded, newest = runs_from(expr, recorded)  # rows go in before result.json, in run order
     _cancel_unrecorded_jobs(expr, unrecorded)
     notes += _record_unrecorded(cfg, unrecorded)
-    noise_groups.repair_link(expr, numbers[-1] if numbers else None)
+    noise_groups.repair_link(expr, newest)
     if (expr / WAVE_FILE).exists():
         restore_train_py(expr, best_state.read_best(expr))
         remove(expr / WAVE_FILE)
@@ -224,7 +223,7 @@ def _plan(cx: engine.Context, queued: list, best: dict | None, done: Iteration, 
         remark = _snapshot_remark(expr, source, best)
         remark = " | ".join(r for r in (remark, changes.check_same_code(expr, source, best, force)) if r)
         return plans.edit(source, remark)
-    first = (run_numbers(expr) or [0])[-1] + 1
+    first = highest_run(expr)[0] + 1
     done.wave = f"w{first:04d}"
     done.slot_count = len(slots.for_session(cx.session, len(queued)))
     marker = {"wave": done.wave, "pid": os.getpid(), "candidates": len(queued), "first_run": format_run_id(first)}

@@ -17,7 +17,6 @@ import shlex
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ..core.config import LAUNCHERS, PYTHON_RE, Config, Experiment, run_budget
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fault_point
 from ..core.layout import CANDIDATE, LEDGER, SENTINEL, STARTED, TRAIN_PY
-from ..core.runs import next_run_id, run_dir_of, run_numbers
+from ..core.runs import make_next_run_dir
 from ..core.text import one_line
 from ..procs import outputs
 from ..procs.launch import LaunchResult
@@ -129,21 +128,20 @@ def allocate(cfg: Config, planned: PlannedRun) -> RunStart:
     A queued candidate's folder is moved in first (one rename), then its train.py is copied
     out: a kill in between leaves a run repair records as a crash, never a doubled candidate.
     """
-    run_id = next_run_id(run_numbers(cfg.expr_dir))
-    run_dir = run_dir_of(cfg.expr_dir, run_id)
     if planned.candidate:
-        run_dir.mkdir(parents=True)  # never exist_ok: two allocations must not share a folder
+        run_dir = make_next_run_dir(cfg.expr_dir)
         popped = candidates.pop(cfg.expr_dir, run_dir / CANDIDATE, planned.candidate.id)
         source = (popped.path / TRAIN_PY).read_bytes()
     else:
         source = planned.source
         if has_conflict_markers(source):
             raise UserError("train.py has merge conflict markers (from copier update); resolve them, then run again")
-        run_dir.mkdir(parents=True)
+        run_dir = make_next_run_dir(cfg.expr_dir)
+    run_id = run_dir.name
     (run_dir / TRAIN_PY).write_bytes(source)
     started = time.time()
     started_at = iso_local(started)
-    run = RunStart(run_id, run_dir, uuid.uuid4().hex, started, started_at, planned.label)
+    run = RunStart(run_id, run_dir, os.urandom(16).hex(), started, started_at, planned.label)
     record = {"token": run.token, "started_at": started_at, "note": planned.label, "kind": planned.kind}
     if planned.belongs_to:
         record["belongs_to"] = planned.belongs_to

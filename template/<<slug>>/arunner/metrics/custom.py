@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import textwrap
 from pathlib import Path
 
 from ..core.layout import RUN_LOG
@@ -30,6 +29,8 @@ def _one_line(exc: BaseException) -> str:
 
 def compile_extract(code: str):
     """The `extract` function defined by the snippet (SyntaxError propagates)."""
+    import textwrap  # only a custom backend pays for it
+
     source = "def extract(run_dir, run_log_text):\n" + textwrap.indent(textwrap.dedent(code), "    ")
     namespace = {"re": re, "json": json, "math": math, "Path": Path}
     exec(compile(source, "<metric_extract_code>", "exec"), namespace)

@@ -14,7 +14,6 @@ import fcntl
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +65,8 @@ def _nvidia_smi() -> str:
     smi = shutil.which("nvidia-smi")
     if not smi:
         return ""
+    import subprocess  # here: `status` reads the slots and most machines have no nvidia-smi
+
     try:
         return subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S).stdout
     except (OSError, subprocess.SubprocessError):

@@ -17,7 +17,6 @@ in the protected-file manifest, so an edit of `.ar-session.json` blocks the run.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import json
 import os
@@ -127,6 +126,8 @@ def _parent_command() -> str:
 
 def record_change(expr_dir: Path, what: str, before, after) -> None:
     """Append one rule change to .ar-rules.jsonl (never rewritten)."""
+    import datetime as dt  # here: a rule change is rare, every command imports this module
+
     entry = {
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "what": what,

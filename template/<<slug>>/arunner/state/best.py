@@ -17,12 +17,10 @@ caller records the run.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -63,6 +61,9 @@ def _renameat2():
     """libc's renameat2, or the raw syscall where an older libc lacks the wrapper."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here, not at the top: only a promotion pays for it
+    import platform
+
     libc = ctypes.CDLL(None, use_errno=True)
     if hasattr(libc, "renameat2"):
         fn = libc.renameat2
@@ -86,6 +87,8 @@ def _exchange(a: Path, b: Path) -> bool:
     if fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE) == 0:
         exchange_supported = True
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
         exchange_supported = False  # e.g. NFS, some FUSE filesystems

@@ -14,7 +14,6 @@ key run the same program (comments, blank lines and the note aside). Standard li
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import json
 import os
@@ -251,6 +250,8 @@ def describe(new_source: bytes, old_source: bytes | None) -> dict:
 def unified_diff(new_source: bytes, old_source: bytes, old_name: str, new_name: str) -> str:
     old = old_source.decode("utf-8", errors="replace").splitlines(keepends=True)
     new = new_source.decode("utf-8", errors="replace").splitlines(keepends=True)
+    import difflib  # only a run that changed train.py pays for it
+
     lines = difflib.unified_diff(old, new, old_name, new_name, n=DIFF_CONTEXT)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 

@@ -97,7 +97,8 @@ def load(expr: Path) -> Tally:
 
 
 def save(expr: Path, tally: Tally) -> None:
-    atomic_write_json(Path(expr) / TALLY_FILE, asdict(tally))
+    # not fsynced: load() checks the summary against the ledger (size, last run) and rebuilds it
+    atomic_write_json(Path(expr) / TALLY_FILE, asdict(tally), durable=False)
 
 
 def recorded(expr: Path, before: Tally, result: dict) -> Tally:
