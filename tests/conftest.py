@@ -241,6 +241,30 @@ def rendered_once(tmp_path_factory):
     return fresh
 
 
+@pytest.fixture(scope="session")
+def baselined_once(rendered_once, tmp_path_factory):
+    """fresh(host, answers, dest) -> (experiment, baseline): `rendered_once` plus its first `ar.py run`
+    (r0001, the baseline), run once per (host, answers) in this session and copied with it; `baseline`
+    is the copy's runs/r0001/result.json. A torch host with an evaluator spends seconds on a baseline.
+
+    Only for tests whose first step is that plain baseline (no session change, no environment before
+    it). The copy has a path of its own: the runner's note that it was sealed (in the state folder,
+    by path) is written by its own first run, so a test of a deleted .ar-seals.json runs its own."""
+    cache: dict[str, Path] = {}
+
+    def fresh(host: str, data: dict, dest: Path) -> tuple[Experiment, dict]:
+        key = json.dumps([host, data], sort_keys=True)
+        if key not in cache:
+            src = tmp_path_factory.mktemp("baselined") / host
+            rendered_once(host, data, src).run()
+            cache[key] = src
+        shutil.copytree(cache[key], dest, symlinks=True)
+        expr = Experiment(dest, data["slug"])
+        return expr, json.loads((expr.dir / "runs" / "r0001" / "result.json").read_text())
+
+    return fresh
+
+
 @pytest.fixture
 def minimal_host(tmp_path) -> Path:
     return make_host("minimal", tmp_path / "minimal")

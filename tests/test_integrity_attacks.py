@@ -52,6 +52,14 @@ def expr(rendered_once, tmp_path):
     return rendered_once("eval_host", WITH_HOLDOUT, tmp_path / "eval_host")
 
 
+@pytest.fixture
+def baselined(baselined_once, tmp_path):
+    """`expr` after its baseline r0001 advanced (the baseline runs once per session; see conftest)."""
+    expr, baseline = baselined_once("eval_host", WITH_HOLDOUT, tmp_path / "eval_host")
+    assert baseline["run_id"] == "r0001" and baseline["verdict"] == "advance", baseline["note"]
+    return expr
+
+
 # ----------------------------------------------------------------------------- only a person changes the rules
 
 # From inside a run, behind a pseudo-terminal and with a scrubbed environment: still refused.
@@ -64,8 +72,8 @@ with open(os.path.join(os.environ["AR_RUN_DIR"], "gate.txt"), "w") as _fh:
 """
 
 
-def test_rule_changes_refuse_an_agent_and_admit_a_person_on_record(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_rule_changes_refuse_an_agent_and_admit_a_person_on_record(baselined):
+    expr = baselined
     for args in (("protect", "--accept"), ("session", "--integrity", "off"), ("session", "--strict")):
         refused = expr.ar(*args, check=False)
         one_line_refusal(refused, "only a person at a terminal may run this", "not a terminal", "An agent stops")
@@ -97,8 +105,8 @@ json.dump(_d, open(_p, "w"))
 """
 
 
-def test_session_file_edited_by_training_blocks_the_next_run(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_session_file_edited_by_training_blocks_the_next_run(baselined):
+    expr = baselined
     patch_sandbox(expr, EDIT_SESSION)
     expr.run()
     blocked = expr.ar("run", check=False)
@@ -122,8 +130,8 @@ atexit.register(_forge)
 """
 
 
-def test_forged_decision_and_a_killed_runner_never_promote(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_forged_decision_and_a_killed_runner_never_promote(baselined):
+    expr = baselined
     patch_sandbox(expr, FORGE_DECISION)
     killed = expr.ar("run", check=False)
     assert killed.returncode == -9 and (expr.dir / "runs" / "r0002" / "decision.json").exists()
@@ -151,8 +159,8 @@ json.dump(_m, open(_p, "w"))
 
 
 @pytest.mark.parametrize("edit, name", [(EDIT_LEDGER, "results.tsv"), (EDIT_BEST, "best_ckpt/meta.json")])
-def test_ledger_or_best_edited_by_training_blocks_with_one_line_naming_it(expr, edit, name):
-    assert expr.run()["verdict"] == "advance"
+def test_ledger_or_best_edited_by_training_blocks_with_one_line_naming_it(baselined, edit, name):
+    expr = baselined
     path = expr.dir / name
     honest = path.read_bytes()
     patch_sandbox(expr, edit)
@@ -217,9 +225,9 @@ if os.fork() == 0:
 """
 
 
-def test_double_forked_daemon_is_swept_before_the_evaluator(expr):
+def test_double_forked_daemon_is_swept_before_the_evaluator(baselined):
+    expr = baselined
     evaluation = expr.host / "eval_host" / "evaluation.py"
-    assert expr.run()["verdict"] == "advance"
     expr.edit("'steps': 60", "'steps': 200")
     patch_sandbox(expr, DAEMON)
     result = expr.run()
@@ -236,8 +244,8 @@ def test_double_forked_daemon_is_swept_before_the_evaluator(expr):
 # ----------------------------------------------------------------------------- the evaluator is sealed
 
 
-def test_sitecustomize_on_the_runners_pythonpath_does_not_reach_the_evaluator(expr, tmp_path):
-    assert expr.run()["verdict"] == "advance"
+def test_sitecustomize_on_the_runners_pythonpath_does_not_reach_the_evaluator(baselined, tmp_path):
+    expr = baselined
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(
@@ -258,8 +266,8 @@ atexit.register(_plant)
 """
 
 
-def test_module_planted_in_the_project_root_shadows_nothing(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_module_planted_in_the_project_root_shadows_nothing(baselined):
+    expr = baselined
     patch_sandbox(expr, PLANT_JSON)
     result = expr.run()
     assert (expr.host / "json.py").exists()  # planted ...
@@ -283,8 +291,8 @@ atexit.register(_poison)
 """
 
 
-def test_poisoned_bytecode_cache_is_caught_and_never_read_by_the_evaluator(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_poisoned_bytecode_cache_is_caught_and_never_read_by_the_evaluator(baselined):
+    expr = baselined
     patch_sandbox(expr, POISON_PYC)
     result = expr.run()
     assert (
@@ -342,8 +350,8 @@ _init.write_text(_init.read_text() + "\\nimport builtins  # a patch of the evalu
 """
 
 
-def test_parent_package_init_of_the_evaluation_is_protected(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_parent_package_init_of_the_evaluation_is_protected(baselined):
+    expr = baselined
     patch_sandbox(expr, PATCH_PARENT_INIT)
     result = expr.run()
     assert result["status"] == "invalid" and "protected files changed: eval_host/__init__.py" in result["note"]

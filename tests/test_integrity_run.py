@@ -36,6 +36,14 @@ def expr(rendered_once, tmp_path):
     return rendered_once("eval_host", WITH_HOLDOUT, tmp_path / "eval_host")
 
 
+@pytest.fixture
+def baselined(baselined_once, tmp_path):
+    """`expr` after its baseline r0001 advanced (the baseline runs once per session; see conftest)."""
+    expr, baseline = baselined_once("eval_host", WITH_HOLDOUT, tmp_path / "eval_host")
+    assert baseline["run_id"] == "r0001" and baseline["verdict"] == "advance", baseline["note"]
+    return expr
+
+
 def test_honest_improvement_advances_with_the_evaluator_agreeing_and_holdout_hidden(expr):
     assert "integrity: evaluator" in expr.ar("status").stdout
     proc = expr.ar("run")
@@ -74,8 +82,8 @@ def test_patched_evaluation_function_advances_only_without_the_evaluator(expr, m
     assert expr.best()["run_id"] == baseline["run_id"]
 
 
-def test_train_py_printing_the_metric_is_refused_before_training(expr):
-    assert expr.run()["verdict"] == "advance"
+def test_train_py_printing_the_metric_is_refused_before_training(baselined):
+    expr = baselined
     patch_sandbox(expr, 'print("val_loss=0.0")\n')
     result = expr.run()
     assert result["status"] == "invalid" and result["verdict"] == "revert"
@@ -86,9 +94,9 @@ def test_train_py_printing_the_metric_is_refused_before_training(expr):
     assert expr.best()["run_id"] == "r0001"
 
 
-def test_rewritten_evaluation_module_is_invalid_and_blocks_until_restored_or_accepted(expr):
+def test_rewritten_evaluation_module_is_invalid_and_blocks_until_restored_or_accepted(baselined):
+    expr = baselined
     evaluation = expr.host / "eval_host" / "evaluation.py"
-    assert expr.run()["verdict"] == "advance"
     patch_sandbox(expr, REWRITE_EVAL)
     tampered = expr.run()
     assert "mse_loss(model(x), y).item()" not in evaluation.read_text()  # the sandbox did rewrite it
