@@ -58,7 +58,7 @@ def test_conflict_markers_refused(tmp_path):
 @pytest.mark.parametrize("point,expected", [("propose-before-rename", []), ("propose-after-rename", ["c0001"])])
 def test_sigkill_mid_propose_leaves_no_half_candidate(tmp_path, point, expected):
     _write(tmp_path, "killed")
-    code = f"import sys; sys.path.insert(0, {str(RUNNER_SRC)!r}); from arunner import candidates; "
+    code = f"import sys; sys.path.insert(0, {str(RUNNER_SRC)!r}); from arunner.state import candidates; "
     code += f"candidates.propose_train_py({str(tmp_path)!r})"
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "AR_FAULT_AT": point})
     assert proc.returncode == -9

@@ -9,7 +9,7 @@ from conftest import Experiment, answers, render
 
 from arunner.core.layout import (
     BASELINE,  # noqa: E402
-    CHANGES_INDEX,  # noqa: E402
+    RUN_INDEX,  # noqa: E402
 )
 
 
@@ -275,17 +275,17 @@ def test_run_index_spares_the_listing_only_while_runs_is_unchanged(tmp_path):
     for n in (1, 2, 3):
         (tmp_path / "runs" / runs.format_run_id(n)).mkdir(parents=True)
     assert runs.highest_run(tmp_path)[0] == 3  # listed: the index is written
-    assert (tmp_path / CHANGES_INDEX).exists()
+    assert (tmp_path / RUN_INDEX).exists()
     assert runs.make_next_run_dir(tmp_path).name == "r0004"  # the runner's own allocation moves the index on
     assert runs.highest_run(tmp_path)[0] == 4
     assert runs.runs_from(tmp_path, 3) == ([3, 4], 4)  # looked up one by one: the same as a listing
     (tmp_path / "runs" / "r0009").mkdir()  # behind the runner's back: runs/'s stat moved
     assert runs.highest_run(tmp_path)[0] == 9
     assert runs.runs_from(tmp_path, 4) == ([4, 9], 9)
-    index = json.loads((tmp_path / CHANGES_INDEX).read_text())
-    (tmp_path / CHANGES_INDEX).write_text(json.dumps({**index, "highest": 2}))  # forged: the signature fails
+    index = json.loads((tmp_path / RUN_INDEX).read_text())
+    (tmp_path / RUN_INDEX).write_text(json.dumps({**index, "highest": 2}))  # forged: the signature fails
     assert runs.runs_from(tmp_path, 2) == ([2, 3, 4, 9], 9)
-    (tmp_path / CHANGES_INDEX).write_text("{")  # cut short by a crash of the machine: listed again
+    (tmp_path / RUN_INDEX).write_text("{")  # cut short by a crash of the machine: listed again
     assert runs.runs_from(tmp_path, 9) == ([9], 9)
     os.rmdir(tmp_path / "runs" / "r0009")
     assert runs.highest_run(tmp_path)[0] == 4

@@ -186,7 +186,7 @@ def test_upgrade_keeps_answers_edits_and_history_and_the_loop_runs_on(old, shape
     assert EDIT in expr.train_py.read_text()
     assert _marked(expr) == []
     flat = sorted(p.name for p in (expr.dir / "arunner").glob("*.py"))
-    assert flat == ["__init__.py", "hostentry.py"], flat  # modules the new version moved are gone
+    assert flat == ["__init__.py", "hostentry.py", "module_split.py"], flat  # modules the new version moved are gone
     assert expr.rows() == rows_before  # history untouched
     status = git(host, "status", "--porcelain")
     untracked_bytecode = [line for line in status.splitlines() if line.startswith("??") and "__pycache__" in line]
