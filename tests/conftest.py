@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,12 @@ sys.path.insert(0, str(RUNNER_SRC))
 sys.path.insert(0, str(REPO / "tests" / "procs"))
 
 from liveness import pid_alive  # noqa: E402, F401  (tests import it from here)
+
+# A shell that starts the suite in the background (`cmd &` without job control) hands every
+# process SIGINT ignored, and the runners these tests start would ignore the Ctrl+C they send.
+# A handler here (not SIG_IGN) goes back to the default in every child at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The last two landed commits of main, oldest first: experiments rendered by both exist in the
 # wild (test_upgrade_matrix upgrades them; move this on when a session lands).
