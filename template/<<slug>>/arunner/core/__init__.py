@@ -3,7 +3,7 @@
 Modules, bottom-up (none imports one listed below it):
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
-  layout       every path of an experiment and of one run, named once
+  layout       every file name of an experiment and of its runs, named once; Layout
   fsutil       atomic writes, checked reads, file tails, removal
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
   logtail      a run log's traceback: the exception it ends with, foreign frames folded

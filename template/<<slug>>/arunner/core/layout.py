@@ -1,9 +1,8 @@
-"""Every path of an experiment, named once: `Layout(expr_dir)` for the experiment folder,
-`layout.run(run_id)` (a `RunPaths`) for one run's folder.
+"""Every file name of an experiment and of its runs, named once; `Layout(expr_dir)` (or
+`cfg.layout`) joins the ones read from many places onto the experiment folder.
 
-The names are module constants too, for the few places that need a bare name (a glob, a
-`.gitignore` line, a name inside a checkpoint folder). Nothing else in the runner spells a
-file name of the experiment. Dot files are the runner's own state (git-ignored by `.ar-*`).
+Nothing else in the runner spells a file name of the experiment. Dot files are the runner's
+own state (git-ignored by `.ar-*`).
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ REPORT = "report.html"
 PLOT = "progress.png"
 
 # ---------------------------------------------------------------- one run's folder
-RUN_TRAIN_PY = TRAIN_PY  # the program this run trained
 RUN_LOG = "run.log"
 RESULT = "result.json"
 STARTED = "started.json"  # kind, what it belongs to, seed: written before launch
@@ -66,60 +64,14 @@ CHAIN_DECISION = "chain_decision.json"  # in a chained experiment: why, and from
 SLURM_CHECK_PREFIX = ".ar-slurm-check-"  # a probe file `session --slurm` writes through a job
 RUNNER_FILES = ("ar.py", PREPARE_PY, CONFIG_FILE)  # the protected runner files, plus everything under arunner/
 # Names the runner keeps in a run folder; everything else there is the host's (never a checkpoint).
-RUN_OWN_NAMES = frozenset({RUN_TRAIN_PY, RUN_LOG, DECISION, RESULT, CKPT, "wandb", CANDIDATE, WORK})
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """runs/rNNNN/ of one run."""
-
-    dir: Path
-
-    @property
-    def train_py(self) -> Path:
-        return self.dir / RUN_TRAIN_PY
-
-    @property
-    def log(self) -> Path:
-        return self.dir / RUN_LOG
-
-    @property
-    def result(self) -> Path:
-        return self.dir / RESULT
-
-    @property
-    def started(self) -> Path:
-        return self.dir / STARTED
-
-    @property
-    def ckpt(self) -> Path:
-        return self.dir / CKPT
-
-    @property
-    def job(self) -> Path:
-        return self.dir / JOB_FILE
-
-    @property
-    def candidate(self) -> Path:
-        return self.dir / CANDIDATE
-
-    @property
-    def eval_log(self) -> Path:
-        return self.dir / EVAL_LOG
-
-    @property
-    def decision(self) -> Path:
-        return self.dir / DECISION
+RUN_OWN_NAMES = frozenset({TRAIN_PY, RUN_LOG, DECISION, RESULT, CKPT, "wandb", CANDIDATE, WORK})
 
 
 @dataclass(frozen=True)
 class Layout:
-    """The experiment folder and every file of it the runner reads or writes."""
+    """The experiment folder, and the files of it that many modules read."""
 
     root: Path
-
-    def run(self, run_id: str) -> RunPaths:
-        return RunPaths(self.root / RUNS_DIR / run_id)
 
     @property
     def config(self) -> Path:
@@ -140,19 +92,3 @@ class Layout:
     @property
     def runs(self) -> Path:
         return self.root / RUNS_DIR
-
-    @property
-    def queue(self) -> Path:
-        return self.root / QUEUE_DIR
-
-    @property
-    def best_link(self) -> Path:
-        return self.root / LINK
-
-    @property
-    def best_ckpt(self) -> Path:
-        return self.root / BEST
-
-    @property
-    def runner(self) -> Path:
-        return self.root / RUNNER_DIR
