@@ -6,7 +6,7 @@ protected-file manifest) proves nothing by itself. The runner keeps an HMAC of
 each in `.ar-seals.json`, keyed with a secret under the user's state directory
 ($XDG_STATE_HOME/autoresearch, else ~/.local/state/autoresearch). Editing a
 sealed file without the key is seen at the next read; the check is one HMAC per
-file (results.tsv: one per row, chained, so appends stay cheap to verify).
+file (results.tsv: one over its complete rows, and one over all but the last).
 
 Limit, said plainly: code running as the same user can read that key. The seals
 stop edits to the experiment's files, not an attack aimed at the runner itself.
