@@ -14,9 +14,8 @@ import ast
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ..core.fsutil import module_file
 
@@ -25,8 +24,7 @@ MAX_IMPORTED_MODULES = 64  # bound on the project modules followed from prepare.
 DATA_NAME_RE = re.compile(r"(^|_)(val|valid|validation|test|holdout|heldout|dev|eval)(_|$)", re.I)
 
 
-@dataclass
-class Offence:
+class Offence(NamedTuple):
     """What a guard found in train.py (this data guard, and protect's static guard): one line, one reason."""
 
     line: int

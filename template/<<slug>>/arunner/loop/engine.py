@@ -18,7 +18,7 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..core import chain_hash
 from ..core.config import Config, Experiment, Session
@@ -44,8 +44,7 @@ FAULT_POINTS = ("rerun.started", "wave.allocated", "wave.judged", "wave.committe
 LAUNCH_ERROR_CAP = 200  # characters of a launcher's exception kept as the run's last line
 
 
-@dataclass
-class Context:
+class Context(NamedTuple):
     """What every run of one `ar.py run` shares: the experiment, and how its runs are launched."""
 
     exp: Experiment

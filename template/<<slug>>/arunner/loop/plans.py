@@ -10,7 +10,7 @@ The engine (engine.py) executes any plan the same way; a single run is a plan of
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..core.config import Config
 from ..rules import seeds
@@ -21,14 +21,13 @@ from ..state.snapshots import read_run_note
 SEED_KEY_ENV = "AR_SEED_KEY"  # the host's seed option, set by train.py like any override (re-runs only)
 
 
-@dataclass
-class PlannedRun:
+class PlannedRun(NamedTuple):
     kind: str  # results.KINDS
     source: bytes | None  # the train.py to run (None for a queued candidate: read once it is taken)
     label: str  # the first part of its note
     belongs_to: str | None = None  # re-runs: the run whose train.py they measure again
     candidate: candidates.Candidate | None = None
-    env: dict[str, str] = field(default_factory=dict)  # the seed of a re-run
+    env: dict[str, str] = {}  # the seed of a re-run (read, never changed in place)
     wave: str | None = None
     earlier: tuple = ()  # a confirmation: the candidate's own value
     remark: str = ""  # said after the decision (messages.snapshot_remark)

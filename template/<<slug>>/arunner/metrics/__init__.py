@@ -17,27 +17,32 @@ backend actually finds files to read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..core.answers import METRIC_BACKENDS as BACKENDS
 from ..core.text import one_line
-from .custom import extract_custom
 from .logregex import DEFAULT_LOG_REGEX, extract_log
-from .tensorboard import extract_tensorboard
-from .wandb import extract_wandb
 
 __all__ = ["Extraction", "extract", "DEFAULT_LOG_REGEX", "BACKENDS"]
 
-_READERS = {"wandb": extract_wandb, "tensorboard": extract_tensorboard}
+_READERS = ("wandb", "tensorboard")  # backends with files of their own (the log is read by every backend)
 NOTE_MAX = 200  # characters of the extraction note
 
 
-@dataclass
-class Extraction:
+class Extraction(NamedTuple):
     metrics: dict[str, float]  # every metric found (may include nan/inf floats)
     source: str  # "wandb" | "tensorboard" | "log" | "custom" | "none"
     note: str = ""  # one short line when something was off, else ""
+
+
+def _read(name: str, cfg, run_dir: Path, started_at: float, wanted: list[str]):
+    """A backend module is imported only when a run's backend tries it (each costs milliseconds)."""
+    if name == "wandb":
+        from .wandb import extract_wandb as read
+    else:
+        from .tensorboard import extract_tensorboard as read
+    return read(cfg, run_dir, started_at, wanted)
 
 
 def _short(text: str) -> str:
@@ -57,6 +62,8 @@ def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extract
     found_in = ""  # the first backend that found anything
     reasons: list[str] = []  # why the configured backend did not deliver the primary
     if backend == "custom":
+        from .custom import extract_custom
+
         metrics, note = extract_custom(cfg, run_dir)
         if note:
             return Extraction({}, "none", _short(note))
@@ -67,7 +74,7 @@ def extract(cfg, run_dir: Path, started_at: float, wanted: list[str]) -> Extract
 
     order = ["wandb", "tensorboard"] if backend == "auto" else [backend] if backend in _READERS else []
     for name in order:
-        metrics, note = _READERS[name](cfg, run_dir, started_at, wanted)
+        metrics, note = _read(name, cfg, run_dir, started_at, wanted)
         if metrics is not None and primary in metrics:
             return Extraction(metrics, name, _short(note))
         if metrics:

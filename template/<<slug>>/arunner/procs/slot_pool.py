@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 from . import launch, watchdog
 from .slots import Lease, Slot, SlotPool
@@ -24,8 +24,7 @@ from .slots import Lease, Slot, SlotPool
 JOIN_TICK_S = 0.5  # how often an interrupted wave re-sweeps candidates that were just starting
 
 
-@dataclass
-class SlotJob:
+class SlotJob(NamedTuple):
     name: str  # the run id (e.g. r0007): names the thread and the output line
     cmd: list[str]
     cwd: Path

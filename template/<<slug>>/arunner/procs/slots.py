@@ -16,9 +16,8 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ..core.errors import UserError
 
@@ -30,8 +29,7 @@ WAIT_MAX_S = 1.0  # retry period ceiling: a free slot is noticed within this lon
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")  # device ids (indexes, GPU-UUIDs, MIG-...) -> file names
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
     index: int
     devices: tuple[str, ...]  # empty: run on whatever the host picks (no device env is set)
 

@@ -13,12 +13,12 @@ decide() folds, in this order:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import noise, seeds, verdict
 
 
-@dataclass(frozen=True)
-class Rules:
+class Rules(NamedTuple):
     """What a decision depends on besides the runs."""
 
     direction: str
@@ -33,8 +33,7 @@ class Rules:
     wave: str | None = None
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
     """One run as measured: what decide() reads."""
 
     run_id: str

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 DEFAULT_K = 2.0  # margin in standard errors of the difference (`session --margin`)
 DEFAULT_REPEATS = 5  # runs of the first baseline (`session --repeats`); 3 leaves too rough a spread
@@ -66,8 +66,7 @@ ADVANCE, REVERT, CONFIRM = "advance", "revert", "confirm"
 NEEDS_CONFIRMATION = "needs confirmation"
 
 
-@dataclass(frozen=True)
-class Spread:
+class Spread(NamedTuple):
     """The noise estimate, as stored (to_json) and shown by `status`."""
 
     sigma: float  # noise of one run, used by the rule
@@ -82,13 +81,13 @@ class Spread:
         return self.sigma == 0.0
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_json(cls, data: dict | None) -> Spread | None:
         if not data:
             return None
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls._fields})
 
     def describe(self) -> str:
         """One line for `status`."""
@@ -194,8 +193,7 @@ def margin(candidate_values, best_values, direction: str, sigma: float | None) -
     return improvement(mean(candidate_values), mean(best_values), direction) / sigma
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(NamedTuple):
     action: str  # advance / revert / confirm
     note: str  # why, for the ledger ("" when a plain strict verdict says it all)
     margin: float | None  # improvement in units of sigma

@@ -7,7 +7,7 @@ the runner, `status`, `report` and the tests all read OUTCOMES.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # status -> the verdicts it may carry. `ok` is the one status with two (advance or revert).
 OUTCOMES: dict[str, tuple[str, ...]] = {
@@ -32,8 +32,7 @@ def better(value: float, best: float | None, direction: str) -> bool:
     return value < best if direction == "min" else value > best
 
 
-@dataclass
-class Decision:
+class Decision(NamedTuple):
     status: str
     verdict: str
     valid: bool

@@ -17,9 +17,8 @@ import re
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, fault_point, fsync_dir
@@ -31,8 +30,7 @@ _ID = re.compile(r"^c(\d{4,})$")
 _TMP_PREFIX = ".new-"
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     id: str  # c0001
     path: Path  # its folder; train.py inside is the version to run
     note: str  # the RUN_NOTE it was proposed with

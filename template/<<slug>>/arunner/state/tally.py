@@ -15,8 +15,8 @@ one full read. The fold (`after`) is pure: the rebuild and the running update ar
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, read_json
@@ -26,12 +26,11 @@ from ..rules import verdict
 from . import ledger
 
 
-@dataclass(frozen=True)
-class Tally:
+class Tally(NamedTuple):
     rows: int = 0
     plateau: int = 0
     last_value: float | None = None
-    counts: dict = field(default_factory=dict)
+    counts: dict = {}  # {"kind/verdict": rows}; never changed in place: after() builds a new one
     size: int = 0
     last_run: str = ""
 
@@ -44,7 +43,7 @@ class Tally:
             plateau = self.plateau + (1 if status == "ok" and kind == "candidate" else 0)
         key = f"{kind}/{verdict_}"
         counts = {**self.counts, key: self.counts.get(key, 0) + 1}
-        return replace(self, rows=self.rows + 1, plateau=plateau, last_value=value, counts=counts, last_run=run_id)
+        return self._replace(rows=self.rows + 1, plateau=plateau, last_value=value, counts=counts, last_run=run_id)
 
     def after_result(self, result: dict) -> Tally:
         value = result["primary"]["value"] if result["valid"] else None
@@ -73,7 +72,7 @@ def rebuild(expr: Path) -> Tally:
     for row in ledger.read(path):
         value = row["primary_value"] if row["valid"] == "true" else None
         tally = tally.after(row["run_id"], row["status"], row["verdict"], row["note"], value)
-    tally = replace(tally, size=_size(path))
+    tally = tally._replace(size=_size(path))
     save(expr, tally)
     return tally
 
@@ -98,11 +97,11 @@ def load(expr: Path) -> Tally:
 
 def save(expr: Path, tally: Tally) -> None:
     # not fsynced: load() checks the summary against the ledger (size, last run) and rebuilds it
-    atomic_write_json(Path(expr) / TALLY_FILE, asdict(tally), durable=False)
+    atomic_write_json(Path(expr) / TALLY_FILE, tally._asdict(), durable=False)
 
 
 def recorded(expr: Path, before: Tally, result: dict) -> Tally:
     """After `result`'s row went into the ledger: the summary moves on by that row."""
-    tally = replace(before.after_result(result), size=_size(_ledger(expr)))
+    tally = before.after_result(result)._replace(size=_size(_ledger(expr)))
     save(expr, tally)
     return tally
