@@ -20,12 +20,14 @@ from .fsutil import read_tail
 TAIL_BYTES = 256 * 1024  # how much of the log's end is searched for the traceback
 EXCEPTION_CAP = 160  # characters of `Type: message` quoted in the run's note
 
-TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):")
-FRAME_RE = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')
+# Patterns are kept as text: re compiles and caches each on first use, so a run that did not
+# crash never pays for them.
+TRACEBACK_RE = r"^Traceback \(most recent call last\):"
+FRAME_RE = r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)'
 # `pkg.module.SomeError: message` or a bare `KeyboardInterrupt`; no spaces in the name part.
-EXCEPTION_RE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<msg>.*))?$")
+EXCEPTION_RE = r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<msg>.*))?$"
 INSTALLED_PARTS = ("site-packages", "dist-packages")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_ANSI = r"\x1b\[[0-9;?]*[ -/]*[@-~]"
 
 
 @cache
@@ -41,12 +43,12 @@ def _stdlib_dirs() -> tuple[str, ...]:
 def log_lines(log: Path) -> list[str]:
     """The log's tail as lines (progress bars joined by \\r count as lines), colour codes removed."""
     text = read_tail(log, TAIL_BYTES).decode("utf-8", errors="replace")
-    return _ANSI.sub("", text).replace("\r", "\n").splitlines()
+    return re.sub(_ANSI, "", text).replace("\r", "\n").splitlines()
 
 
 def last_traceback(lines: list[str]) -> list[str]:
     """From the last `Traceback (most recent call last):` to the end, or [] when there is none."""
-    starts = [i for i, line in enumerate(lines) if TRACEBACK_RE.match(line)]
+    starts = [i for i, line in enumerate(lines) if re.match(TRACEBACK_RE, line)]
     return lines[starts[-1] :] if starts else []
 
 
@@ -55,21 +57,21 @@ def exception_of(region: list[str]) -> str:
     for line in region[1:]:
         if not line.strip() or line[:1].isspace():
             continue  # a frame, its source line, or a caret line
-        m = EXCEPTION_RE.match(line.rstrip())
+        m = re.match(EXCEPTION_RE, line.rstrip())
         if m and (m.group("msg") is not None or m.group("type")[:1].isupper()):
             return line.strip()
     return ""
 
 
-BARE_TYPE_RE = re.compile(r"(Error|Exception|Interrupt|Exit)$")
+BARE_TYPE_RE = r"(Error|Exception|Interrupt|Exit)$"
 BARE_LOOKBACK = 40  # lines searched from the end when the log has no traceback header
 
 
 def _bare_exception(lines: list[str]) -> str:
     """A syntax error in the launched script prints no `Traceback` header: its last exception line."""
     for line in reversed(lines[-BARE_LOOKBACK:]):
-        m = EXCEPTION_RE.match(line.rstrip())
-        if m and not line[:1].isspace() and BARE_TYPE_RE.search(m.group("type")):
+        m = re.match(EXCEPTION_RE, line.rstrip())
+        if m and not line[:1].isspace() and re.search(BARE_TYPE_RE, m.group("type")):
             return line.strip()
     return ""
 
@@ -99,7 +101,7 @@ def fold_frames(region: list[str]) -> list[str]:
     folded = 0
     in_foreign = False
     for line in region:
-        frame = FRAME_RE.match(line)
+        frame = re.match(FRAME_RE, line)
         if frame:
             in_foreign = is_foreign(frame.group("path"))
         elif not line[:1].isspace() or not line.strip():

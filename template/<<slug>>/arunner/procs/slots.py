@@ -26,7 +26,7 @@ LOCK_DIR_ENV = "AR_DEVICE_LOCK_DIR"  # overrides LOCK_DIR (tests, or machines wi
 NVIDIA_SMI_TIMEOUT_S = 10.0  # a hung driver must not hang the runner
 WAIT_MIN_S = 0.05  # first retry when every slot is leased by another process
 WAIT_MAX_S = 1.0  # retry period ceiling: a free slot is noticed within this long
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")  # device ids (indexes, GPU-UUIDs, MIG-...) -> file names
+_SAFE = r"[^A-Za-z0-9_.-]"  # device ids (indexes, GPU-UUIDs, MIG-...) -> file names
 
 
 class Slot(NamedTuple):
@@ -128,7 +128,7 @@ class Lease:
 
 
 def _open_lock(folder: Path, device: str) -> int:
-    path = folder / f"{_SAFE.sub('_', device)}.lock"
+    path = folder / f"{re.sub(_SAFE, '_', device)}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         os.fchmod(fd, 0o666)  # another user's runner must be able to lock it too
@@ -200,7 +200,7 @@ def _device_users(devices: tuple[str, ...]) -> list[int]:
 
 def holder(device: str) -> str:
     """'<pid> <label>' of the runner holding `device`, or '' when it is free."""
-    path = lock_dir() / f"{_SAFE.sub('_', device)}.lock"
+    path = lock_dir() / f"{re.sub(_SAFE, '_', device)}.lock"
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:

@@ -26,7 +26,7 @@ from ..core.layout import QUEUE_DIR, TRAIN_PY
 from .snapshots import has_conflict_markers, read_run_note
 
 MAX_QUEUED = 1000  # a runaway agent loop is stopped here, not by a full disk
-_ID = re.compile(r"^c(\d{4,})$")
+_ID = r"^c(\d{4,})$"  # compiled on first use (re caches it): most runs have no queue
 _TMP_PREFIX = ".new-"
 
 
@@ -59,7 +59,7 @@ def _next_number(queue: Path) -> int:
     try:
         number = int((queue / ".next").read_text())
     except (OSError, ValueError):
-        number = max((int(m.group(1)) for m in map(_ID.match, os.listdir(queue)) if m), default=0) + 1
+        number = max((int(m.group(1)) for m in (re.match(_ID, name) for name in os.listdir(queue)) if m), default=0) + 1
     while (queue / f"c{number:04d}").exists():  # killed after the rename, before the counter write
         number += 1
     return number
@@ -127,13 +127,13 @@ def list_queued(exp_dir: Path) -> list[Candidate]:
         names = os.listdir(queue)
     except FileNotFoundError:
         return []
-    numbered = sorted((int(m.group(1)), m.group(0)) for m in map(_ID.match, names) if m)
+    numbered = sorted((int(m.group(1)), m.group(0)) for m in (re.match(_ID, name) for name in names) if m)
     return [_load(queue / name) for _, name in numbered]
 
 
 def get(exp_dir: Path, cand_id: str) -> Candidate:
     path = _queue(exp_dir) / cand_id
-    if not _ID.match(cand_id) or not path.is_dir():
+    if not re.match(_ID, cand_id) or not path.is_dir():
         queued = ", ".join(c.id for c in list_queued(exp_dir)) or "none"
         raise UserError(f"no queued candidate {cand_id!r} (queued: {queued}); see `ar.py status`")
     return _load(path)
