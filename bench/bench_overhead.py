@@ -8,7 +8,8 @@ bytecode compiled once, as on a user's machine after the first run).
 
 usage: python bench/bench_overhead.py [--repeats 15] [--integrity off|files] [--compare OTHER_CHECKOUT]
 (--compare: the same measurements of another checkout's runner, interleaved with this one's;
-`over --help` is the overhead beyond the entry floor)
+`over --help` is the overhead beyond the entry floor; `cpu over --help` the same in CPU time,
+user + sys, which other load on a shared machine barely moves)
 (the integrity checks' own cost: the difference between a run with --integrity off and files)
 """
 
@@ -81,10 +82,17 @@ def fill_history(expr: Path, rows: int) -> None:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
+def timed(cmd: list[str], cwd: Path, cpu: list | None = None) -> float:
+    """Wall seconds of cmd; its CPU seconds (user + sys, its waited-for children included) go to `cpu`."""
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env=ENV)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed (wait status {status}) in {cwd}")
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    return wall
 
 
 def measure(hosts: dict[str, Path], repeats: int) -> dict:
@@ -93,18 +101,22 @@ def measure(hosts: dict[str, Path], repeats: int) -> dict:
     for label, host in hosts.items():
         timed([*ars[label], "run"], host)  # untimed: compiles the bytecode, builds the ledger summary once
     times = {label: {"help": [], "bare": [], "run": [], "status": []} for label in hosts}
+    cpus = {label: {"help": [], "bare": [], "run": []} for label in hosts}
     for _ in range(repeats):
         for label, host in hosts.items():
-            ar, t = ars[label], times[label]
-            t["help"].append(timed([*ar, "--help"], host))
-            t["bare"].append(timed([sys.executable, str(host / ".autoresearch" / SLUG / "train.py")], host))
-            t["run"].append(timed([*ar, "run"], host))
+            ar, t, c = ars[label], times[label], cpus[label]
+            t["help"].append(timed([*ar, "--help"], host, c["help"]))
+            t["bare"].append(timed([sys.executable, str(host / ".autoresearch" / SLUG / "train.py")], host, c["bare"]))
+            t["run"].append(timed([*ar, "run"], host, c["run"]))
             t["status"].append(timed([*ar, "status", "--compact"], host))
     out = {}
     for label, t in times.items():
+        c = cpus[label]
         out[label] = {k: statistics.median(v) for k, v in t.items()}
         out[label]["over"] = statistics.median(r - b for r, b in zip(t["run"], t["bare"]))
         out[label]["over_floor"] = statistics.median(r - b - h for r, b, h in zip(t["run"], t["bare"], t["help"]))
+        # the same in CPU time: what the runner itself computes, barely moved by other load on the machine
+        out[label]["cpu_floor"] = statistics.median(r - b - h for r, b, h in zip(c["run"], c["bare"], c["help"]))
     return out
 
 
@@ -130,13 +142,13 @@ def main() -> None:
             os.close(master)
         print(
             f"{'runner, ledger':>16} {'--help':>7} {'bare train':>11} {'ar.py run':>10} {'overhead':>9}"
-            f" {'over --help':>12} {'status -c':>10}  (medians, {args.repeats} interleaved)"
+            f" {'over --help':>12} {'status -c':>10} {'cpu over --help':>16}  (medians, {args.repeats} interleaved)"
         )
         for label, m in measure(hosts, args.repeats).items():
             m = {k: v * 1000 for k, v in m.items()}
             print(
                 f"{label:>16} {m['help']:5.0f}ms {m['bare']:9.0f}ms {m['run']:8.0f}ms {m['over']:7.0f}ms"
-                f" {m['over_floor']:10.0f}ms {m['status']:8.0f}ms"
+                f" {m['over_floor']:10.0f}ms {m['status']:8.0f}ms {m['cpu_floor']:14.0f}ms"
             )
 
 
