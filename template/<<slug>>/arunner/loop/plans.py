@@ -60,8 +60,7 @@ def confirmations(cfg: Config, pending: list[RunResult]) -> list[PlannedRun]:
     planned = []
     for r in pending:
         (again,) = reruns(cfg, "confirm", r.run_id, r.source, [1], r.wave)
-        again.earlier = tuple(r.values)
-        planned.append(again)
+        planned.append(again._replace(earlier=tuple(r.values)))
     return planned
 
 
