@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from . import chain_hash
+from .errors import UserError
 from .fsutil import atomic_write_json
 from .layout import RUN_INDEX, RUNS_DIR
 
@@ -142,13 +143,16 @@ def make_next_run_dir(expr_dir: Path) -> Path:
     run_dir = run_dir_of(expr_dir, highest + 1)
     try:
         run_dir.mkdir(parents=True)
-    except FileExistsError:
-        if known is None:
-            raise
-        # a folder made behind the runner's back within the same clock tick as its index: list
+    except FileExistsError:  # a folder made behind the runner's back (within the index's clock tick): list
         numbers, known = _listed(expr_dir)
         run_dir = run_dir_of(expr_dir, (numbers[-1] if numbers else 0) + 1)
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError:
+            raise UserError(
+                f"{run_dir} appeared while this run was allocated: something else is making run folders "
+                "(a copy of the experiment sharing runs/?); stop it, then run again"
+            ) from None
     if known is not None:
         _write_index(expr_dir, _stamp(expr_dir), _number(run_dir.name))
     return run_dir
