@@ -180,9 +180,8 @@ def test_upgrade_keeps_answers_edits_and_history_and_the_loop_runs_on(old, shape
     for key, value in config_before.items():
         if key != "template_version":
             assert config[key] == value, (key, config[key], value)  # nothing re-derived behind the user's back
-    if old != LANDED[0]:
-        assert answers["seed_key"] == config["seed_key"]  # stored now, so the next update keeps it
-        assert (config["seed_key"] != "") == (shape != "minimal"), config["seed_key"]
+    assert answers["seed_key"] == config["seed_key"]  # stored, so the next update keeps it
+    assert (config["seed_key"] != "") == (shape != "minimal"), config["seed_key"]
     assert EDIT in expr.train_py.read_text()
     assert _marked(expr) == []
     flat = sorted(p.name for p in (expr.dir / "arunner").glob("*.py"))
