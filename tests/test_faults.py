@@ -6,9 +6,11 @@ trained with, so "which run does best_ckpt hold" is checkable byte for byte.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -142,6 +144,38 @@ def test_run_that_saves_nothing_new_is_invalid(ckpt_expr: Experiment):
     assert ckpt_expr.best()["run_id"] == "r0001"
 
 
+class _Writes(io.RawIOBase):
+    """A raw stream that keeps each write call: what two processes sharing run.log would interleave."""
+
+    def __init__(self):
+        self.calls = []
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.calls.append(bytes(data))
+        return len(data)
+
+
+def test_a_printed_line_is_one_write_even_under_pythonunbuffered(monkeypatch):
+    """ar.py sets PYTHONUNBUFFERED; two torchrun ranks once left `eval/loss=0.05eval/loss=0.05` in run.log."""
+    from arunner import hostentry
+
+    raw = _Writes()
+    unbuffered = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # what `python -u` gives
+    monkeypatch.setattr(sys, "stdout", unbuffered)
+    print("before")
+    hostentry.whole_lines()
+    print("eval/loss=0.05")
+    print("step", 3, "loss", 0.5)
+    sys.stdout.write("partial")
+    sys.stdout.flush()
+    monkeypatch.undo()
+    assert raw.calls[:2] == [b"before", b"\n"]  # the split the fix removes
+    assert raw.calls[2:] == [b"eval/loss=0.05\n", b"step 3 loss 0.5\n", b"partial"]
+
+
 def test_torchrun_tree_is_gone_after_timeout(tmp_path):
     """Runner `torchrun --nproc-per-node 2`: both gloo ranks hang, rank 0 leaves a setsid grandchild."""
     import socket
@@ -155,7 +189,8 @@ def test_torchrun_tree_is_gone_after_timeout(tmp_path):
     expr = Experiment(host, "261125-ddp")
     expr.ar("session", "--grace", "3")
     first = expr.run()  # both ranks run the host; each prints the metric, the last line wins
-    assert (first["status"], first["verdict"]) == ("ok", "advance"), first["note"]
+    log = (expr.dir / "runs" / first["run_id"] / "run.log").read_text()
+    assert (first["status"], first["verdict"]) == ("ok", "advance"), (first["note"], log[-400:])
     pidfile = tmp_path / "pids.txt"
     hang = (
         f"import runpy, sys\nsys.argv = ['ddp_hang.py', {str(pidfile)!r}]\n"

@@ -247,6 +247,21 @@ class ScriptLoader:
         self.entry.loading(module, lambda m: exec(code, m.__dict__))
 
 
+def whole_lines():
+    """One write per printed line on stdout and stderr, so ranks sharing run.log never splice lines.
+
+    ar.py sets PYTHONUNBUFFERED (a killed run still leaves its last lines), under which print()
+    writes the text and its newline in two calls: two torchrun ranks printing the metric at once
+    then leave `eval/loss=0.05eval/loss=0.05` and the metric is lost. Line buffering keeps every
+    complete line on disk as soon as it is printed, in one write.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True, write_through=False)
+        except (AttributeError, ValueError, OSError):  # replaced by the host or a tool: leave it as it is
+            pass
+
+
 class Entry:
     """The host's entry point as train.py runs it; `install` before the sandbox, `run` after it."""
 
@@ -268,6 +283,7 @@ class Entry:
 
     # -- import hook: the first import of the entry module (the sandbox's or ours) comes here
     def install(self):
+        whole_lines()
         if self.pattern in ("argparse-cli", "hydra", "function") and self.name:
             sys.meta_path.insert(0, self)
 
