@@ -364,12 +364,31 @@ def become_subreaper() -> bool:
     return True
 
 
+def _childless() -> bool:
+    """True only when this process has no child at all, a zombie included (the kernel's list of
+    the children of our one thread); False when unsure: more threads (a child's parent may be any
+    of them, and one that exits hands its children to another), or no such file (an older kernel).
+
+    No child means no descendant: every live process's parent is alive (an orphan is re-parented
+    at once, to us as the subreaper or, outside our tree, to init), so a descendant's chain of
+    parents would pass through one of our children."""
+    if not _USE_PROC:
+        return False
+    try:
+        tasks = os.listdir("/proc/self/task")
+        return len(tasks) == 1 and not _read(f"/proc/self/task/{tasks[0]}/children").strip()
+    except OSError:
+        return False
+
+
 def sweep_orphans(keep_markers: Iterable[tuple[str, str]] = (), grace_s: float = SWEEP_GRACE_S) -> list[dict]:
     """Stop every descendant of this process except the trees of live runs in `keep_markers`
     (a wave's other candidates); reap them. Returns what was stopped.
 
     With the runner a subreaper, a daemon that double-forked and scrubbed its environment
     is our child: found here, whatever its marker, session or group."""
+    if _childless():  # no child, so no descendant either: nothing to stop, and no scan of every process
+        return []
     me = os.getpid()
     table = _table()
     children: dict[int, list[int]] = {}

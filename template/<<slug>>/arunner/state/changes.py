@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from ..core import pysource
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_bytes, atomic_write_json, read_tail
 from ..core.layout import BASELINE, CHANGE_FILE, CHANGES_INDEX, DECISION, DIFF_FILE, TRAIN_PY
@@ -54,8 +55,9 @@ MEASURED = ("ok", "invalid")  # a run that measured (or refused) the program dec
 
 
 def _parse(source: bytes | str):
+    """The shared tree of source (never changed here), or None when it does not parse."""
     try:
-        return ast.parse(source)
+        return pysource.parse(source)
     except (SyntaxError, ValueError):
         return None
 
@@ -65,18 +67,41 @@ def _is_named(node, name: str) -> bool:
     return any(isinstance(t, ast.Name) and t.id == name for t in targets)
 
 
-def code_key(source: bytes, tree=None) -> str:
-    """Same key, same program: the syntax tree with RUN_NOTE's value blanked (comments never reach it).
+_keys: dict[
+    bytes, str
+] = {}  # code keys of this process's sources: a run asks before its launch and again at its record
+KEYS_KEPT = 32
 
-    `tree`: the source already parsed (its RUN_NOTE value is blanked in place).
-    """
-    tree = tree or _parse(source)
+
+def code_key(source: bytes) -> str:
+    """Same key, same program: the syntax tree with RUN_NOTE's value blanked (comments never reach it)."""
+    key = _keys.get(source)
+    if key is None:
+        key = _code_key(source)
+        if len(_keys) >= KEYS_KEPT:
+            del _keys[next(iter(_keys))]
+        _keys[source] = key
+    return key
+
+
+def _code_key(source: bytes) -> str:
+    tree = _parse(source)
     if tree is None:  # does not parse: only byte-identical files are the same
         return "raw:" + hashlib.sha1(source).hexdigest()[:16]
-    for node in tree.body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_named(node, NOTE_NAME):
-            node.value = ast.Constant("")
-    return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:16]
+    body = [_blank_note(node) if _is_note(node) else node for node in tree.body]
+    # The shared tree stays as it is: a module of the same statements, RUN_NOTE's replaced by blanked copies.
+    return hashlib.sha1(ast.dump(ast.Module(body=body, type_ignores=tree.type_ignores)).encode()).hexdigest()[:16]
+
+
+def _is_note(node) -> bool:
+    return isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_named(node, NOTE_NAME)
+
+
+def _blank_note(node):
+    """A copy of a RUN_NOTE statement with its value blanked (its fields: all the dump reads)."""
+    blank = type(node)(**{name: getattr(node, name) for name in node._fields if hasattr(node, name)})
+    blank.value = ast.Constant("")
+    return blank
 
 
 def _overrides(tree) -> dict:
@@ -240,7 +265,7 @@ def describe(new_source: bytes, old_source: bytes | None) -> dict:
         "overrides": overrides,
         "patched": patched,
         "removed": removed,
-        "code_key": code_key(new_source, new_tree),
+        "code_key": code_key(new_source),
         "summary": summary_of(overrides, patched, removed, new_tree is not None)
         if old_source is not None
         else "first run",
@@ -248,6 +273,8 @@ def describe(new_source: bytes, old_source: bytes | None) -> dict:
 
 
 def unified_diff(new_source: bytes, old_source: bytes, old_name: str, new_name: str) -> str:
+    if new_source == old_source:
+        return ""  # what difflib returns for equal texts, without importing it
     old = old_source.decode("utf-8", errors="replace").splitlines(keepends=True)
     new = new_source.decode("utf-8", errors="replace").splitlines(keepends=True)
     import difflib  # only a run that changed train.py pays for it
