@@ -23,6 +23,9 @@ _trees: dict[Union[str, bytes], ast.Module] = {}
 
 def parse(source: Union[str, bytes]) -> ast.Module:
     """ast.parse(source), shared: raises SyntaxError or ValueError as ast.parse does."""
+    if isinstance(source, bytes):
+        text = _plain_text(source)
+        source = source if text is None else text
     tree = _trees.get(source)
     if tree is None:
         tree = ast.parse(source)
@@ -30,6 +33,20 @@ def parse(source: Union[str, bytes]) -> ast.Module:
             del _trees[next(iter(_trees))]
         _trees[source] = tree
     return tree
+
+
+def _plain_text(source: bytes) -> Union[str, None]:
+    """The text of bytes the parser would read as plain UTF-8 (valid, no BOM, no coding line), else None.
+
+    The same program given as bytes or as its text then shares one tree (train.py is read as
+    both); anything the parser decodes its own way (a BOM, a coding declaration, invalid
+    UTF-8) keeps the bytes as its key and is parsed from them."""
+    if source.startswith(b"\xef\xbb\xbf") or any(b"coding" in line for line in source.splitlines()[:2]):
+        return None
+    try:
+        return source.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_file(path: Union[str, Path], errors: str = "strict") -> ast.Module:
