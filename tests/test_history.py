@@ -7,6 +7,8 @@ on the minimal host, whose runs take well under a second: ~25 runs, about 10 s i
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import re
 import shutil
@@ -18,6 +20,7 @@ from conftest import MINIMAL_ANSWERS, REPO
 
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 from arunner.commands import history  # noqa: E402
+from arunner.core import pysource  # noqa: E402
 from arunner.state import changes
 
 ARTEFACTS = REPO / "tests" / "artefacts"  # the Chromium screenshot is kept here (git-ignored)
@@ -160,6 +163,16 @@ def test_comments_and_note_do_not_make_a_new_program():
     assert changes.code_key(base) == changes.code_key(b'# why\nRUN_NOTE = "b"  # note\n\nCLI_OVERRIDES = {"lr": 0.1}\n')
     assert changes.code_key(base) != changes.code_key(b'RUN_NOTE = "a"\nCLI_OVERRIDES = {"lr": 0.2}\n')
     assert changes.code_key(b"def (:\n") != changes.code_key(b"def (: \n")  # unparseable: bytes decide
+
+
+def test_code_key_leaves_the_shared_tree_as_it_is():
+    source = b'import os\nRUN_NOTE: str = "try x"\nRUN_NOTE = "again"\nx = 1\n'
+    key = changes.code_key(source)
+    assert [ast.literal_eval(n.value) for n in pysource.parse(source).body[1:3]] == ["try x", "again"]
+    blanked = ast.parse(source)  # the key as recorded in every index so far: the tree, its notes blanked
+    for node in blanked.body[1:3]:
+        node.value = ast.Constant("")
+    assert key == hashlib.sha1(ast.dump(blanked).encode()).hexdigest()[:16] == changes.code_key(source)
 
 
 def test_summary_of_a_sandbox_patch():

@@ -1,0 +1,43 @@
+"""core/pysource: one parse per distinct text, shared by every check of a run, never a stale tree."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from arunner.core import pysource
+
+
+def test_same_text_one_tree_bytes_and_text_alike_an_edit_parsed_again(tmp_path):
+    text = "import os\nRUN_NOTE = 'é'  # → plain UTF-8\nx = 1\n"
+    tree = pysource.parse(text)
+    assert pysource.parse(text) is tree and pysource.parse(text.encode()) is tree  # train.py is read as both
+    path = tmp_path / "prepare.py"
+    path.write_text(text, encoding="utf-8")
+    assert pysource.parse_file(path) is tree
+    path.write_text(text.replace("x = 1", "x = 2"), encoding="utf-8")  # same size, any stat: the text decides
+    edited = pysource.parse_file(path)
+    assert edited is not tree and ast.literal_eval(edited.body[-1].value) == 2
+
+
+def test_bytes_the_parser_decodes_its_own_way_keep_their_meaning():
+    latin = "# -*- coding: latin-1 -*-\nx = 'é'\n".encode("latin-1")
+    assert ast.literal_eval(pysource.parse(latin).body[0].value) == "é"
+    bom = b"\xef\xbb\xbfx = 1\n"
+    assert ast.dump(pysource.parse(bom)) == ast.dump(ast.parse(bom))
+    with pytest.raises(SyntaxError):
+        pysource.parse(b"x = '\xff'\n")  # not UTF-8: the parser's own error, as ast.parse gives it
+
+
+def test_a_source_that_does_not_parse_raises_every_time_and_is_not_kept():
+    for _ in range(2):
+        with pytest.raises(SyntaxError):
+            pysource.parse("def (:\n")
+    assert "def (:\n" not in pysource._trees
+
+
+def test_the_cache_is_bounded():
+    for i in range(pysource.TREES_KEPT + 5):
+        pysource.parse(f"x = {i}\n")
+    assert len(pysource._trees) <= pysource.TREES_KEPT and "x = 0\n" not in pysource._trees
