@@ -37,7 +37,16 @@ def test_a_source_that_does_not_parse_raises_every_time_and_is_not_kept():
     assert "def (:\n" not in pysource._trees
 
 
-def test_the_cache_is_bounded():
+def test_the_cache_is_bounded(monkeypatch):
     for i in range(pysource.TREES_KEPT + 5):
         pysource.parse(f"x = {i}\n")
     assert len(pysource._trees) <= pysource.TREES_KEPT and "x = 0\n" not in pysource._trees
+    monkeypatch.setattr(pysource, "TEXT_KEPT_CHARS", 1000)
+    big = "y = 1\n" * 100  # 600 characters: a second one pushes the first out
+    pysource.parse(big)
+    pysource.parse(big.replace("1", "2"))
+    assert big not in pysource._trees and pysource._kept_chars <= 1000
+    assert sum(map(len, pysource._trees)) == pysource._kept_chars
+    huge = "z = 1\n" * 200  # over the bound alone: parsed, not kept, nothing else dropped for it
+    kept = dict(pysource._trees)
+    assert isinstance(pysource.parse(huge), ast.Module) and pysource._trees == kept

@@ -16,9 +16,13 @@ import ast
 from pathlib import Path
 from typing import Union
 
-TREES_KEPT = 32  # distinct texts whose trees are kept (the oldest goes first): a long loop stays bounded
+# Trees kept (the oldest goes first): the sources of one run (train.py, prepare.py and up to 64 modules
+# it imports) fit, and a long process stays bounded. A tree takes ~35 bytes per byte of its source.
+TREES_KEPT = 128
+TEXT_KEPT_CHARS = 1_000_000  # ... and at most this much source text in all (~35 MB of trees)
 
 _trees: dict[Union[str, bytes], ast.Module] = {}
+_kept_chars = 0
 
 
 def parse(source: Union[str, bytes]) -> ast.Module:
@@ -29,10 +33,21 @@ def parse(source: Union[str, bytes]) -> ast.Module:
     tree = _trees.get(source)
     if tree is None:
         tree = ast.parse(source)
-        if len(_trees) >= TREES_KEPT:
-            del _trees[next(iter(_trees))]
-        _trees[source] = tree
+        _keep(source, tree)
     return tree
+
+
+def _keep(source: Union[str, bytes], tree: ast.Module) -> None:
+    """Keep the tree, the oldest ones going beyond the bounds (a source over the text bound: not kept)."""
+    global _kept_chars
+    if len(source) > TEXT_KEPT_CHARS:
+        return
+    while len(_trees) >= TREES_KEPT or _kept_chars + len(source) > TEXT_KEPT_CHARS:
+        oldest = next(iter(_trees))
+        _kept_chars -= len(oldest)
+        del _trees[oldest]
+    _trees[source] = tree
+    _kept_chars += len(source)
 
 
 def _plain_text(source: bytes) -> Union[str, None]:
