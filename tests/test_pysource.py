@@ -50,3 +50,32 @@ def test_the_cache_is_bounded(monkeypatch):
     huge = "z = 1\n" * 200  # over the bound alone: parsed, not kept, nothing else dropped for it
     kept = dict(pysource._trees)
     assert isinstance(pysource.parse(huge), ast.Module) and pysource._trees == kept
+
+
+SAMPLE = """import prepare, wandb
+from unittest import mock
+RUN_NOTE = "x"
+CLI_OVERRIDES = {"lr": 0.1}
+vars(prepare)["evaluate"] = 1
+setattr(prepare, "evaluate", lambda c: 0)
+mock.patch("prepare.evaluate", 1)
+wandb.run.summary["eval/loss"] = 0.0
+print(f"eval/loss={1}")
+def f(): val_split()
+x: int = 3
+"""
+
+
+def test_every_reader_of_a_shared_tree_leaves_it_as_it_was():
+    from arunner.integrity import data_guard, protect
+    from arunner.loop import plans
+    from arunner.state import changes
+
+    tree = pysource.parse(SAMPLE)
+    before = ast.dump(tree, include_attributes=True)
+    assert protect.guard_train_py(SAMPLE, "eval/loss", ["prepare.evaluate"]).line == 5
+    assert data_guard.guard_data_reads(SAMPLE, ["val_split"], []).line == 10
+    changes.describe(SAMPLE.encode(), SAMPLE.replace("0.1", "0.2").encode())
+    changes.code_key(SAMPLE.encode())
+    assert plans.overrides_of(SAMPLE.encode()) == {"lr": 0.1}
+    assert pysource.parse(SAMPLE) is tree and ast.dump(tree, include_attributes=True) == before
