@@ -7,6 +7,8 @@ on the minimal host, whose runs take well under a second: ~25 runs, about 10 s i
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import re
 import shutil
@@ -18,6 +20,7 @@ from conftest import MINIMAL_ANSWERS, REPO
 
 sys.path.insert(0, str(REPO / "template" / "<<slug>>"))
 from arunner.commands import history  # noqa: E402
+from arunner.core import pysource  # noqa: E402
 from arunner.state import changes
 
 ARTEFACTS = REPO / "tests" / "artefacts"  # the Chromium screenshot is kept here (git-ignored)
@@ -162,6 +165,16 @@ def test_comments_and_note_do_not_make_a_new_program():
     assert changes.code_key(b"def (:\n") != changes.code_key(b"def (: \n")  # unparseable: bytes decide
 
 
+def test_code_key_leaves_the_shared_tree_as_it_is():
+    source = b'import os\nRUN_NOTE: str = "try x"\nRUN_NOTE = "again"\nx = 1\n'
+    key = changes.code_key(source)
+    assert [ast.literal_eval(n.value) for n in pysource.parse(source).body[1:3]] == ["try x", "again"]
+    blanked = ast.parse(source)  # the key as recorded in every index so far: the tree, its notes blanked
+    for node in blanked.body[1:3]:
+        node.value = ast.Constant("")
+    assert key == hashlib.sha1(ast.dump(blanked).encode()).hexdigest()[:16] == changes.code_key(source)
+
+
 def test_summary_of_a_sandbox_patch():
     old = b"import torch\nCLI_OVERRIDES = ['optimizer.lr=3e-4']\n"
     new = (
@@ -272,3 +285,45 @@ def test_a_crash_does_not_decide_and_the_best_is_left_to_the_noise_rule(tmp_path
     refusal, _ = changes.same_code(tmp_path, idea, best)
     assert refusal.startswith("train.py is the same program as r0003") and ": revert;" in refusal
     assert changes.check_same_code(tmp_path, idea, best, force=True).startswith("run again with --force")
+
+
+def _same_code_reading_every_line(expr, source: bytes, best) -> tuple[str, str]:
+    """same_code as it was before it read only the lines that can matter: the reference below."""
+    key, current, at = changes.code_key(source), (best or {}).get("run_id") or "", changes.INDEX_COLUMNS.index
+    cells = changes.read_index(expr)
+    if current in cells and cells[current][at("code_key")] == key:
+        return "", ""
+    final = {c[at("rerun_of")]: c[at("verdict")] for c in cells.values() if c[at("rerun_of")]}
+    same = [changes.index_row(c) for c in cells.values() if c[at("code_key")] == key and not c[at("rerun_of")]]
+    for row in reversed(same):
+        if row["against"] == current and row["status"] in changes.MEASURED:
+            return f"as {row['run_id']} (", f"{final.get(row['run_id'], row['verdict'])}"
+    if same:
+        return "", f"as {same[-1]['run_id']} ({final.get(same[-1]['run_id'], same[-1]['verdict'])} against"
+
+
+def test_same_code_reads_only_the_lines_that_matter_and_answers_as_a_full_read(tmp_path):
+    import random
+
+    rng = random.Random(7)
+    sources = [f"x = {i}\n".encode() for i in range(4)]
+    keys = [changes.code_key(s) for s in sources]
+    for trial in range(60):
+        lines = [changes.INDEX_HEADER]
+        for n in range(rng.randint(0, 30)):
+            run_id = f"r{rng.randint(1, n + 1):04d}"  # ids repeat: the last line of a run wins
+            rerun = rng.choice(["", "", f"r{rng.randint(1, n + 1):04d}"])  # a confirmation of an earlier run
+            cells = [run_id, rng.choice(["", "r0001", "r0002"]), rng.choice(keys), rerun]
+            cells += [rng.choice(["ok", "invalid", "crash"]), rng.choice(["advance", "revert", "invalid"])]
+            cells += ["", "", f"t {rng.choice(keys)}", "\udcff" if rng.random() < 0.02 else "lr 1→2", "n\r"]
+            line = "\t".join(cells).encode("utf-8", "surrogateescape")  # a key elsewhere; \udcff: not UTF-8
+            lines.append((line[: rng.randint(1, len(line))] if rng.random() < 0.1 else line) + b"\n")  # cut by a kill
+        (tmp_path / ".ar-changes.tsv").write_bytes(changes.INDEX_HEADER.encode() + b"".join(lines[1:]))
+        for source in sources:
+            for best in (None, {"run_id": "r0001"}, {"run_id": "r0002"}, {"run_id": "r0099"}):
+                refusal, remark = changes.same_code(tmp_path, source, best)
+                want = _same_code_reading_every_line(tmp_path, source, best) or ("", "")
+                if want[0]:  # refused: the run named, and its verdict (a confirmation's, if one decided)
+                    assert want[0] in refusal and f": {want[1]};" in refusal and not remark, (trial, lines)
+                else:
+                    assert not refusal and want[1] in remark and bool(want[1]) == bool(remark), (trial, lines)

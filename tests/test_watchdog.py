@@ -257,3 +257,30 @@ def test_last_line_reads_only_the_tail(tmp_path):
     log.write_bytes(b"x" * 10_000_000 + b"\nreal last\x1b[0m line\n\n  \r\n")
     assert last_line(log) == "real last line"
     assert last_line(tmp_path / "missing.log") == ""
+
+
+ORPHAN_SWEEP = """
+import json, os, subprocess, sys, time
+from arunner.procs import watchdog
+out = {"subreaper": watchdog.become_subreaper(), "childless_at_start": watchdog._childless()}
+code = "import os, time\\nif os.fork() == 0:\\n    os.setsid(); os.close(1); time.sleep(60)\\nelse:\\n    print(os.getpid())"
+child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+child.communicate(timeout=20)  # the child exited: its setsid'd child is an orphan, ours as the subreaper
+out["childless_with_orphan"] = watchdog._childless()
+out["swept"] = [d["pid"] for d in watchdog.sweep_orphans(grace_s=5.0)]
+out["childless_after"] = watchdog._childless()
+out["swept_again"] = watchdog.sweep_orphans()
+print(json.dumps(out))
+"""
+
+
+def test_sweep_orphans_reads_the_child_list_and_still_finds_an_orphan():
+    """One thread, no child: nothing to sweep (no scan of every process); a double-forked orphan is
+    a child again (the runner is its subreaper) and is found and stopped."""
+    env = {**os.environ, "PYTHONPATH": str(Path(watchdog.__file__).resolve().parents[2])}
+    done = subprocess.run([PY, "-c", ORPHAN_SWEEP], capture_output=True, text=True, env=env, timeout=60)
+    out = json.loads(done.stdout)
+    assert out["subreaper"] and out["childless_at_start"]
+    assert not out["childless_with_orphan"] and len(out["swept"]) == 1
+    assert out["childless_after"] and out["swept_again"] == []
+    assert not alive(out["swept"][0])

@@ -3,6 +3,7 @@
 Modules, bottom-up (none imports one listed below it):
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
+  pysource     Python source parsed once per process for each distinct text (the checks share the trees)
   layout       every file name of an experiment and of its runs, named once; Layout
   fsutil       atomic writes, checked reads, file tails, removal
   chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)

@@ -87,7 +87,8 @@ def before_run(exp: Experiment) -> None:
         )
     if mode(exp) == "off":
         return
-    changed = protect.ensure(cfg.expr_dir, cfg.project_root, cfg.protected_globs, rules).changed
+    # the manifest just loaded and verified above (nothing ran since): not read and verified twice more
+    changed = protect.ensure(cfg.expr_dir, cfg.project_root, cfg.protected_globs, rules, manifest).changed
     if manifest is not None and "rules" not in manifest:
         protect.set_rules(cfg.expr_dir, rules)  # a manifest from before the rules were recorded
     if changed:
@@ -144,10 +145,10 @@ def guard(exp: Experiment, source: bytes) -> str:
 
 def _glob_files(cfg: Config) -> list[str]:
     """The files protected_globs name, relative to the project root."""
-    import glob
-
     out = []
     for pattern in cfg.protected_globs or []:
+        import glob  # only a session with patterns pays for it
+
         out += [
             os.path.relpath(p, cfg.project_root) for p in glob.glob(str(cfg.project_root / pattern), recursive=True)
         ]

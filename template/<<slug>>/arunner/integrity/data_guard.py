@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from ..core import pysource
 from ..core.fsutil import module_file
 
 MAX_IMPORTED_MODULES = 64  # bound on the project modules followed from prepare.py's imports
@@ -60,7 +61,7 @@ def evaluation_modules(project_root: Path, prepare_path: Path) -> list[Path]:
     """Project files that prepare.py imports, followed transitively: the code that judges a run."""
     root = Path(project_root)
     try:
-        start = ast.parse(Path(prepare_path).read_text(encoding="utf-8"))
+        start = pysource.parse_file(prepare_path)
     except (OSError, SyntaxError, ValueError):
         return []
     found: list[Path] = []
@@ -73,7 +74,7 @@ def evaluation_modules(project_root: Path, prepare_path: Path) -> list[Path]:
                 continue
             found.append(path)
             try:
-                sub = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+                sub = pysource.parse_file(path, errors="replace")
             except (OSError, SyntaxError, ValueError):
                 continue
             pkg = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
@@ -101,7 +102,7 @@ def imported_functions(root: Path, tree: ast.AST):
         if path is None:
             continue
         try:
-            module = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            module = pysource.parse_file(path, errors="replace")
         except (OSError, SyntaxError, ValueError):
             continue
         yield imported, {n.name for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
@@ -117,7 +118,7 @@ def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
     root = Path(project_root)
     for path in [Path(prepare_path), *evaluation_modules(root, prepare_path)]:
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            tree = pysource.parse_file(path, errors="replace")
         except (OSError, SyntaxError, ValueError):
             continue
         for imported, functions in imported_functions(root, tree):
@@ -132,7 +133,7 @@ def evaluation_data_names(prepare_path: Path, project_root: Path) -> list[str]:
 def guard_data_reads(source: str, data_names: Iterable[str], data_files: Iterable[str]) -> Optional[Offence]:
     """The first line of train.py that names one of the evaluation's data functions or split files, or None."""
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)
     except SyntaxError:
         return None
     names, files = set(data_names), [f for f in data_files if f]

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from ..core import pysource
 from ..core.layout import EVAL_LOG, PREPARE_PY
 
 if TYPE_CHECKING:  # the launcher is imported only where an evaluation runs
@@ -100,7 +101,7 @@ class Evaluation:
 def has_evaluator(prepare_path: Path) -> bool:
     """Whether prepare.py defines a top-level evaluate() (read with ast, not run)."""
     try:
-        tree = ast.parse(Path(prepare_path).read_text(encoding="utf-8"))
+        tree = pysource.parse_file(prepare_path)  # parsed once per run, whichever check asks first
     except (OSError, SyntaxError, ValueError):
         return False
     return any(isinstance(n, ast.FunctionDef) and n.name == "evaluate" for n in tree.body)
@@ -109,7 +110,7 @@ def has_evaluator(prepare_path: Path) -> bool:
 def holdout_names(prepare_path: Path) -> list[str]:
     """HOLDOUT_METRICS of prepare.py (a literal list, read with ast)."""
     try:
-        tree = ast.parse(Path(prepare_path).read_text(encoding="utf-8"))
+        tree = pysource.parse_file(prepare_path)  # parsed once per run, whichever check asks first
     except (OSError, SyntaxError, ValueError):
         return []
     for node in tree.body:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..core import chain_hash
+from ..core import chain_hash, pysource
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, read_json
 from ..core.layout import MANIFEST, PREPARE_PY, RUNNER_DIR, RUNNER_FILES
@@ -244,13 +244,14 @@ def load(expr_dir: Path) -> Optional[dict]:
     return data
 
 
-def check(expr_dir: Path, project_root: Path) -> Check:
+def check(expr_dir: Path, project_root: Path, manifest: Optional[dict] = None) -> Check:
     """Stat every protected file; hash only those whose stat moved. Empty `changed`: all intact.
 
     A file whose stat moved but whose content is the same (a `git checkout`, a
     `touch`) gets its new stat written back, so the next check is cheap again.
+    `manifest`: what load() returned just now, in this same step (else it is loaded here).
     """
-    manifest = load(expr_dir)
+    manifest = load(expr_dir) if manifest is None else manifest
     result = Check()
     if manifest is None:
         return result
@@ -290,13 +291,19 @@ def check(expr_dir: Path, project_root: Path) -> Check:
 
 
 def ensure(
-    expr_dir: Path, project_root: Path, protected_globs: Iterable[str] = (), rules: Optional[dict] = None
+    expr_dir: Path,
+    project_root: Path,
+    protected_globs: Iterable[str] = (),
+    rules: Optional[dict] = None,
+    manifest: Optional[dict] = None,
 ) -> Check:
-    """Record the manifest at the first run, else check it (the call before and after every run)."""
-    if load(expr_dir) is None:
+    """Record the manifest at the first run, else check it (the call before and after every run).
+    `manifest`: what load() returned just now, in this same step (else it is loaded here)."""
+    manifest = load(expr_dir) if manifest is None else manifest
+    if manifest is None:
         record(expr_dir, project_root, default_paths(expr_dir, project_root, protected_globs), rules)
         return Check()
-    return check(expr_dir, project_root)
+    return check(expr_dir, project_root, manifest)
 
 
 def accept(
@@ -377,7 +384,7 @@ def guard_train_py(source: str, primary_metric: str, protected: Iterable[str]) -
     (`prepare.evaluate`, matched only on an object named like the owner).
     """
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)  # shared with the data guard: read, never changed
     except SyntaxError:  # the run itself crashes with the full traceback: not the guard's call
         return None
     bare, qualified = set(), {}
@@ -454,7 +461,7 @@ def protected_names(prepare_path: Path, project_root: Path) -> list[str]:
     which the agent may legitimately patch, are left out)."""
     names = ["prepare.evaluate"]
     try:
-        tree = ast.parse(Path(prepare_path).read_text(encoding="utf-8"))
+        tree = pysource.parse_file(prepare_path)
     except (OSError, SyntaxError, ValueError):
         return names
     root = Path(project_root)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from typing import NamedTuple
 
+from ..core import pysource
 from ..core.config import Config
 from ..rules import seeds
 from ..state import candidates
@@ -70,7 +71,7 @@ def confirmations(cfg: Config, pending: list[RunResult]) -> list[PlannedRun]:
 def overrides_of(source: bytes):
     """CLI_OVERRIDES of a train.py (its last top-level literal assignment), or {}."""
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)  # shared: read, never changed
     except (SyntaxError, ValueError):
         return {}
     found = {}

@@ -343,6 +343,31 @@ PR_SET_CHILD_SUBREAPER = 36  # prctl option (Linux 3.4+)
 subreaper_note = ""  # why the runner is not a subreaper ("" when it is); said by integrity in the run's note
 
 
+def _prctl(option: int, arg: int) -> None:
+    """prctl(option, arg, 0, 0, 0) of this process; OSError when the kernel refuses it.
+
+    Called through _ctypes, the C core of ctypes: importing ctypes' Python layer costs every
+    run 2-3 ms more. Where that core differs (another Python), through ctypes itself."""
+    try:
+        import _ctypes
+
+        class Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        process = type("Process", (), {"_handle": _ctypes.dlopen(None, 0)})  # what ctypes.CDLL(None) opens
+        prctl, get_errno = Function(("prctl", process)), _ctypes.get_errno
+    except (ImportError, AttributeError, TypeError, ValueError, OSError):
+        import ctypes
+
+        prctl, get_errno = ctypes.CDLL(None, use_errno=True).prctl, ctypes.get_errno
+    if prctl(option, arg, 0, 0, 0) != 0:
+        raise OSError(get_errno(), "prctl")
+
+
 def become_subreaper() -> bool:
     """Make orphans of our descendants ours (not init's), so a double-forked daemon can still be swept.
 
@@ -352,16 +377,29 @@ def become_subreaper() -> bool:
         subreaper_note = "orphans of a run are not collected on this system (no PR_SET_CHILD_SUBREAPER)"
         return False
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl")
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
     except (OSError, AttributeError) as exc:
         subreaper_note = f"orphans of a run are not collected (prctl PR_SET_CHILD_SUBREAPER failed: {exc})"
         return False
     subreaper_note = ""
     return True
+
+
+def _childless() -> bool:
+    """True only when this process has no child at all, a zombie included (the kernel's list of
+    the children of our one thread); False when unsure: more threads (a child's parent may be any
+    of them, and one that exits hands its children to another), or no such file (an older kernel).
+
+    No child means no descendant: every live process's parent is alive (an orphan is re-parented
+    at once, to us as the subreaper or, outside our tree, to init), so a descendant's chain of
+    parents would pass through one of our children."""
+    if not _USE_PROC:
+        return False
+    try:
+        tasks = os.listdir("/proc/self/task")
+        return len(tasks) == 1 and not _read(f"/proc/self/task/{tasks[0]}/children").strip()
+    except OSError:
+        return False
 
 
 def sweep_orphans(keep_markers: Iterable[tuple[str, str]] = (), grace_s: float = SWEEP_GRACE_S) -> list[dict]:
@@ -370,6 +408,8 @@ def sweep_orphans(keep_markers: Iterable[tuple[str, str]] = (), grace_s: float =
 
     With the runner a subreaper, a daemon that double-forked and scrubbed its environment
     is our child: found here, whatever its marker, session or group."""
+    if _childless():  # no child, so no descendant either: nothing to stop, and no scan of every process
+        return []
     me = os.getpid()
     table = _table()
     children: dict[int, list[int]] = {}
