@@ -121,7 +121,7 @@ def test_ctrl_c_stops_every_candidate(tmp_path, lock_dir):
 
 def test_budget_applies_per_candidate(tmp_path, lock_dir):
     cands = _cands(tmp_path, 2, 30)
-    cands[0].budget_s = 0.5
+    cands[0] = cands[0]._replace(budget_s=0.5)  # a SlotJob is a NamedTuple
     cands[1].cmd[-2] = "0.2"
     outcomes = slot_pool.run_jobs(cands, slots.SlotPool(slots.make_slots(DEVICES, 1)))
     assert outcomes[0].result.timed_out and outcomes[0].result.exit_code is None
