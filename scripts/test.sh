@@ -9,4 +9,13 @@ scripts/install-slurm.sh || echo "install-slurm.sh failed: the Slurm tests will 
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
 export WANDB_MODE=offline WANDB_SILENT=true
-exec .venv/bin/python -m pytest -q "$@"
+# Arguments (a file, -k, -x, ...): one plain pytest, as typed. None: the whole suite on two
+# pytest-xdist workers, then the tests marked `serial` alone (tests/conftest.py says which and why).
+# Two workers, not more: that is what the suite's budgets and groups were checked with.
+if [ $# -gt 0 ] || [ "$(nproc)" -lt 2 ]; then
+  exec .venv/bin/python -m pytest -q "$@"
+fi
+parallel=0 serial=0
+.venv/bin/python -m pytest -q -n 2 --dist worksteal -m "not serial" || parallel=$?
+.venv/bin/python -m pytest -q -m serial || serial=$?
+exit $((parallel ? parallel : serial))

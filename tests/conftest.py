@@ -85,6 +85,9 @@ os.environ.setdefault("AR_REPEATS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 # The runner's seals key lives in the user's state folder: tests use their own, never the real one.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ar-test-state-")
+# Device leases too: a folder of this test process, never the machine's /tmp/autoresearch-devices
+# (tests that lease devices set their own; this catches any that forget).
+os.environ["AR_DEVICE_LOCK_DIR"] = tempfile.mkdtemp(prefix="ar-test-locks-")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 os.environ.setdefault("GIT_AUTHOR_NAME", "test")
@@ -280,3 +283,42 @@ def minimal_host(tmp_path) -> Path:
 @pytest.fixture
 def minimal_expr(rendered_once, tmp_path) -> Experiment:
     return rendered_once("minimal", MINIMAL_ANSWERS, tmp_path / "minimal")
+
+
+# ---------------------------------------------------------------- the suite on two workers
+# `scripts/test.sh` with no arguments runs the suite in two pytest-xdist workers
+# (`-n 2 -m "not serial"`), then the `serial` tests alone. Session fixtures run once per worker,
+# each under its own tmp_path_factory folder, XDG_STATE_HOME and AR_DEVICE_LOCK_DIR (above).
+
+# Run after the workers, with the machine to themselves as in a serial run:
+# - the local Slurm (tests/slurm_cluster.py) is one munged, slurmctld and slurmd per session, with
+#   /run/munge, and its teardown cancels every job: a second worker's cluster would meet the first's;
+# - budgets, grace periods and Ctrl+C timers of a second or two, which a neighbour's CPU training
+#   would stretch.
+SERIAL_FILES = {"test_slurm.py", "test_waves_slurm.py", "test_watchdog.py", "test_wave_core.py", "test_slots.py"}
+# Lease devices: one such test at a time on the machine. A lease is refused while any process has
+# AR_DEVICES naming the device (procs/slots._device_users reads every environment, whatever lock
+# folder a test sets), so two workers leasing "0" at once would wait on each other's candidates.
+# A lock, not xdist_group: pytest-xdist 3.8's loadgroup does not group under pytest 9.
+DEVICE_FILES = {"test_waves_run.py", "test_run_outputs.py", "test_noise_run.py", *SERIAL_FILES}
+DEVICE_TESTS_LOCK = Path(tempfile.gettempdir()) / "ar-tests-lease-devices.lock"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
+
+
+@pytest.fixture(autouse=True)
+def _one_device_test_at_a_time(request):
+    """Held from before the test's first fixture to after its last teardown."""
+    if request.node.path.name not in DEVICE_FILES:
+        yield
+        return
+    import fcntl
+
+    with open(DEVICE_TESTS_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # freed when the file closes, or when this process dies
+        yield
