@@ -96,6 +96,18 @@ def test_progress_bar_and_ranks(proj):
     assert out == Extraction({"loss": 2.25, "eval/loss": 0.70}, "log", "")
 
 
+def test_a_metric_name_without_a_readable_value_says_what_the_log_holds(proj):
+    """Two ranks printing at once once left `eval/loss=0.05eval/loss=0.05`: say so, not `no 'eval/loss'`."""
+    root, run_dir = proj
+    (run_dir / "run.log").write_bytes(b"W torchrun banner\neval/loss=0.05eval/loss=0.05\n\nstep 3\n")
+    out = extract(make_cfg(root), run_dir, 0.0, ["eval/loss"])
+    assert out.metrics == {} and out.source == "none"
+    assert "'eval/loss' is in run.log but not as `eval/loss=<number>`" in out.note
+    assert "eval/loss=0.05eval/loss=0.05" in out.note and "no 'eval/loss'" not in out.note
+    (run_dir / "run.log").write_bytes(b"train/loss=0.1\n")  # the name is absent: the plain reason
+    assert "no 'eval/loss' in" in extract(make_cfg(root), run_dir, 0.0, ["eval/loss"]).note
+
+
 def test_user_regex_with_and_without_name(proj):
     root, run_dir = proj
     (run_dir / "run.log").write_text("VAL eval/loss 0.4\nVAL acc 0.9\nacc=0.8\n")

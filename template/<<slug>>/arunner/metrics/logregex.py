@@ -135,4 +135,24 @@ def extract_log(cfg, run_dir: Path, wanted: list[str]) -> tuple[dict[str, float]
         return {}, f"{log.name} is missing"
     patterns, literals, note = build_patterns(getattr(cfg, "log_metric_regex", "") or "", wanted)
     found, _ = scan_log(log, patterns, primary=wanted[0] if wanted else None, literals=literals)
+    if wanted and wanted[0] not in found and wanted[0] in literals:  # the default pattern looked for it
+        note = "; ".join(filter(None, (note, unparsed_mention(log, wanted[0]))))
     return found, note
+
+
+def unparsed_mention(log: Path, name: str) -> str:
+    """Why a metric name that IS in the log's tail gave no value ('' when the name is not there).
+
+    The usual cause: two processes (DDP ranks, a logger thread) wrote into one line, as in
+    `eval/loss=0.05eval/loss=0.05`; a log with `name` and no number after it is the other.
+    """
+    needle = name.encode()
+    lines = [line for line in _LINE_BREAK.split(read_tail(log, FIRST_CHUNK)) if needle in line]
+    if not lines:
+        return ""
+    last = lines[-1].strip().decode("utf-8", errors="replace")
+    last = last if len(last) <= 60 else last[:57] + "..."
+    return (
+        f"{name!r} is in run.log but not as `{name}=<number>` on a line of its own (last: {last!r}): "
+        "two processes writing one line, or set log_metric_regex"
+    )
