@@ -248,7 +248,7 @@ class ScriptLoader:
 
 
 def whole_lines():
-    """One write per printed line on stdout and stderr, so ranks sharing run.log never splice lines.
+    """One write per printed line on stdout and stderr, so ranks sharing run.log do not splice each other's lines.
 
     ar.py sets PYTHONUNBUFFERED (a killed run still leaves its last lines), under which print()
     writes the text and its newline in two calls: two torchrun ranks printing the metric at once

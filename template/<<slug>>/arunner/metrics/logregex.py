@@ -23,6 +23,7 @@ from ..core.fsutil import read_tail
 # (`valid loss  6.45` in a `| ... |` table row); numpy/torch reprs of the value
 # (`np.float64(0.5)`, `tensor(0.5)`) are unwrapped.
 from ..core.layout import RUN_LOG
+from ..core.text import one_line
 
 DEFAULT_LOG_REGEX = (
     r"(?<![\w./-]){name}['\"]?(?:\s*[:=]\s*|[ \t]+)(?:np\.float(?:16|32|64)\(|tensor\()?"
@@ -150,8 +151,7 @@ def unparsed_mention(log: Path, name: str) -> str:
     lines = [line for line in _LINE_BREAK.split(read_tail(log, FIRST_CHUNK)) if needle in line]
     if not lines:
         return ""
-    last = lines[-1].strip().decode("utf-8", errors="replace")
-    last = last if len(last) <= 60 else last[:57] + "..."
+    last = one_line(lines[-1].strip().decode("utf-8", errors="replace"), 60, "...")
     return (
         f"{name!r} is in run.log but not as `{name}=<number>` on a line of its own (last: {last!r}): "
         "two processes writing one line, or set log_metric_regex"
