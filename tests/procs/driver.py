@@ -3,7 +3,6 @@
 usage: driver.py LOG PIDFILE BUDGET GRACE MARKER_VALUE TERM   (marker key: AR_TEST_TOKEN)
 """
 
-import dataclasses
 import json
 import os
 import sys
@@ -26,4 +25,4 @@ res = run_training(
     marker=("AR_TEST_TOKEN", token),
     live=False,
 )
-print(json.dumps(dataclasses.asdict(res)), flush=True)
+print(json.dumps(vars(res)), flush=True)

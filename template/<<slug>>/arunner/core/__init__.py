@@ -3,6 +3,7 @@
 Modules, bottom-up (none imports one listed below it):
   errors       UserError, the one-line message for anything the user can fix
   text         trimming free text to one line
+  digests      sha1, sha256 and HMAC-SHA256; OpenSSL (hashlib) loaded only for large data
   pysource     Python source parsed once per process for each distinct text (the checks share the trees)
   layout       every file name of an experiment and of its runs, named once; Layout
   fsutil       atomic writes, checked reads, file tails, removal

@@ -18,12 +18,11 @@ verifies. best's seal keeps the previous meta's HMAC for the same reason.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 from pathlib import Path
 
+from . import digests
 from .errors import UserError
 from .fsutil import atomic_write_json, read_json
 from .layout import DECISION, SEALS
@@ -56,12 +55,12 @@ def _key() -> bytes:
 
 
 def _mac(data: bytes, key: bytes | None = None) -> str:
-    return hmac.new(key or _key(), data, hashlib.sha256).hexdigest()
+    return digests.hmac_sha256(key or _key(), data)
 
 
 def _sealed_marker(expr_dir: Path) -> Path:
     """A file outside the experiment that says it has seals (a deleted .ar-seals.json is then seen)."""
-    name = hashlib.sha256(os.fsencode(os.path.realpath(expr_dir))).hexdigest()[:32]
+    name = digests.sha256(os.fsencode(os.path.realpath(expr_dir))).hexdigest()[:32]
     return state_dir() / "sealed" / name
 
 
@@ -111,7 +110,7 @@ def sign(data: dict) -> str:
 
 def signed(data: dict, mac) -> bool:
     """Whether `mac` is the runner's signature of `data`."""
-    return isinstance(mac, str) and hmac.compare_digest(mac, sign(data))
+    return isinstance(mac, str) and digests.equal(mac, sign(data))
 
 
 def seal_text(expr_dir: Path, name: str, text: str) -> None:
@@ -128,7 +127,7 @@ def holds_seal(expr_dir: Path, name: str, path: Path) -> bool:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         return False
-    return name in seals and hmac.compare_digest(seals[name], _mac(data))
+    return name in seals and digests.equal(seals[name], _mac(data))
 
 
 def verify_file(expr_dir: Path, name: str, path: Path) -> None:
@@ -144,7 +143,7 @@ def verify_file(expr_dir: Path, name: str, path: Path) -> None:
             seals[name] = _mac(data)
             _save(expr_dir, seals)
         return
-    if data is None or not hmac.compare_digest(seals[name], _mac(data)):
+    if data is None or not digests.equal(seals[name], _mac(data)):
         raise _mismatch(path)
 
 
@@ -170,7 +169,7 @@ def verify_best(expr_dir: Path, meta: dict | None, path: Path) -> None:
     if meta is None:
         raise _mismatch(path)
     mac = _mac(_canonical(meta))
-    if not any(s and hmac.compare_digest(s, mac) for s in (seals.get("best"), seals.get("best_prev"))):
+    if not any(s and digests.equal(s, mac) for s in (seals.get("best"), seals.get("best_prev"))):
         raise _mismatch(path)
 
 
@@ -188,7 +187,7 @@ def seal_decision(expr_dir: Path, run_id: str, data: dict) -> None:
 def decision_is_sealed(expr_dir: Path, run_id: str, data: dict) -> bool:
     """Whether decision.json of run_id holds exactly what the runner decided (False: written by someone else)."""
     sealed = (_load(expr_dir).get("decisions") or {}).get(run_id)
-    return bool(sealed) and hmac.compare_digest(sealed, _mac(_canonical(data)))
+    return bool(sealed) and digests.equal(sealed, _mac(_canonical(data)))
 
 
 # ---------------------------------------------------------------- results.tsv: a seal over its rows
@@ -204,9 +203,9 @@ LEDGER_SEAL_VERSION = 2
 
 def _chain(lines: list[bytes], key: bytes) -> list[str]:
     """heads[i]: HMAC chain over the first i lines (heads[0] over nothing): the seal before version 2."""
-    heads = [hmac.new(key, b"results.tsv", hashlib.sha256).hexdigest()]
+    heads = [digests.hmac_sha256(key, b"results.tsv")]
     for line in lines:
-        heads.append(hmac.new(key, heads[-1].encode() + line, hashlib.sha256).hexdigest())
+        heads.append(digests.hmac_sha256(key, heads[-1].encode() + line))
     return heads
 
 
@@ -221,7 +220,7 @@ def _complete(path: Path) -> bytes:
 
 def _head(content: bytes, key: bytes) -> str:
     """The HMAC over the ledger's exact bytes (`head` of a seal over `content`, `prev` of one over a row more)."""
-    return hmac.new(key, b"results.tsv\n" + content, hashlib.sha256).hexdigest()
+    return digests.hmac_sha256(key, b"results.tsv\n" + content)
 
 
 def _seal_of(content: bytes, key: bytes, prev: str | None = None) -> dict:
@@ -249,9 +248,9 @@ def _verified(expr_dir: Path, path: Path) -> tuple[bytes, str | None]:
     else:  # only the head: a seal's `prev` is compared with the head of one row fewer, never recomputed here
         n, head = content.count(b"\n"), _head(content, _key())
         ours = head
-    if n == sealed["rows"] and hmac.compare_digest(head, sealed["head"]):
+    if n == sealed["rows"] and digests.equal(head, sealed["head"]):
         return content, ours
-    if n == sealed["rows"] - 1 and sealed.get("prev") and hmac.compare_digest(head, sealed["prev"]):
+    if n == sealed["rows"] - 1 and sealed.get("prev") and digests.equal(head, sealed["prev"]):
         return content, ours
     raise _mismatch(path)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core import chain_hash
+from ..core import chain_hash, digests
 from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.layout import CKPT, LEDGER, RESULT, RUN_LOG, SESSION_FILE
@@ -335,7 +335,7 @@ def checkpoint_fingerprint(path: Path) -> str:
             parts.append(protect.digest(f, st.st_size))
         except OSError:
             parts.append(f"{f}:missing")
-    return protect.hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return digests.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def before_commit(cfg: Config, result: dict) -> dict:

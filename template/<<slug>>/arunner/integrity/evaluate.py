@@ -33,9 +33,8 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ..core import pysource
 from ..core.layout import EVAL_LOG, PREPARE_PY
@@ -87,11 +86,10 @@ os.write(int(fd), json.dumps({"metrics": clean, "evaluate_seconds": wall}).encod
 """
 
 
-@dataclass
-class Evaluation:
+class Evaluation(NamedTuple):
     ok: bool
-    metrics: dict = field(default_factory=dict)  # shown to the agent
-    holdout: dict = field(default_factory=dict)  # names in HOLDOUT_METRICS: stored, never printed
+    metrics: dict = {}  # shown to the agent (never mutated: the default is shared)
+    holdout: dict = {}  # names in HOLDOUT_METRICS: stored, never printed
     wall_s: float = 0.0  # the whole evaluator process, start-up included
     evaluate_s: Optional[float] = None  # the evaluate() call alone
     error: str = ""  # on failure: what happened, with the log's last line

@@ -17,16 +17,14 @@ prints or logs the primary metric itself, or rebinds a protected name.
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..core import chain_hash, pysource
+from ..core import chain_hash, digests, pysource
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, read_json
 from ..core.layout import MANIFEST, PREPARE_PY, RUNNER_DIR, RUNNER_FILES
@@ -41,10 +39,10 @@ EVAL_NAME_RE = re.compile(r"(eval|valid|metric|score|loss|accuracy|test|bleu|per
 # ---------------------------------------------------------------- manifest
 
 
-@dataclass
 class Check:
-    changed: list[str] = field(default_factory=list)  # paths relative to the project root, missing files included
-    hashed: list[str] = field(default_factory=list)  # entries whose stat moved, so their content was read
+    def __init__(self):
+        self.changed: list[str] = []  # paths relative to the project root, missing files included
+        self.hashed: list[str] = []  # entries whose stat moved, so their content was read
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
@@ -53,7 +51,7 @@ def _stat_key(st: os.stat_result) -> list[int]:
 
 def digest(path: Path, size: int) -> str:
     """sha256 of the whole file, or for large files of its size plus SAMPLE_CHUNKS chunks."""
-    h = hashlib.sha256()
+    h = digests.sha256(size=size if size <= FULL_HASH_MAX_BYTES else SAMPLE_CHUNK_BYTES * SAMPLE_CHUNKS)
     with open(path, "rb") as fh:
         if size <= FULL_HASH_MAX_BYTES:
             for block in iter(lambda: fh.read(1 << 20), b""):

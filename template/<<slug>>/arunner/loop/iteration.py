@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import chain_hash
@@ -48,14 +47,14 @@ __all__ = ["FAULT_POINTS", "MARKER_KEY", "SENTINEL", "WAVE_FILE", "ExperimentLoc
 WAVE_FAULT_POINTS = ("wave.allocated", "wave.judged", "wave.committed", "wave.restored")
 
 
-@dataclass
 class Iteration:
     """What one `ar.py run` did: every run in run order; for a wave, its id, slots and requeued candidates."""
 
-    runs: list[RunResult] = field(default_factory=list)
-    wave: str | None = None
-    slot_count: int = 1
-    requeued: list[str] = field(default_factory=list)
+    def __init__(self, runs: list[RunResult]):
+        self.runs = runs
+        self.wave: str | None = None
+        self.slot_count = 1
+        self.requeued: list[str] = []
 
 
 class ExperimentLock:

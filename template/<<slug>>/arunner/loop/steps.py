@@ -17,7 +17,6 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import chain_hash
@@ -50,17 +49,17 @@ DEFAULT_GRACE = {"python": GRACE_S_PYTHON, **dict.fromkeys(LAUNCHERS, GRACE_S_LA
 FAULT_POINTS = ("run.started", "run.decided", "run.restored", "run.ledger", "run.recorded")
 
 
-@dataclass
 class Measured:
-    """What a finished run produced, before any judgement."""
+    """What a finished run produced, before any judgement (integrity may still amend it)."""
 
-    status: str  # ok / crash / timeout / interrupted / unclean, from the launch alone
-    wanted: list[str]  # the primary metric, then the constraint metrics
-    metrics: dict  # every metric found (may hold nan/inf)
-    value: float | None  # the primary, as a float
-    extraction_note: str  # why the configured metric backend fell short, else ""
-    checkpoint: dict | None  # what checkpoints.capture() took
-    missing: str  # why a required checkpoint is missing, else ""
+    def __init__(self, status, wanted, metrics, value, extraction_note, checkpoint, missing):
+        self.status: str = status  # ok / crash / timeout / interrupted / unclean, from the launch alone
+        self.wanted: list[str] = wanted  # the primary metric, then the constraint metrics
+        self.metrics: dict = metrics  # every metric found (may hold nan/inf)
+        self.value: float | None = value  # the primary, as a float
+        self.extraction_note: str = extraction_note  # why the configured metric backend fell short, else ""
+        self.checkpoint: dict | None = checkpoint  # what checkpoints.capture() took
+        self.missing: str = missing  # why a required checkpoint is missing, else ""
 
 
 # ----------------------------------------------------------------------------- sentinel

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -29,17 +28,32 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-@dataclass
 class LaunchResult:
-    exit_code: int | None  # None when killed by us
-    timed_out: bool
-    interrupted: bool  # Ctrl+C, or SIGTERM to the runner
-    started_at: float  # time.time() just before Popen
-    wall_s: float  # until the command exited, or until its tree was stopped
-    survivors: list[dict] = field(default_factory=list)  # alive after kill + sweep -> status "unclean"
-    leaked: list[dict] = field(default_factory=list)  # left running by a command that exited; swept
-    last_line: str = ""  # last non-empty line of the log
-    budget_s: Optional[float] = None  # the time budget it ran under (set by the engine)
+    """How a training command ended. A plain class: a dataclass costs ~1 ms at every start-up."""
+
+    def __init__(
+        self,
+        exit_code: int | None,
+        timed_out: bool,
+        interrupted: bool,
+        started_at: float,
+        wall_s: float,
+        survivors: list[dict] | None = None,
+        leaked: list[dict] | None = None,
+        last_line: str = "",
+    ):
+        self.exit_code = exit_code  # None when killed by us
+        self.timed_out = timed_out
+        self.interrupted = interrupted  # Ctrl+C, or SIGTERM to the runner
+        self.started_at = started_at  # time.time() just before Popen
+        self.wall_s = wall_s  # until the command exited, or until its tree was stopped
+        self.survivors = survivors or []  # alive after kill + sweep -> status "unclean"
+        self.leaked = leaked or []  # left running by a command that exited; swept
+        self.last_line = last_line  # last non-empty line of the log
+        self.budget_s: Optional[float] = None  # the time budget it ran under (set by the engine)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({vars(self)!r})"
 
 
 def last_line(log_path: Path) -> str:

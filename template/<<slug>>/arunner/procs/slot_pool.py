@@ -10,11 +10,9 @@ Judging, the ledger and the best are the caller's job.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional, Protocol
 
@@ -35,15 +33,17 @@ class SlotJob(NamedTuple):
     marker: tuple[str, str]  # unique per candidate: the interrupt sweep finds its processes by it
 
 
-@dataclass
 class Outcome:
-    candidate: SlotJob
-    slot: Optional[Slot] = None  # None: it never started (Ctrl+C came first); it stays queued
-    result: Optional[launch.LaunchResult] = None
-    error: Optional[BaseException] = field(default=None, repr=False)  # the launcher raised (a bug or UserError)
-    # Set by the worker when it is done. Not Thread.is_alive(): a join() cut short by Ctrl+C can
-    # mark a running thread as stopped (CPython 3.11), and its candidate would never be cancelled.
-    done: threading.Event = field(default_factory=threading.Event, repr=False)
+    """What became of one job; filled in by the thread that ran it (a plain class: no dataclass cost at start-up)."""
+
+    def __init__(self, candidate: SlotJob):
+        self.candidate = candidate
+        self.slot: Optional[Slot] = None  # None: it never started (Ctrl+C came first); it stays queued
+        self.result: Optional[launch.LaunchResult] = None
+        self.error: Optional[BaseException] = None  # the launcher raised (a bug or UserError)
+        # Set by the worker when it is done. Not Thread.is_alive(): a join() cut short by Ctrl+C can
+        # mark a running thread as stopped (CPython 3.11), and its candidate would never be cancelled.
+        self.done = threading.Event()
 
 
 class Launcher(Protocol):
@@ -165,4 +165,4 @@ def _mark_interrupted(started: list[Outcome], running: set[str]) -> None:
         r = o.result
         if o.candidate.name in running and r is not None and not r.interrupted and r.exit_code != 0:
             # stopped by us, not by itself: an interrupted run, whatever the signal made it return
-            o.result = dataclasses.replace(r, interrupted=True, timed_out=False, exit_code=None)
+            r.interrupted, r.timed_out, r.exit_code = True, False, None

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -56,12 +55,13 @@ FINAL = {
 _KV = re.compile(r"(\w+)=(\S*)")
 
 
-@dataclass
 class SlurmResult(LaunchResult):
-    job_id: str = ""
-    state: str = ""  # Slurm's final JobState, e.g. COMPLETED, TIMEOUT, NODE_FAIL
-    requeue: bool = False  # lost to the cluster (preempted, node failure): queue the candidate again
-    note: str = ""  # one line for the ledger when the state needs explaining
+    def __init__(self, *, job_id: str = "", state: str = "", requeue: bool = False, note: str = "", **launch):
+        super().__init__(**launch)
+        self.job_id = job_id
+        self.state = state  # Slurm's final JobState, e.g. COMPLETED, TIMEOUT, NODE_FAIL
+        self.requeue = requeue  # lost to the cluster (preempted, node failure): queue the candidate again
+        self.note = note  # one line for the ledger when the state needs explaining
 
 
 def format_time(seconds: float) -> str:

@@ -12,7 +12,6 @@ decide() folds, in this order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import noise, seeds, verdict
@@ -46,17 +45,16 @@ class Evidence(NamedTuple):
     earlier: tuple = ()  # a confirmation: the candidate's own value
 
 
-@dataclass
 class Decided:
-    status: str
-    verdict: str
-    valid: bool
-    improved: bool
-    constraints: list
-    action: str | None = None  # a candidate's noise rule answer: advance / revert / confirm
-    margin: float | None = None
-    values: list = field(default_factory=list)  # the valid values behind the verdict
-    notes: list = field(default_factory=list)
+    """One run's decision, filled in rule by rule (a plain class: no dataclass cost at start-up)."""
+
+    def __init__(self, d: verdict.Decision):
+        self.status, self.verdict, self.valid, self.improved = d.status, d.verdict, d.valid, d.improved
+        self.constraints: list = d.constraints
+        self.action: str | None = None  # a candidate's noise rule answer: advance / revert / confirm
+        self.margin: float | None = None
+        self.values: list = []  # the valid values behind the verdict
+        self.notes: list = [d.reason]
 
 
 def decide(runs: list[Evidence], rules: Rules) -> list[Decided]:
@@ -70,7 +68,7 @@ def decide(runs: list[Evidence], rules: Rules) -> list[Decided]:
 
 def _one(m: Evidence, rules: Rules) -> Decided:
     d = verdict.decide(m.status, m.value, rules.direction, rules.best_value, rules.constraints, m.metrics, m.missing)
-    out = Decided(d.status, d.verdict, d.valid, d.improved, d.constraints, notes=[d.reason])
+    out = Decided(d)
     if not d.valid:
         return out
     out.values = [*m.earlier, m.value] if m.kind == "confirm" else [m.value]

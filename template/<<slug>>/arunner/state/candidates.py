@@ -10,7 +10,6 @@ the next id O(1), and one flock serialises proposers and takers.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from ..core import digests
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text, fault_point, fsync_dir
 from ..core.layout import QUEUE_DIR, TRAIN_PY
@@ -82,7 +82,7 @@ def propose_train_py(exp_dir: Path) -> Candidate:
 def propose(exp_dir: Path, source: bytes, note: str) -> Candidate:
     """Queue `source` (train.py's bytes) with its note; returns the new candidate."""
     queue = _queue(exp_dir)
-    digest = hashlib.sha256(source).hexdigest()
+    digest = digests.sha256(source).hexdigest()
     with _locked(queue):
         queued = list_queued(exp_dir)
         if len(queued) >= MAX_QUEUED:

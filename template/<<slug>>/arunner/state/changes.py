@@ -14,12 +14,11 @@ key run the same program (comments, blank lines and the note aside). Standard li
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 from pathlib import Path
 
-from ..core import pysource
+from ..core import digests, pysource
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_bytes, atomic_write_json, read_tail
 from ..core.layout import BASELINE, CHANGE_FILE, CHANGES_INDEX, DECISION, DIFF_FILE, TRAIN_PY
@@ -85,10 +84,10 @@ def code_key(source: bytes) -> str:
 def _code_key(source: bytes) -> str:
     tree = _parse(source)
     if tree is None:  # does not parse: only byte-identical files are the same
-        return "raw:" + hashlib.sha1(source).hexdigest()[:16]
+        return "raw:" + digests.sha1(source).hexdigest()[:16]
     body = [_blank_note(node) if _is_note(node) else node for node in tree.body]
     # The shared tree stays as it is: a module of the same statements, RUN_NOTE's replaced by blanked copies.
-    return hashlib.sha1(ast.dump(ast.Module(body=body, type_ignores=tree.type_ignores)).encode()).hexdigest()[:16]
+    return digests.sha1(ast.dump(ast.Module(body=body, type_ignores=tree.type_ignores)).encode()).hexdigest()[:16]
 
 
 def _is_note(node) -> bool:

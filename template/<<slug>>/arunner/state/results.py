@@ -3,11 +3,13 @@
 A RunResult keeps what the runner knows as fields: the kind of run, what it belongs to, the
 queued candidate, the notes as a list. The ledger note is rendered from them (`note`), never
 parsed back. `record` holds the other result.json fields (record.RESULT_FIELDS).
+
+Both are plain classes, as are the runner's other mutable records on the run path: a dataclass
+costs about a millisecond to create, and `ar.py run` would pay it for each one at start-up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rules.decide import Evidence
@@ -18,16 +20,16 @@ RERUNS = ("repeat", "confirm", "remeasure")  # the same train.py once more, anot
 MARKER_KEY = "AR_RUN_TOKEN"  # environment marker of every process of a run (the sweep finds them by it)
 
 
-@dataclass
 class RunStart:
     """A run folder that exists, with its train.py snapshot and started.json."""
 
-    run_id: str
-    run_dir: Path
-    token: str  # value of MARKER_KEY in the training's environment
-    started: float  # time.time() at allocation
-    started_at: str  # the same, ISO 8601 with the local offset
-    note: str  # the first part of the ledger note: RUN_NOTE, or what a re-run re-runs
+    def __init__(self, run_id: str, run_dir: Path, token: str, started: float, started_at: str, note: str):
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.token = token  # value of MARKER_KEY in the training's environment
+        self.started = started  # time.time() at allocation
+        self.started_at = started_at  # the same, ISO 8601 with the local offset
+        self.note = note  # the first part of the ledger note: RUN_NOTE, or what a re-run re-runs
 
     @property
     def marker(self) -> tuple[str, str]:
@@ -40,21 +42,36 @@ def rerun_label(kind: str, belongs_to: str, seed: str) -> str:
     return f"{prefix}{belongs_to[1:]} (seed {seed})"
 
 
-@dataclass
 class RunResult:
-    kind: str  # one of KINDS
-    run: RunStart
-    source: bytes  # the train.py it ran
-    record: dict  # result.json's fields; `note` is rendered from `notes`
-    notes: list[str] = field(default_factory=list)
-    belongs_to: str | None = None  # re-runs: the first run of the train.py they measure again
-    candidate: str | None = None  # the queued candidate (cNNNN) it ran, in a wave
-    wave: str | None = None
-    action: str | None = None  # the noise rule's answer for a candidate: advance / revert / confirm
-    values: list[float] = field(default_factory=list)  # the valid values behind its verdict (a confirmed pair: 2)
-    requeue: bool = False  # lost to the cluster: the candidate goes back to the queue
-    evidence: Evidence | None = None  # what decide() reads (None: refused before training)
-    remark: str = ""  # said after the decision: a baseline run, or the best re-run unchanged
+    """One run of the plan, judged: what the runner knows of it, as fields."""
+
+    def __init__(
+        self,
+        kind: str,
+        run: RunStart,
+        source: bytes,
+        record: dict,
+        notes: list[str] | None = None,
+        belongs_to: str | None = None,
+        candidate: str | None = None,
+        wave: str | None = None,
+        evidence: Evidence | None = None,
+        requeue: bool = False,
+        remark: str = "",
+    ):
+        self.kind = kind  # one of KINDS
+        self.run = run
+        self.source = source  # the train.py it ran
+        self.record = record  # result.json's fields; `note` is rendered from `notes`
+        self.notes = [] if notes is None else notes
+        self.belongs_to = belongs_to  # re-runs: the first run of the train.py they measure again
+        self.candidate = candidate  # the queued candidate (cNNNN) it ran, in a wave
+        self.wave = wave
+        self.evidence = evidence  # what decide() reads (None: refused before training)
+        self.action: str | None = None  # the noise rule's answer for a candidate: advance / revert / confirm
+        self.values: list[float] = []  # the valid values behind its verdict (a confirmed pair: 2)
+        self.requeue = requeue  # lost to the cluster: the candidate goes back to the queue
+        self.remark = remark  # said after the decision: a baseline run, or the best re-run unchanged
 
     @property
     def run_id(self) -> str:

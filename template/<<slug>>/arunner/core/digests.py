@@ -1,0 +1,61 @@
+"""sha1, sha256 and HMAC-SHA256 without paying for OpenSSL on every command.
+
+`import hashlib` loads OpenSSL: 3-5 ms, at every `ar.py run`, for a few digests of small files.
+CPython's built-in hash modules give the same digests for ~1 ms of loading, but are ~6x slower
+per byte, so data past LARGE_BYTES (a 10,000-row results.tsv, a big protected file) goes to
+hashlib, imported then. A Python built without the built-in modules uses hashlib throughout.
+"""
+
+from __future__ import annotations
+
+try:
+    from _operator import _compare_digest as equal  # what hmac.compare_digest is: constant time
+except ImportError:  # not CPython
+    from hmac import compare_digest as equal
+
+try:
+    from _sha256 import sha256 as _small_sha256  # CPython <= 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256 as _small_sha256  # CPython >= 3.12
+    except ImportError:
+        from hashlib import sha256 as _small_sha256
+try:
+    from _sha1 import sha1 as _small_sha1
+except ImportError:
+    from hashlib import sha1 as _small_sha1
+
+__all__ = ["LARGE_BYTES", "equal", "hmac_sha256", "sha1", "sha256"]
+
+LARGE_BYTES = 256 * 1024  # past this, OpenSSL's speed per byte outweighs its start-up
+_BLOCK = 64  # sha256's block size (RFC 2104: keys are padded to it)
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def sha256(data: bytes = b"", size: int | None = None):
+    """A sha256 object over `data`; `size`: how much more will be update()d (a file read in blocks)."""
+    if len(data) + (size or 0) > LARGE_BYTES:
+        import hashlib  # only large data pays for OpenSSL's start-up
+
+        return hashlib.sha256(data)
+    return _small_sha256(data)
+
+
+def sha1(data: bytes):
+    """A sha1 object over `data` (the code keys of the changes index)."""
+    if len(data) > LARGE_BYTES:
+        import hashlib
+
+        return hashlib.sha1(data)
+    return _small_sha1(data)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> str:
+    """RFC 2104 HMAC over `data` with sha256, in hex: what hmac.new(key, data, hashlib.sha256).hexdigest() gives."""
+    if len(key) > _BLOCK:
+        key = sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = sha256(key.translate(_IPAD), size=len(data))
+    inner.update(data)
+    return sha256(key.translate(_OPAD) + inner.digest()).hexdigest()
