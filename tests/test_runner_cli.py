@@ -312,3 +312,14 @@ def test_running_summary_agrees_with_the_ledger_and_is_rebuilt_when_stale(minima
     status = minimal_expr.ar("status").stdout
     assert "3 runs" in status and "verdicts: advance=1, revert=2 over 3 candidate(s)" in status, status
     assert "r0003\tok\trevert" in status and json.loads(summary.read_text())["plateau"] == 2
+
+
+def test_a_command_builds_only_its_own_parser_with_the_same_arguments():
+    """`ar.py run` builds the run sub-parser alone (it is typed every iteration); what it parses is unchanged."""
+    from arunner.commands import cli
+
+    full = cli.build_parser()
+    assert all(f"    {name}" in full.format_help() for name in cli.SUB_PARSERS)  # --help lists every command
+    for argv in (["run"], ["run", "--seconds", "5", "--force"], ["status", "--compact"], ["tail", "--run", "r0001"]):
+        assert vars(cli.build_parser(argv[0]).parse_args(argv)) == vars(full.parse_args(argv))
+    assert cli.build_parser("run").format_help().count("\n    ") < full.format_help().count("\n    ")
