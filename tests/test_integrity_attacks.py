@@ -404,6 +404,28 @@ def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(
         chain_hash.verify_ledger(tmp_path, tsv)
 
 
+def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is_still_caught(tmp_path, monkeypatch):
+    sys.path.insert(0, str(RUNNER_SRC))
+    from arunner.core import chain_hash, digests
+    from arunner.core.errors import UserError
+    from arunner.state import ledger
+
+    tsv = tmp_path / "results.tsv"
+    ledger.ensure(tsv)
+    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
+    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
+    ledger.append(tsv, row)
+    chain_hash.verify_ledger(tmp_path, tsv)  # before training
+    macs = []
+    monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: macs.append(data) or "x")
+    chain_hash.verify_ledger(tmp_path, tsv)  # after it: the same rows, the same seal
+    assert macs == []
+    monkeypatch.undo()
+    tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))  # same size, in the same run
+    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+        chain_hash.verify_ledger(tmp_path, tsv)
+
+
 def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp_path):
     sys.path.insert(0, str(RUNNER_SRC))
     from arunner.core import chain_hash

@@ -199,6 +199,10 @@ def decision_is_sealed(expr_dir: Path, run_id: str, data: dict) -> bool:
 # (`_chain`); they are still checked that way until the next append writes the new form.
 
 LEDGER_SEAL_VERSION = 2
+# The ledger as this process last verified it: path -> (key, seal, rows, their head). A run checks
+# the ledger before training, after it and before appending; rows byte-equal to the ones verified
+# with the same key against the same seal need no second HMAC (at 10,000 rows: 0.8 MB hashed once, not three times).
+_verified_rows: dict[str, tuple[bytes, dict, bytes, str]] = {}
 
 
 def _chain(lines: list[bytes], key: bytes) -> list[str]:
@@ -237,6 +241,9 @@ def _verified(expr_dir: Path, path: Path) -> tuple[bytes, str | None]:
     seals = _load(expr_dir)
     sealed = seals.get("results")
     content = _complete(path)
+    memo = _verified_rows.get(str(path))
+    if memo is not None and memo[1:3] == (sealed, content) and memo[0] == _key():
+        return content, memo[3]
     if sealed is None:
         if content:
             seals["results"] = _seal_of(content, _key())
@@ -248,11 +255,13 @@ def _verified(expr_dir: Path, path: Path) -> tuple[bytes, str | None]:
     else:  # only the head: a seal's `prev` is compared with the head of one row fewer, never recomputed here
         n, head = content.count(b"\n"), _head(content, _key())
         ours = head
-    if n == sealed["rows"] and digests.equal(head, sealed["head"]):
-        return content, ours
-    if n == sealed["rows"] - 1 and sealed.get("prev") and digests.equal(head, sealed["prev"]):
-        return content, ours
-    raise _mismatch(path)
+    if not (n == sealed["rows"] and digests.equal(head, sealed["head"])) and not (
+        n == sealed["rows"] - 1 and sealed.get("prev") and digests.equal(head, sealed["prev"])
+    ):
+        raise _mismatch(path)
+    if ours is not None:
+        _verified_rows[str(path)] = (_key(), sealed, content, ours)
+    return content, ours
 
 
 def verify_ledger(expr_dir: Path, path: Path) -> None:

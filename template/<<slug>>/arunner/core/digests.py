@@ -25,12 +25,18 @@ try:
 except ImportError:
     from hashlib import sha1 as _small_sha1
 
-__all__ = ["LARGE_BYTES", "equal", "hmac_sha256", "sha1", "sha256"]
+__all__ = ["LARGE_BYTES", "equal", "hmac_sha256", "prepare", "sha1", "sha256"]
 
 LARGE_BYTES = 256 * 1024  # past this, OpenSSL's speed per byte outweighs its start-up
 _BLOCK = 64  # sha256's block size (RFC 2104: keys are padded to it)
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def prepare(size: int) -> None:
+    """Load OpenSSL now if data of `size` bytes is to be hashed later (called while a run trains)."""
+    if size > LARGE_BYTES:
+        import hashlib  # noqa: F401 -- kept in sys.modules for sha256() below
 
 
 def sha256(data: bytes = b"", size: int | None = None):

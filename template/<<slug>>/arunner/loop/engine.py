@@ -18,20 +18,19 @@ import os
 import shlex
 import shutil
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from ..core import chain_hash
+from ..core import chain_hash, digests
 from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.fsutil import fault_point
-from ..core.layout import CANDIDATE, JOB_FILE, QUEUE_DIR, RUN_LOG, TRAIN_PY
+from ..core.layout import CANDIDATE, JOB_FILE, LEDGER, QUEUE_DIR, RUN_LOG, TRAIN_PY
 from ..core.logtail import exception_line
 from ..core.text import one_line
 from ..integrity import checks
 from ..procs import outputs, slot_pool, slots
 from ..procs.launch import LaunchResult
-from ..rules import noise, sandbox, verdict
-from ..rules.decide import Evidence, Rules, decide
+from ..rules import noise, verdict
 from ..state import best as best_state
 from ..state import candidates, noise_groups
 from ..state.record import best_record, primary_field, result_record
@@ -39,6 +38,9 @@ from ..state.results import RunResult, RunStart
 from ..state.snapshots import restore_target
 from . import steps
 from .plans import PlannedRun
+
+if TYPE_CHECKING:  # rules.decide and rules.sandbox are loaded while the first run trains (_while_training)
+    from ..rules.decide import Rules
 
 FAULT_POINTS = ("rerun.started", "wave.allocated", "wave.judged", "wave.committed", "confirm.recorded")
 LAUNCH_ERROR_CAP = 200  # characters of a launcher's exception kept as the run's last line
@@ -74,7 +76,8 @@ def execute(cx: Context, plan: list[PlannedRun], best: dict | None) -> tuple[lis
     pool_slots = slots.for_session(cx.session, len(runnable), cx.spread_out)
     cands = _candidates(cx, runnable, parallel=len(runnable) > 1 and len(pool_slots) > 1)
     pool = slots.SlotPool(pool_slots, label=cx.cfg.slug)
-    outcomes = slot_pool.run_jobs(cands, pool, launcher(cx.session), cx.live and len(cands) == 1) if cands else []
+    live = cx.live and len(cands) == 1
+    outcomes = slot_pool.run_jobs(cands, pool, launcher(cx.session, _while_training(cx)), live) if cands else []
     launched = {o.candidate.name: _launched(o, cx.budget_s) for o in outcomes}  # None: it never started
     results, requeued = [], []
     for planned, run, source in started:
@@ -121,12 +124,30 @@ def _cand(planned: PlannedRun) -> str | None:
 # ----------------------------------------------------------------------------- launch
 
 
-def launcher(session: Session) -> slot_pool.Launcher:
+def launcher(session: Session, meanwhile: Callable[[], None] | None = None) -> slot_pool.Launcher:
     if session.launcher == "slurm":
         from ..procs import slurm  # only a Slurm session pays for its import
 
         return slurm.SlurmLauncher(shlex.split(session.slurm_args), JOB_FILE)
-    return slot_pool.LocalLauncher()
+    return slot_pool.LocalLauncher(meanwhile)
+
+
+def _while_training(cx: Context) -> Callable[[], None]:
+    """What a local launcher does once a run has started: load what judging the run will need, while
+    it trains rather than after (the decision and sandbox rules, the metric patterns: ~4 ms; OpenSSL,
+    ~4 ms more, when results.tsv is large enough to be hashed with it)."""
+
+    def warm_up() -> None:
+        from .. import metrics
+        from ..rules import decide, sandbox  # noqa: F401 -- imported again where used: from sys.modules
+
+        metrics.prepare(cx.cfg, steps.wanted_metrics(cx.cfg))
+        try:
+            digests.prepare(os.stat(cx.cfg.expr_dir / LEDGER).st_size)
+        except OSError:
+            pass
+
+    return warm_up
 
 
 def _candidates(cx: Context, runs: list[tuple[PlannedRun, RunStart]], parallel: bool) -> list[slot_pool.SlotJob]:
@@ -180,6 +201,8 @@ def _failed_launch(why) -> LaunchResult:
 
 def _measured(cx: Context, planned: PlannedRun, run: RunStart, source: bytes, launched, best) -> RunResult:
     """Measure a finished run and check it (integrity); its record before any decision."""
+    from ..rules.decide import Evidence  # loaded while the run trained (_while_training)
+
     cfg = cx.cfg
     if launched is None:  # interrupted before it got a slot
         launched = _failed_launch("it never started (interrupted)")
@@ -260,6 +283,8 @@ def _record_pairs(cx: Context, results: list[RunResult]) -> None:
 
 def rules(cx: Context, best: dict | None, wave_id: str | None) -> Rules:
     """What the runs of a plan are judged against: the best as it was when the plan started."""
+    from ..rules.decide import Rules  # loaded while the run trained (_while_training)
+
     state = noise_groups.load(cx.cfg.expr_dir)
     best_source = None
     if best:
@@ -282,6 +307,8 @@ def rules(cx: Context, best: dict | None, wave_id: str | None) -> Rules:
 
 
 def _decide(cx: Context, results: list[RunResult], best: dict | None) -> None:
+    from ..rules.decide import decide  # loaded while the run trained (_while_training)
+
     judged = [r for r in results if r.evidence]
     wave_id = next((r.wave for r in judged if r.wave), None)
     for r, d in zip(judged, decide([r.evidence for r in judged], rules(cx, best, wave_id))):
@@ -301,6 +328,8 @@ def _decide(cx: Context, results: list[RunResult], best: dict | None) -> None:
 
 def sandbox_remark(expr, source: bytes, best: dict | None, record: dict) -> str:
     """A sandbox-only edit whose value is the best's, bit for bit: the note asks whether the patch ran."""
+    from ..rules import sandbox  # loaded while the run trained (_while_training)
+
     if not best or record["status"] != "ok":
         return ""
     try:

@@ -234,6 +234,11 @@ def primary_value(metrics: dict, name: str) -> float | None:
         return None
 
 
+def wanted_metrics(cfg: Config) -> list[str]:
+    """The metrics a run is measured by: the primary, then the constraints'."""
+    return [cfg.primary_metric, *(c.name for c in cfg.constraints)]
+
+
 def measure(cfg: Config, run: RunStart, launched: LaunchResult) -> Measured:
     """Status, metrics and checkpoint of a finished run (an unclean one also blocks further runs)."""
     from .. import metrics  # the backends are loaded only once a run has finished
@@ -242,7 +247,7 @@ def measure(cfg: Config, run: RunStart, launched: LaunchResult) -> Measured:
     status = launch_status(launched)
     if status == "unclean":
         write_sentinel(cfg.expr_dir, run.run_id, launched.survivors)
-    wanted = [cfg.primary_metric, *(c.name for c in cfg.constraints)]
+    wanted = wanted_metrics(cfg)
     extraction = metrics.extract(cfg, run.run_dir, launched.started_at, wanted) if status == "ok" else None
     found = extraction.metrics if extraction else {}
     capture, missing = None, ""

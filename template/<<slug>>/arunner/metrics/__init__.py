@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 from ..core.answers import METRIC_BACKENDS as BACKENDS
 from ..core.text import one_line
-from .logregex import DEFAULT_LOG_REGEX, extract_log
+from .logregex import DEFAULT_LOG_REGEX, build_patterns, extract_log
 
-__all__ = ["Extraction", "extract", "DEFAULT_LOG_REGEX", "BACKENDS"]
+__all__ = ["Extraction", "extract", "prepare", "DEFAULT_LOG_REGEX", "BACKENDS"]
 
 _READERS = ("wandb", "tensorboard")  # backends with files of their own (the log is read by every backend)
 NOTE_MAX = 200  # characters of the extraction note
@@ -43,6 +43,12 @@ def _read(name: str, cfg, run_dir: Path, started_at: float, wanted: list[str]):
     else:
         from .tensorboard import extract_tensorboard as read
     return read(cfg, run_dir, started_at, wanted)
+
+
+def prepare(cfg, wanted: list[str]) -> None:
+    """Compile the log patterns extract() will use (the re module keeps them): called while a run
+    trains, so that cost is not paid after it."""
+    build_patterns(getattr(cfg, "log_metric_regex", "") or "", list(dict.fromkeys(wanted)))
 
 
 def _short(text: str) -> str:

@@ -141,9 +141,12 @@ def run_training(
     marker: tuple[str, str],
     live: bool,
     pass_fds: tuple = (),
+    meanwhile: Optional[Callable[[], None]] = None,
 ) -> LaunchResult:
     """Start cmd in a NEW SESSION (start_new_session=True) with stdout+stderr to log_path,
     wait for it without polling sleeps until budget_s elapses, then stop the whole tree.
+    `meanwhile`: called once the command has started, before the wait (work that need not
+    be paid for after training); the deadline runs from the start all the same.
 
     A second Ctrl+C while the tree is being stopped SIGKILLs what was found and
     re-raises KeyboardInterrupt.
@@ -158,7 +161,7 @@ def run_training(
         proc = _start(cmd, cwd, env, log_path, pass_fds)
         if live_line:
             live_line.t0 = t0
-        interrupted, exited, reaped = _wait_or_interrupt(proc, t0 + budget_s, live_line)
+        interrupted, exited, reaped = _wait_or_interrupt(proc, t0 + budget_s, live_line, meanwhile)
         wall_s = time.monotonic() - t0
         if exited:
             leaked, survivors, exit_code = _stop_leftovers(proc, reaped, marker, grace_s)
@@ -207,9 +210,14 @@ def _start(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, pass_
         )
 
 
-def _wait_or_interrupt(proc: subprocess.Popen, deadline: float, live_line) -> tuple[bool, bool, bool]:
+def _wait_or_interrupt(proc: subprocess.Popen, deadline: float, live_line, meanwhile) -> tuple[bool, bool, bool]:
     """(interrupted, exited, reaped): wait until the command exits, the deadline passes or Ctrl+C comes."""
     try:
+        if meanwhile:
+            try:
+                meanwhile()
+            except Exception:  # noqa: BLE001 -- never at the cost of watching the run: what failed here
+                pass  # fails again where its result is needed, and is reported there
         exited, reaped = _wait(proc, deadline, live_line.show if live_line else None)
         return False, exited, reaped
     except KeyboardInterrupt:

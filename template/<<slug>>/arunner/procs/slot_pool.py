@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol
 
 from . import launch, watchdog
 from .slots import Lease, Slot, SlotPool
@@ -53,11 +53,23 @@ class Launcher(Protocol):
 
 
 class LocalLauncher:
-    """Today's launch: the command on this machine under run_training's watchdog."""
+    """Today's launch: the command on this machine under run_training's watchdog; `meanwhile`
+    (optional) is called in each run once its command has started."""
+
+    def __init__(self, meanwhile: Optional[Callable[[], None]] = None):
+        self.meanwhile = meanwhile
 
     def run(self, cand: SlotJob, env: dict[str, str], live: bool) -> launch.LaunchResult:
         return launch.run_training(
-            cand.cmd, cand.cwd, env, cand.log_path, cand.budget_s, cand.grace_s, cand.marker, live
+            cand.cmd,
+            cand.cwd,
+            env,
+            cand.log_path,
+            cand.budget_s,
+            cand.grace_s,
+            cand.marker,
+            live,
+            meanwhile=self.meanwhile,
         )
 
     def cancel(self, cand: SlotJob, force: bool = False) -> None:

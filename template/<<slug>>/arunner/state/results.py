@@ -11,9 +11,12 @@ costs about a millisecond to create, and `ar.py run` would pay it for each one a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..rules.decide import Evidence
 from ..rules.verdict import RERUN_PREFIXES
+
+if TYPE_CHECKING:  # decide() is loaded while the first run trains (loop/engine.py)
+    from ..rules.decide import Evidence
 
 KINDS = ("candidate", "repeat", "confirm", "remeasure")
 RERUNS = ("repeat", "confirm", "remeasure")  # the same train.py once more, another seed
