@@ -284,3 +284,33 @@ def test_sweep_orphans_reads_the_child_list_and_still_finds_an_orphan():
     assert not out["childless_with_orphan"] and len(out["swept"]) == 1
     assert out["childless_after"] and out["swept_again"] == []
     assert not alive(out["swept"][0])
+
+
+LEFTOVERS = """
+import json, sys
+from pathlib import Path
+from arunner.procs import launch, watchdog
+scans = []
+table = watchdog._table
+watchdog._table = lambda: scans.append(1) or table()
+watchdog.become_subreaper()
+log, out = Path(sys.argv[1]), {}
+def run(code):
+    res = launch.run_training([sys.executable, "-c", code], Path.cwd(), {}, log, 20, 2.0, ("AR_TEST_TOKEN", "t"), False)
+    return {"scans": len(scans), "leaked": [p["pid"] for p in res.leaked], "exit": res.exit_code}
+out["alone"] = run("print('done')")
+scans.clear()
+out["daemon"] = run("import os, time\\nif os.fork() == 0:\\n    os.setsid(); time.sleep(60)")
+print(json.dumps(out))
+"""
+
+
+def test_a_command_that_exited_alone_costs_no_scan_and_one_that_left_a_daemon_is_still_swept(tmp_path):
+    """The runner as subreaper with the exited command its only child: nothing of the run is left, so no
+    scan of every process; a setsid'd daemon it left is a child of ours again: scanned, found, stopped."""
+    env = {**os.environ, "PYTHONPATH": str(Path(watchdog.__file__).resolve().parents[2])}
+    cmd = [PY, "-c", LEFTOVERS, str(tmp_path / "run.log")]
+    out = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=True).stdout)
+    assert out["alone"] == {"scans": 0, "leaked": [], "exit": 0}
+    assert out["daemon"]["scans"] > 0 and out["daemon"]["exit"] == 0 and len(out["daemon"]["leaked"]) == 1
+    assert not alive(out["daemon"]["leaked"][0])

@@ -232,6 +232,8 @@ def _stop_leftovers(proc: subprocess.Popen, reaped: bool, marker: tuple[str, str
 
     A command that exited may have left children (a data-loader worker, a server): they are
     stopped the same way. Its zombie keeps its group id ours."""
+    if not reaped and watchdog.nothing_left_of(proc.pid):  # no scan of every process (~3 ms)
+        return [], [], proc.wait()
     leaked, survivors = watchdog.stop_processes(None if reaped else proc.pid, marker, grace_s)
     return leaked, survivors, proc.wait()
 

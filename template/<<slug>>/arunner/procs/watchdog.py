@@ -341,6 +341,7 @@ def sweep(marker: tuple[str, str], grace_s: float = SWEEP_GRACE_S, *, kill: Opti
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl option (Linux 3.4+)
 subreaper_note = ""  # why the runner is not a subreaper ("" when it is); said by integrity in the run's note
+_is_subreaper = False  # set by become_subreaper(): only then do a run's orphans come back to this process
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -372,7 +373,7 @@ def become_subreaper() -> bool:
     """Make orphans of our descendants ours (not init's), so a double-forked daemon can still be swept.
 
     Linux only (prctl PR_SET_CHILD_SUBREAPER); elsewhere returns False and sets subreaper_note."""
-    global subreaper_note
+    global subreaper_note, _is_subreaper
     if not os.path.isdir("/proc/self"):
         subreaper_note = "orphans of a run are not collected on this system (no PR_SET_CHILD_SUBREAPER)"
         return False
@@ -381,25 +382,39 @@ def become_subreaper() -> bool:
     except (OSError, AttributeError) as exc:
         subreaper_note = f"orphans of a run are not collected (prctl PR_SET_CHILD_SUBREAPER failed: {exc})"
         return False
-    subreaper_note = ""
+    subreaper_note, _is_subreaper = "", True
     return True
 
 
-def _childless() -> bool:
-    """True only when this process has no child at all, a zombie included (the kernel's list of
-    the children of our one thread); False when unsure: more threads (a child's parent may be any
-    of them, and one that exits hands its children to another), or no such file (an older kernel).
+def _children() -> list[int] | None:
+    """This process's children, zombies included (the kernel's list for our one thread); None when
+    unsure: more threads (a child's parent may be any of them, and one that exits hands its children
+    to another), or no such file (an older kernel).
 
-    No child means no descendant: every live process's parent is alive (an orphan is re-parented
-    at once, to us as the subreaper or, outside our tree, to init), so a descendant's chain of
-    parents would pass through one of our children."""
+    No other child means no other descendant: every live process's parent is alive (an orphan is
+    re-parented at once, to us as the subreaper or, outside our tree, to init), so a descendant's
+    chain of parents would pass through one of our children."""
     if not _USE_PROC:
-        return False
+        return None
     try:
         tasks = os.listdir("/proc/self/task")
-        return len(tasks) == 1 and not _read(f"/proc/self/task/{tasks[0]}/children").strip()
-    except OSError:
-        return False
+        return [int(pid) for pid in _read(f"/proc/self/task/{tasks[0]}/children").split()] if len(tasks) == 1 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _childless() -> bool:
+    """True only when this process has no child at all (see _children); False when unsure."""
+    return _children() == []
+
+
+def nothing_left_of(pid: int) -> bool:
+    """True when `pid`, an exited child not yet reaped, left no process behind: the runner is the
+    subreaper (an orphan of that run comes to it at once) and `pid` is its only child. False when
+    unsure, and the caller scans every process. What this cannot see is a process some other
+    service started for the run with the run's environment (it is no descendant); the scan finds it
+    by its marker, and that scan is skipped here, the common case: a command that exited alone."""
+    return _is_subreaper and _children() == [pid]
 
 
 def sweep_orphans(keep_markers: Iterable[tuple[str, str]] = (), grace_s: float = SWEEP_GRACE_S) -> list[dict]:
