@@ -96,6 +96,7 @@ def append(path: Path, result: dict) -> None:
     try:
         os.write(fd, line.encode("utf-8"))
         os.fsync(fd)
+        chain_hash.appended(Path(path), fd)
     finally:
         os.close(fd)
 
