@@ -295,10 +295,12 @@ def before_append(expr_dir: Path, path: Path, line: bytes) -> None:
 # then (size, mtime, ctime, inode, device) and, before it exits, records that stat with the seal's head,
 # MAC'd, beside the sealed marker (outside the experiment). A check that finds the same stat and head
 # needs no HMAC over the rows: at 10,000 rows a run hashes the ledger once (for its new seal), not
-# before training as well. Any write moves ctime, which cannot be set back, once the clock tick of the
-# append is over (file times come from the kernel's coarse clock): the record is written only when that
-# clock has passed the append's ctime and the stat is still the one noted; else (not Linux, a tick not
-# over yet) the next check hashes as before. A record lost or damaged is ignored the same way.
+# before training as well. ctime cannot be set back and any write moves it, except a write within the
+# same tick of the kernel's coarse clock, where file times come from: the record is written only when
+# the append's ctime is not that clock's current tick (the tick is over, or the time is finer than the
+# clock: a kernel with fine-grained times gives a write after a stat a later one) and the stat is still
+# the one noted; else (not Linux, the same tick, a file system that rounds times to milliseconds or
+# coarser) the next check hashes as before. A record lost or damaged is ignored the same way.
 
 _appended: dict[str, tuple[list[int], str]] = {}  # ledger path -> (its stat right after our append, the head)
 _CLOCK_REALTIME_COARSE = 5  # Linux's clockid (the time module names it from Python 3.13 on)
@@ -326,8 +328,11 @@ def record_appended(expr_dir: Path, path: Path) -> None:
     if not stat or not sys.platform.startswith("linux"):
         return
     try:
-        if _stat_key(os.stat(path)) != stat or time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= stat[2]:
-            return
+        ctime = stat[2]
+        if _stat_key(os.stat(path)) != stat or ctime % 1_000_000 == 0:
+            return  # moved since the append, or times rounded: a later write could keep this ctime
+        if time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) == ctime:
+            return  # a write later in this clock tick would keep it too
         body = {"stat": stat, "head": head}
         atomic_write_json(_trust_file(expr_dir), {**body, "mac": _mac(_canonical(body))}, durable=False)
     except OSError:
