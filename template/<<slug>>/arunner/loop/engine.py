@@ -4,7 +4,8 @@
              folder is moved in first: one rename, never doubled)
   guard      the static integrity guard per run: an offence is recorded, never trained
   launch     every run on a pool of slots (local or Slurm, one launcher interface); a run
-             waits for a free slot; a plan of one runs in this thread with the live line
+             waits for a free slot; a plan of one runs in this thread with the live line;
+             a local run's launcher loads what judging needs while it trains (_while_training)
   measure    status, metrics, checkpoint; then integrity (files again, the evaluator)
   decide     decide.decide(): pure, over the whole plan (one winner per wave)
   persist    steps.commit per run in run order (decision.json first; termination there)
