@@ -382,3 +382,15 @@ def test_training_on_the_validation_data_is_refused_or_reverted_by_the_holdout(e
     assert gamed["status"] == "ok" and gamed["verdict"] == "revert"
     assert "holdout got worse: test_loss" in gamed["note"] and f"{gamed['holdout']['test_loss']:.3g}" not in proc.stdout
     assert expr.best()["run_id"] == best["run_id"]
+
+
+def test_which_session_changes_need_a_person():
+    sys.path.insert(0, str(RUNNER_SRC))
+    from arunner.rules import gates
+
+    base = {"integrity": None, "strict": False, "margin": None}
+    assert gates.weakens(base, {**base, "integrity": "off"}) == ["integrity"]
+    assert gates.weakens(base, {**base, "strict": True}) == ["strict"]
+    assert gates.weakens(base, {**base, "margin": 1.0}) == ["margin"]  # below the default 2
+    assert gates.weakens(base, {**base, "margin": 3.0}) == []  # stricter: anyone, still recorded
+    assert gates.weakens({**base, "strict": True}, base) == []

@@ -3,27 +3,31 @@ the runner itself appended to is not hashed again (one check per run at 10,000 r
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
-from conftest import RUNNER_SRC
+
+from arunner.core import chain_hash, digests
+from arunner.core.errors import UserError
+from arunner.state import ledger
+
+ROW = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
+ROW.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
+
+
+def one_row_ledger(tmp_path):
+    """results.tsv in tmp_path (the experiment folder) with the runner's header and one sealed row."""
+    tsv = tmp_path / "results.tsv"
+    ledger.ensure(tsv)
+    ledger.append(tsv, ROW)
+    return tsv
 
 
 def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(tmp_path):
-    sys.path.insert(0, str(RUNNER_SRC))
-    from arunner.core import chain_hash
-    from arunner.core.errors import UserError
-    from arunner.state import ledger
-
-    tsv = tmp_path / "results.tsv"
-    ledger.ensure(tsv)
-    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
-    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
-    ledger.append(tsv, row)
+    tsv = one_row_ledger(tmp_path)
     chain_hash.before_append(tmp_path, tsv, b"r0002\tkilled before this row was written\n")  # sealed, not appended
     chain_hash.verify_ledger(tmp_path, tsv)  # the runner killed in between: still its own state
-    ledger.append(tsv, {**row, "run_id": "r0002", "verdict": "revert"})
+    ledger.append(tsv, {**ROW, "run_id": "r0002", "verdict": "revert"})
     chain_hash.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
@@ -31,16 +35,7 @@ def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(
 
 
 def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is_still_caught(tmp_path, monkeypatch):
-    sys.path.insert(0, str(RUNNER_SRC))
-    from arunner.core import chain_hash, digests
-    from arunner.core.errors import UserError
-    from arunner.state import ledger
-
-    tsv = tmp_path / "results.tsv"
-    ledger.ensure(tsv)
-    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
-    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
-    ledger.append(tsv, row)
+    tsv = one_row_ledger(tmp_path)
     chain_hash.verify_ledger(tmp_path, tsv)  # before training
     macs = []
     monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: macs.append(data) or "x")
@@ -55,17 +50,8 @@ def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is
 def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_write_is(tmp_path, monkeypatch):
     """After its append (and once the clock tick is over) the runner records the ledger's stat: the next
     check with that stat hashes nothing; an edit of the same size moves ctime and is hashed, and caught."""
-    sys.path.insert(0, str(RUNNER_SRC))
-    from arunner.core import chain_hash, digests
-    from arunner.core.errors import UserError
-    from arunner.state import ledger
-
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    tsv = tmp_path / "results.tsv"
-    ledger.ensure(tsv)
-    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
-    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
-    ledger.append(tsv, row)
+    tsv = one_row_ledger(tmp_path)
     time.sleep(0.05)  # past the clock tick of the append
     chain_hash.record_appended(tmp_path, tsv)
     chain_hash._verified_rows.clear()  # as in the next `ar.py run`
@@ -85,11 +71,6 @@ def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_wr
 
 
 def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp_path):
-    sys.path.insert(0, str(RUNNER_SRC))
-    from arunner.core import chain_hash
-    from arunner.core.errors import UserError
-    from arunner.state import ledger
-
     tsv = tmp_path / "results.tsv"
     ledger.ensure(tsv)
     lines = tsv.read_bytes().split(b"\n")[:-1]
@@ -97,23 +78,9 @@ def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp
     seals["results"] = {"rows": len(lines), "head": chain_hash._chain(lines, chain_hash._key())[-1], "prev": None}
     chain_hash._save(tmp_path, seals)  # as the runner sealed it before one HMAC over the file
     chain_hash.verify_ledger(tmp_path, tsv)
-    row = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
-    row.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
-    ledger.append(tsv, row)
+    ledger.append(tsv, ROW)
     assert chain_hash._load(tmp_path)["results"]["v"] == chain_hash.LEDGER_SEAL_VERSION
     chain_hash.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("0.5", "0.4"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
         chain_hash.verify_ledger(tmp_path, tsv)
-
-
-def test_which_session_changes_need_a_person():
-    sys.path.insert(0, str(RUNNER_SRC))
-    from arunner.rules import gates
-
-    base = {"integrity": None, "strict": False, "margin": None}
-    assert gates.weakens(base, {**base, "integrity": "off"}) == ["integrity"]
-    assert gates.weakens(base, {**base, "strict": True}) == ["strict"]
-    assert gates.weakens(base, {**base, "margin": 1.0}) == ["margin"]  # below the default 2
-    assert gates.weakens(base, {**base, "margin": 3.0}) == []  # stricter: anyone, still recorded
-    assert gates.weakens({**base, "strict": True}, base) == []
