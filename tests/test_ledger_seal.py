@@ -1,5 +1,5 @@
-"""results.tsv's seal: a kill between seal and append still verifies, an edit never does, and a ledger
-the runner itself appended to is not hashed again (one check per run at 10,000 rows, not three)."""
+"""results.tsv's seal: a kill between seal and append still verifies, an edit never does, an append
+hashes only the last block of rows, and a ledger the runner itself appended to is not hashed again."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from arunner.state import ledger
 
 ROW = {"run_id": "r0001", "started_at": "t", "wall_seconds": 1.0, "status": "ok", "verdict": "advance"}
 ROW.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over_best=True, note="")
+
+
+def forget_this_process():
+    """What a new `ar.py run` knows of the ledger: only what is on disk."""
+    chain_hash._known_stats.clear()
+    chain_hash._appended.clear()
 
 
 def one_row_ledger(tmp_path):
@@ -36,6 +42,7 @@ def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(
 
 def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is_still_caught(tmp_path, monkeypatch):
     tsv = one_row_ledger(tmp_path)
+    time.sleep(0.05)  # past the clock tick of the append, as for a ledger last written by an earlier run
     chain_hash.verify_ledger(tmp_path, tsv)  # before training
     macs = []
     monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: macs.append(data) or "x")
@@ -54,7 +61,7 @@ def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_wr
     tsv = one_row_ledger(tmp_path)
     time.sleep(0.05)  # past the clock tick of the append
     chain_hash.record_appended(tmp_path, tsv)
-    chain_hash._verified_rows.clear()  # as in the next `ar.py run`
+    forget_this_process()  # as in the next `ar.py run`
     hashed = []
     real = digests.hmac_sha256
     monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: hashed.append(data) or real(key, data))
@@ -82,5 +89,76 @@ def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp
     assert chain_hash._load(tmp_path)["results"]["v"] == chain_hash.LEDGER_SEAL_VERSION
     chain_hash.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("0.5", "0.4"))
+    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+        chain_hash.verify_ledger(tmp_path, tsv)
+
+
+def rows_ledger(tmp_path, n):
+    tsv = one_row_ledger(tmp_path)
+    for i in range(2, n + 1):
+        ledger.append(tsv, {**ROW, "run_id": f"r{i:04d}"})
+    return tsv
+
+
+@pytest.mark.parametrize("rows", [5, 6, 7])  # with the header: the killed row closes a block, opens one, or neither
+def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_block(tmp_path, monkeypatch, rows):
+    monkeypatch.setattr(chain_hash, "BLOCK_ROWS", 3)
+    tsv = rows_ledger(tmp_path, rows)
+    forget_this_process()
+    chain_hash.before_append(tmp_path, tsv, b"r9999\tkilled before this row was written\n")
+    forget_this_process()
+    chain_hash.verify_ledger(tmp_path, tsv)  # one row short of the seal: the runner was killed in between
+    ledger.append(tsv, {**ROW, "run_id": "r9998"})  # the next run's row, sealed from the checked rows
+    forget_this_process()
+    chain_hash.verify_ledger(tmp_path, tsv)
+    assert len(chain_hash._load(tmp_path)["results"]["blocks"]) == (rows + 2) // 3
+    original = tsv.read_text()
+    for edited in (
+        original.replace("r0002\t", "r0003\t", 1),  # in the first block
+        original.replace("r9998\t", "r9997\t"),  # in the last rows
+        "".join(
+            original.splitlines(keepends=True)[3:6]
+            + original.splitlines(keepends=True)[:3]
+            + original.splitlines(keepends=True)[6:]
+        ),  # two blocks swapped
+    ):
+        tsv.write_text(edited)
+        forget_this_process()
+        with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+            chain_hash.verify_ledger(tmp_path, tsv)
+
+
+def test_an_append_to_a_long_trusted_ledger_hashes_only_its_last_block(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(chain_hash, "BLOCK_ROWS", 4)
+    tsv = rows_ledger(tmp_path, 30)
+    time.sleep(0.05)
+    chain_hash.record_appended(tmp_path, tsv)
+    forget_this_process()
+    hashed = []
+    real = digests.hmac_sha256
+    with monkeypatch.context() as m:
+        m.setattr(digests, "hmac_sha256", lambda key, data: hashed.append(data) or real(key, data))
+        ledger.append(tsv, {**ROW, "run_id": "r0031"})
+    rows_hashed = sum(d.count(b"\n") - 1 for d in hashed if d.startswith(b"results.tsv"))
+    assert 1 <= rows_hashed <= 4  # the rows after the last full block (this one included), not all 32
+    forget_this_process()
+    chain_hash.verify_ledger(tmp_path, tsv)  # and the seal it wrote holds for a full check
+
+
+def test_a_ledger_sealed_by_one_hmac_over_all_rows_still_verifies_and_is_resealed_in_blocks(tmp_path):
+    tsv = one_row_ledger(tmp_path)
+    content = tsv.read_bytes()
+    seals = chain_hash._load(tmp_path)
+    head = digests.hmac_sha256(chain_hash._key(), b"results.tsv\n" + content)
+    seals["results"] = {"v": 2, "rows": content.count(b"\n"), "head": head, "prev": None}
+    chain_hash._save(tmp_path, seals)  # as the runner sealed it before blocks
+    forget_this_process()
+    chain_hash.verify_ledger(tmp_path, tsv)
+    ledger.append(tsv, {**ROW, "run_id": "r0002"})
+    assert chain_hash._load(tmp_path)["results"]["v"] == chain_hash.LEDGER_SEAL_VERSION
+    forget_this_process()
+    chain_hash.verify_ledger(tmp_path, tsv)
+    tsv.write_text(tsv.read_text().replace("r0002", "r0003"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
         chain_hash.verify_ledger(tmp_path, tsv)

@@ -194,17 +194,33 @@ def decision_is_sealed(expr_dir: Path, run_id: str, data: dict) -> bool:
 
 # ---------------------------------------------------------------- results.tsv: a seal over its rows
 #
-# One HMAC over the exact bytes of the ledger's complete rows (`head`), and one over all but the
-# last (`prev`: a runner killed between sealing and appending). One call over the whole file runs
-# in C: at 10,000 rows a check costs ~2 ms, where a chain of one HMAC per row cost ~65 ms, and a
-# run checks the ledger several times. Seals written before `v` existed hold such a chain
-# (`_chain`); they are still checked that way until the next append writes the new form.
+# The rows are sealed in blocks of BLOCK_ROWS: one HMAC over each full block (`blocks`), and one over
+# the rows after the last full block (`head`), with `prev` the same over one row fewer (a runner killed
+# between sealing and appending). Each HMAC names its block's place, so blocks cannot be moved. An
+# append hashes only the rows after the last full block (tens of KB), however long the ledger; a full
+# check hashes every row once. Older seals (`v` 2: one HMAC over all rows; no `v`: a chain of one HMAC
+# per row) are still checked, until the next append writes this form.
 
-LEDGER_SEAL_VERSION = 2
-# The ledger as this process last verified it: path -> (key, seal, rows, their head). A run checks
-# the ledger before training, after it and before appending; rows byte-equal to the ones verified
-# with the same key against the same seal need no second HMAC (at 10,000 rows: 0.8 MB hashed once, not three times).
-_verified_rows: dict[str, tuple[bytes, dict, bytes, str]] = {}
+LEDGER_SEAL_VERSION = 3
+BLOCK_ROWS = 500
+
+
+class _Rows:
+    """The ledger's complete rows as checked: how many, where the rows after the last full block
+    start, those rows, and the HMAC over them (the sealed `head`, or `prev` after a kill)."""
+
+    __slots__ = ("count", "tail_at", "tail", "tail_mac")
+
+    def __init__(self, count: int, tail_at: int, tail: bytes, tail_mac: str):
+        self.count, self.tail_at, self.tail, self.tail_mac = count, tail_at, tail, tail_mac
+
+
+def _block_mac(key: bytes, index: int, rows: bytes) -> str:
+    return digests.hmac_sha256(key, b"results.tsv block %d\n" % index + rows)
+
+
+def _tail_mac(key: bytes, index: int, rows: bytes) -> str:
+    return digests.hmac_sha256(key, b"results.tsv tail %d\n" % index + rows)
 
 
 def _chain(lines: list[bytes], key: bytes) -> list[str]:
@@ -228,48 +244,115 @@ def _complete(path: Path) -> tuple[bytes, list[int] | None]:
     return data[: data.rfind(b"\n") + 1], stat
 
 
-def _head(content: bytes, key: bytes) -> str:
-    """The HMAC over the ledger's exact bytes (`head` of a seal over `content`, `prev` of one over a row more)."""
-    return digests.hmac_sha256(key, b"results.tsv\n" + content)
+def _blocks(content: bytes, size: int) -> tuple[list[bytes], int]:
+    """(the full blocks of `size` rows of `content`, the offset where the rows after them start)."""
+    blocks, at, rows = [], 0, 0
+    end = content.find(b"\n")
+    while end >= 0:
+        rows += 1
+        if rows == size:
+            blocks.append(content[at : end + 1])
+            at, rows = end + 1, 0
+        end = content.find(b"\n", end + 1)
+    return blocks, at
 
 
-def _seal_of(content: bytes, key: bytes, prev: str | None = None) -> dict:
-    """The seal over `content`; `prev`, when the caller already has it, is the head over all but the last row."""
+def _seal_of(content: bytes, key: bytes) -> dict:
+    """The seal over `content`, hashed in full (a ledger found unsealed or under an older seal)."""
+    blocks, tail_at = _blocks(content, BLOCK_ROWS)
     rows = content.count(b"\n")
-    if rows and prev is None:
-        prev = _head(content[: content.rfind(b"\n", 0, len(content) - 1) + 1], key)
-    return {"v": LEDGER_SEAL_VERSION, "rows": rows, "head": _head(content, key), "prev": prev if rows else None}
+    macs = [_block_mac(key, i, block) for i, block in enumerate(blocks)]
+    tail = content[tail_at:]
+    if rows and not tail:  # the last row closed a block: `prev` is that block's rows without it
+        prev = _tail_mac(key, len(blocks) - 1, blocks[-1][: blocks[-1].rfind(b"\n", 0, -1) + 1])
+    else:
+        prev = _tail_mac(key, len(blocks), tail[: tail.rfind(b"\n", 0, -1) + 1]) if rows else None
+    return {
+        "v": LEDGER_SEAL_VERSION,
+        "rows": rows,
+        "block_rows": BLOCK_ROWS,
+        "blocks": macs,
+        "tail_at": tail_at,
+        "head": _tail_mac(key, len(blocks), tail),
+        "prev": prev,
+    }
 
 
-def _verified(expr_dir: Path, path: Path) -> tuple[bytes, str | None]:
-    """(the ledger's complete rows, their head) once checked against the seal; the head is None when
-    it was not computed (an older seal: the chain checked it)."""
+def _checked(content: bytes, sealed: dict, key: bytes) -> _Rows | None:
+    """`content` against a current seal: its rows, or None when they are not the sealed ones (nor
+    those less the last row)."""
+    size = sealed.get("block_rows")
+    if not isinstance(size, int) or size < 1:
+        return None
+    blocks, tail_at = _blocks(content, size)
+    count, sealed_blocks = content.count(b"\n"), sealed.get("blocks") or []
+    if count not in (sealed["rows"], sealed["rows"] - 1) or len(blocks) > len(sealed_blocks):
+        return None
+    if not all(digests.equal(_block_mac(key, i, b), str(m)) for i, (b, m) in enumerate(zip(blocks, sealed_blocks))):
+        return None
+    tail = content[tail_at:]
+    mac = _tail_mac(key, len(blocks), tail)
+    expected = sealed["head"] if count == sealed["rows"] else sealed.get("prev")
+    if not (expected and digests.equal(mac, str(expected))):
+        return None
+    return _Rows(count, tail_at, tail, mac)
+
+
+def _checked_before_blocks(content: bytes, sealed: dict, key: bytes) -> bool:
+    """`content` against a seal written before blocks: one HMAC over all rows (v 2) or a chain (none)."""
+    if sealed.get("v") == 2:
+        n, head = content.count(b"\n"), digests.hmac_sha256(key, b"results.tsv\n" + content)
+    else:
+        heads = _chain(content.split(b"\n")[:-1], key)
+        n, head = len(heads) - 1, heads[-1]
+    return (n == sealed["rows"] and digests.equal(head, sealed["head"])) or bool(
+        n == sealed["rows"] - 1 and sealed.get("prev") and digests.equal(head, sealed["prev"])
+    )
+
+
+def _verified(expr_dir: Path, path: Path) -> tuple[_Rows | None, dict | None]:
+    """(the ledger's rows once checked against the seal, the seal); rows None: a seal older than blocks
+    (checked; the next append reseals in full). A ledger the runner left as it appended it, or already
+    checked by this process, is not read in full nor hashed again (see below)."""
     seals = _load(expr_dir)
     sealed = seals.get("results")
+    if sealed is not None and sealed.get("v") == LEDGER_SEAL_VERSION:
+        rows = _tail_if_known(expr_dir, path, sealed)
+        if rows is not None:
+            return rows, sealed
     content, stat = _complete(path)
-    memo = _verified_rows.get(str(path))
-    if memo is not None and memo[1:3] == (sealed, content) and memo[0] == _key():
-        return content, memo[3]
-    if sealed is not None and sealed.get("v") == LEDGER_SEAL_VERSION and _as_appended(expr_dir, stat, sealed["head"]):
-        return content, sealed["head"]
     if sealed is None:
         if content:
-            seals["results"] = _seal_of(content, _key())
+            seals["results"] = sealed = _seal_of(content, _key())
             _save(expr_dir, seals)
-        return content, None
-    if sealed.get("v") != LEDGER_SEAL_VERSION:  # an older seal: the chain over the rows
-        heads = _chain(content.split(b"\n")[:-1], _key())
-        n, head, ours = len(heads) - 1, heads[-1], None
-    else:  # only the head: a seal's `prev` is compared with the head of one row fewer, never recomputed here
-        n, head = content.count(b"\n"), _head(content, _key())
-        ours = head
-    if not (n == sealed["rows"] and digests.equal(head, sealed["head"])) and not (
-        n == sealed["rows"] - 1 and sealed.get("prev") and digests.equal(head, sealed["prev"])
-    ):
+        return None, sealed
+    if sealed.get("v") != LEDGER_SEAL_VERSION:
+        if not _checked_before_blocks(content, sealed, _key()):
+            raise _mismatch(path)
+        return None, sealed
+    rows = _checked(content, sealed, _key())
+    if rows is None:
         raise _mismatch(path)
-    if ours is not None:
-        _verified_rows[str(path)] = (_key(), sealed, content, ours)
-    return content, ours
+    if rows.count == sealed["rows"]:  # known from now on by its stat (not the ledger of a killed run)
+        _note(path, stat, sealed)
+    return rows, sealed
+
+
+def _tail_if_known(expr_dir: Path, path: Path, sealed: dict) -> _Rows | None:
+    """The rows after the last full block, read alone, when the ledger is known to hold exactly the
+    sealed rows (below); else None."""
+    try:
+        with open(path, "rb") as fh:
+            stat = _stat_key(os.fstat(fh.fileno()))
+            if not _known(expr_dir, path, stat, sealed):
+                return None
+            fh.seek(sealed["tail_at"])
+            tail = fh.read()
+            if _stat_key(os.fstat(fh.fileno())) != stat:
+                return None
+    except (OSError, TypeError):
+        return None
+    return _Rows(sealed["rows"], sealed["tail_at"], tail, sealed["head"])
 
 
 def verify_ledger(expr_dir: Path, path: Path) -> None:
@@ -279,30 +362,52 @@ def verify_ledger(expr_dir: Path, path: Path) -> None:
 
 def before_append(expr_dir: Path, path: Path, line: bytes) -> None:
     """Check results.tsv, then seal it as it will be once `line` is appended (called just before the append)."""
-    content, head = _verified(expr_dir, path)
-    key = _key()
-    prev = head if head is not None else _head(content, key)  # the checked rows: `prev` of the new seal
-    sealed = _seal_of(content + line.rstrip(b"\n") + b"\n", key, prev)
+    rows, sealed = _verified(expr_dir, path)
+    line = line.rstrip(b"\n") + b"\n"
+    if rows is None:  # unsealed, or an older seal: the new one over every row
+        new = _seal_of(_complete(path)[0] + line, _key())
+    else:
+        new = _with_row(rows, sealed, line, _key())
     seals = _load(expr_dir)
-    seals["results"] = sealed
+    seals["results"] = new
     _save(expr_dir, seals)
-    _appended[str(path)] = ([], sealed["head"])  # its stat once appended: appended()
+    _appended[str(path)] = ([], new)  # its stat once appended: appended()
 
 
-# ---------------------------------------------------------------- results.tsv as the runner appended it
+def _with_row(rows: _Rows, sealed: dict, line: bytes, key: bytes) -> dict:
+    """The seal over the checked `rows` and `line` after them: only the rows after the last full block
+    are hashed (with `line` they may close a block)."""
+    size = sealed["block_rows"]
+    blocks = list(sealed["blocks"])[: (rows.count - rows.tail.count(b"\n")) // size]
+    tail, tail_at = rows.tail + line, rows.tail_at
+    if tail.count(b"\n") == size:
+        blocks.append(_block_mac(key, len(blocks), tail))
+        tail, tail_at = b"", tail_at + len(tail)
+    return {
+        "v": LEDGER_SEAL_VERSION,
+        "rows": rows.count + 1,
+        "block_rows": size,
+        "blocks": blocks,
+        "tail_at": tail_at,
+        "head": _tail_mac(key, len(blocks), tail),
+        "prev": rows.tail_mac,
+    }
+
+
+# ---------------------------------------------------------------- results.tsv known by its stat
 #
-# Right after its append the runner knows the ledger holds the sealed rows. It notes the file's stat
-# then (size, mtime, ctime, inode, device) and, before it exits, records that stat with the seal's head,
-# MAC'd, beside the sealed marker (outside the experiment). A check that finds the same stat and head
-# needs no HMAC over the rows: at 10,000 rows a run hashes the ledger once (for its new seal), not
-# before training as well. ctime cannot be set back and any write moves it, except a write within the
-# same tick of the kernel's coarse clock, where file times come from: the record is written only when
-# the append's ctime is not that clock's current tick (the tick is over, or the time is finer than the
-# clock: a kernel with fine-grained times gives a write after a stat a later one) and the stat is still
-# the one noted; else (not Linux, the same tick, a file system that rounds times to milliseconds or
-# coarser) the next check hashes as before. A record lost or damaged is ignored the same way.
+# A ledger already checked, or just appended to by the runner, is known by its stat (size, mtime, ctime,
+# inode, device) with the seal it was checked against: a check that finds both unchanged reads only the
+# rows after the last full block. Before it exits the runner records its appended ledger's stat and seal,
+# MAC'd, beside the sealed marker (outside the experiment), so the next run's checks hash nothing either.
+# ctime cannot be set back and any write moves it, except a write within the same tick of the kernel's
+# coarse clock, where file times come from: a stat is trusted only when its ctime is not that clock's
+# current tick (the tick is over, or the time is finer than the clock: a kernel with fine-grained times
+# gives a write after a stat a later one). Not Linux, a file system that rounds times to milliseconds or
+# coarser, or a record lost or damaged: the ledger is hashed in full as before.
 
-_appended: dict[str, tuple[list[int], str]] = {}  # ledger path -> (its stat right after our append, the head)
+_known_stats: dict[str, tuple[list[int], dict]] = {}  # ledger path -> (a trusted stat, the seal it holds)
+_appended: dict[str, tuple[list[int], dict]] = {}  # ledger path -> (its stat right after our append, the seal)
 _CLOCK_REALTIME_COARSE = 5  # Linux's clockid (the time module names it from Python 3.13 on)
 
 
@@ -310,9 +415,48 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
+def _stat_of(path: Path) -> list[int] | None:
+    try:
+        return _stat_key(os.stat(path))
+    except OSError:
+        return None
+
+
+def _settled(stat: list[int]) -> bool:
+    """Whether any later write to the file will change this stat (see above)."""
+    ctime = stat[2]
+    if not sys.platform.startswith("linux") or ctime % 1_000_000 == 0:
+        return False  # times rounded to milliseconds: a later write could keep this ctime
+    return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) != ctime  # else a write later in this tick would
+
+
 def _trust_file(expr_dir: Path) -> Path:
     marker = _sealed_marker(expr_dir)
     return marker.with_name(marker.name + ".ledger")
+
+
+def _note(path: Path, stat: list[int] | None, sealed: dict) -> None:
+    """The ledger, read with `stat`, holds the rows `sealed` says (checked just now)."""
+    if stat is not None and _settled(stat):
+        _known_stats[str(path)] = (stat, sealed)
+
+
+def _known(expr_dir: Path, path: Path, stat: list[int], sealed: dict) -> bool:
+    """Whether the ledger with `stat` is known to hold the rows `sealed` says: checked by this process,
+    appended to by it (once that clock tick is over), or so recorded by the runner that last appended."""
+    checked, ours = _known_stats.get(str(path)), _appended.get(str(path))
+    if checked is not None and checked[0] == stat and checked[1] == sealed:
+        return True
+    if ours is not None and ours[0] == stat and ours[1] == sealed and _settled(stat):
+        return True
+    seal_mac = _mac(_canonical(sealed))
+    try:
+        record = json.loads(_trust_file(expr_dir).read_bytes())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("stat") != stat or record.get("seal") != seal_mac:
+        return False
+    return digests.equal(str(record.get("mac", "")), _mac(_canonical({"stat": stat, "seal": seal_mac})))
 
 
 def appended(path: Path, fd: int) -> None:
@@ -324,32 +468,14 @@ def appended(path: Path, fd: int) -> None:
 
 def record_appended(expr_dir: Path, path: Path) -> None:
     """Before the runner exits: record that the ledger is as it appended it, when that can be told (above)."""
-    stat, head = _appended.pop(str(path), (None, ""))
-    if not stat or not sys.platform.startswith("linux"):
+    stat, sealed = _appended.get(str(path), (None, {}))
+    if not stat or _stat_of(path) != stat or not _settled(stat):
         return
+    body = {"stat": stat, "seal": _mac(_canonical(sealed))}
     try:
-        ctime = stat[2]
-        if _stat_key(os.stat(path)) != stat or ctime % 1_000_000 == 0:
-            return  # moved since the append, or times rounded: a later write could keep this ctime
-        if time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) == ctime:
-            return  # a write later in this clock tick would keep it too
-        body = {"stat": stat, "head": head}
         atomic_write_json(_trust_file(expr_dir), {**body, "mac": _mac(_canonical(body))}, durable=False)
     except OSError:
         pass
-
-
-def _as_appended(expr_dir: Path, stat: list[int] | None, head: str) -> bool:
-    """Whether the ledger, read with `stat`, is byte for byte what the runner appended under `head`."""
-    if not stat:
-        return False
-    try:
-        record = json.loads(_trust_file(expr_dir).read_bytes())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(record, dict) or record.get("stat") != stat or record.get("head") != head:
-        return False
-    return digests.equal(str(record.get("mac", "")), _mac(_canonical({"stat": stat, "head": head})))
 
 
 def write_decision(expr_dir: Path, run_dir: Path, data: dict) -> None:

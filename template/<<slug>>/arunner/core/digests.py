@@ -2,7 +2,7 @@
 
 `import hashlib` loads OpenSSL: 3-5 ms, at every `ar.py run`, for a few digests of small files.
 CPython's built-in hash modules give the same digests for ~1 ms of loading, but are ~6x slower
-per byte, so data past LARGE_BYTES (a 10,000-row results.tsv, a big protected file) goes to
+per byte, so data past LARGE_BYTES (a big protected file) goes to
 hashlib, imported then. A Python built without the built-in modules uses hashlib throughout.
 """
 
@@ -25,18 +25,12 @@ try:
 except ImportError:
     from hashlib import sha1 as _small_sha1
 
-__all__ = ["LARGE_BYTES", "equal", "hmac_sha256", "prepare", "sha1", "sha256"]
+__all__ = ["LARGE_BYTES", "equal", "hmac_sha256", "sha1", "sha256"]
 
 LARGE_BYTES = 256 * 1024  # past this, OpenSSL's speed per byte outweighs its start-up
 _BLOCK = 64  # sha256's block size (RFC 2104: keys are padded to it)
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
-
-
-def prepare(size: int) -> None:
-    """Load OpenSSL now if data of `size` bytes is to be hashed later (called while a run trains)."""
-    if size > LARGE_BYTES:
-        import hashlib  # noqa: F401 -- kept in sys.modules for sha256() below
 
 
 def sha256(data: bytes = b"", size: int | None = None):

@@ -21,11 +21,11 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from ..core import chain_hash, digests
+from ..core import chain_hash
 from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.fsutil import fault_point
-from ..core.layout import CANDIDATE, JOB_FILE, LEDGER, QUEUE_DIR, RUN_LOG, TRAIN_PY
+from ..core.layout import CANDIDATE, JOB_FILE, QUEUE_DIR, RUN_LOG, TRAIN_PY
 from ..core.logtail import exception_line
 from ..core.text import one_line
 from ..integrity import checks
@@ -135,18 +135,13 @@ def launcher(session: Session, meanwhile: Callable[[], None] | None = None) -> s
 
 def _while_training(cx: Context) -> Callable[[], None]:
     """What a local launcher does once a run has started: load what judging the run will need, while
-    it trains rather than after (the decision and sandbox rules, the metric patterns: ~4 ms; OpenSSL,
-    ~4 ms more, when results.tsv is large enough to be hashed with it)."""
+    it trains rather than after (the decision and sandbox rules, the metric patterns: ~4 ms)."""
 
     def warm_up() -> None:
         from .. import metrics
         from ..rules import decide, sandbox  # noqa: F401 -- imported again where used: from sys.modules
 
         metrics.prepare(cx.cfg, steps.wanted_metrics(cx.cfg))
-        try:
-            digests.prepare(os.stat(cx.cfg.expr_dir / LEDGER).st_size)
-        except OSError:
-            pass
 
     return warm_up
 
