@@ -9,7 +9,7 @@
 2. The defenses added per run against an agent that tries: the subreaper sweep
    (nothing to stop), the second file check after the evaluator, the checkpoint
    fingerprint of a 1 GB written file (sampled; taken twice per run: before the
-   evaluator and at promotion), the runner's seals (results.tsv chain of 1,000
+   evaluator and at promotion), the runner's seals (results.tsv blocks of 1,000
    rows, best meta) and the static guard's data-read check.
 3. The independent evaluator's overhead over the host's own evaluation: wall of
    `run_evaluator` (sealed interpreter + prepare.py + watchdog) minus the wall of
@@ -37,7 +37,7 @@ RUNNER = REPO / "template" / "<<slug>>"
 sys.path.insert(0, str(RUNNER))
 sys.path.insert(0, str(REPO / "extensions"))
 
-from arunner.core import chain_hash  # noqa: E402
+from arunner.core import chain_hash, ledger_seal  # noqa: E402
 from arunner.integrity import checks, data_guard, evaluate, protect  # noqa: E402
 from arunner.procs import watchdog  # noqa: E402
 from arunner.state import ledger  # noqa: E402
@@ -137,7 +137,9 @@ def bench_added(expr: Path, root: Path, repeats: int) -> None:
     seals = [
         timed(
             lambda: (
-                chain_hash.verify_ledger(expr, tsv),
+                ledger_seal._known_stats.clear(),  # a full check each time, as after an edit by someone else
+                ledger_seal._appended.clear(),
+                ledger_seal.verify_ledger(expr, tsv),
                 chain_hash.verify_best(expr, {"run_id": "r0001", "primary": {"value": 0.5}}, tsv),
             )
         )

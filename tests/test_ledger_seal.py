@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from arunner.core import chain_hash, digests
+from arunner.core import chain_hash, digests, ledger_seal
 from arunner.core.errors import UserError
 from arunner.state import ledger
 
@@ -17,8 +17,8 @@ ROW.update(primary={"name": "val_loss", "value": 0.5}, valid=True, improved_over
 
 def forget_this_process():
     """What a new `ar.py run` knows of the ledger: only what is on disk."""
-    chain_hash._known_stats.clear()
-    chain_hash._appended.clear()
+    ledger_seal._known_stats.clear()
+    ledger_seal._appended.clear()
 
 
 def one_row_ledger(tmp_path):
@@ -31,27 +31,27 @@ def one_row_ledger(tmp_path):
 
 def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(tmp_path):
     tsv = one_row_ledger(tmp_path)
-    chain_hash.before_append(tmp_path, tsv, b"r0002\tkilled before this row was written\n")  # sealed, not appended
-    chain_hash.verify_ledger(tmp_path, tsv)  # the runner killed in between: still its own state
+    ledger_seal.before_append(tmp_path, tsv, b"r0002\tkilled before this row was written\n")  # sealed, not appended
+    ledger_seal.verify_ledger(tmp_path, tsv)  # the runner killed in between: still its own state
     ledger.append(tsv, {**ROW, "run_id": "r0002", "verdict": "revert"})
-    chain_hash.verify_ledger(tmp_path, tsv)
+    ledger_seal.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        chain_hash.verify_ledger(tmp_path, tsv)
+        ledger_seal.verify_ledger(tmp_path, tsv)
 
 
 def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is_still_caught(tmp_path, monkeypatch):
     tsv = one_row_ledger(tmp_path)
     time.sleep(0.05)  # past the clock tick of the append, as for a ledger last written by an earlier run
-    chain_hash.verify_ledger(tmp_path, tsv)  # before training
+    ledger_seal.verify_ledger(tmp_path, tsv)  # before training
     macs = []
     monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: macs.append(data) or "x")
-    chain_hash.verify_ledger(tmp_path, tsv)  # after it: the same rows, the same seal
+    ledger_seal.verify_ledger(tmp_path, tsv)  # after it: the same rows, the same seal
     assert macs == []
     monkeypatch.undo()
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))  # same size, in the same run
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        chain_hash.verify_ledger(tmp_path, tsv)
+        ledger_seal.verify_ledger(tmp_path, tsv)
 
 
 def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_write_is(tmp_path, monkeypatch):
@@ -60,20 +60,20 @@ def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_wr
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     tsv = one_row_ledger(tmp_path)
     time.sleep(0.05)  # past the clock tick of the append
-    chain_hash.record_appended(tmp_path, tsv)
+    ledger_seal.record_appended(tmp_path, tsv)
     forget_this_process()  # as in the next `ar.py run`
     hashed = []
     real = digests.hmac_sha256
     monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: hashed.append(data) or real(key, data))
-    chain_hash.verify_ledger(tmp_path, tsv)
+    ledger_seal.verify_ledger(tmp_path, tsv)
     assert not [d for d in hashed if d.startswith(b"results.tsv")]  # the rows were not hashed
-    chain_hash._trust_file(tmp_path).write_text("{")  # a damaged record: ignored, the rows are hashed
-    chain_hash.verify_ledger(tmp_path, tsv)
+    ledger_seal._trust_file(tmp_path).write_text("{")  # a damaged record: ignored, the rows are hashed
+    ledger_seal.verify_ledger(tmp_path, tsv)
     assert [d for d in hashed if d.startswith(b"results.tsv")]
     hashed.clear()
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))  # same size
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        chain_hash.verify_ledger(tmp_path, tsv)
+        ledger_seal.verify_ledger(tmp_path, tsv)
     assert [d for d in hashed if d.startswith(b"results.tsv")]
 
 
@@ -81,16 +81,20 @@ def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp
     tsv = tmp_path / "results.tsv"
     ledger.ensure(tsv)
     lines = tsv.read_bytes().split(b"\n")[:-1]
-    seals = chain_hash._load(tmp_path)
-    seals["results"] = {"rows": len(lines), "head": chain_hash._chain(lines, chain_hash._key())[-1], "prev": None}
-    chain_hash._save(tmp_path, seals)  # as the runner sealed it before one HMAC over the file
-    chain_hash.verify_ledger(tmp_path, tsv)
+    seals = chain_hash.load_seals(tmp_path)
+    seals["results"] = {
+        "rows": len(lines),
+        "head": ledger_seal._chain(lines, chain_hash.sealing_key())[-1],
+        "prev": None,
+    }
+    chain_hash.save_seals(tmp_path, seals)  # as the runner sealed it before one HMAC over the file
+    ledger_seal.verify_ledger(tmp_path, tsv)
     ledger.append(tsv, ROW)
-    assert chain_hash._load(tmp_path)["results"]["v"] == chain_hash.LEDGER_SEAL_VERSION
-    chain_hash.verify_ledger(tmp_path, tsv)
+    assert chain_hash.load_seals(tmp_path)["results"]["v"] == ledger_seal.LEDGER_SEAL_VERSION
+    ledger_seal.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("0.5", "0.4"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        chain_hash.verify_ledger(tmp_path, tsv)
+        ledger_seal.verify_ledger(tmp_path, tsv)
 
 
 def rows_ledger(tmp_path, n):
@@ -102,16 +106,16 @@ def rows_ledger(tmp_path, n):
 
 @pytest.mark.parametrize("rows", [5, 6, 7])  # with the header: the killed row closes a block, opens one, or neither
 def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_block(tmp_path, monkeypatch, rows):
-    monkeypatch.setattr(chain_hash, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(ledger_seal, "BLOCK_ROWS", 3)
     tsv = rows_ledger(tmp_path, rows)
     forget_this_process()
-    chain_hash.before_append(tmp_path, tsv, b"r9999\tkilled before this row was written\n")
+    ledger_seal.before_append(tmp_path, tsv, b"r9999\tkilled before this row was written\n")
     forget_this_process()
-    chain_hash.verify_ledger(tmp_path, tsv)  # one row short of the seal: the runner was killed in between
+    ledger_seal.verify_ledger(tmp_path, tsv)  # one row short of the seal: the runner was killed in between
     ledger.append(tsv, {**ROW, "run_id": "r9998"})  # the next run's row, sealed from the checked rows
     forget_this_process()
-    chain_hash.verify_ledger(tmp_path, tsv)
-    assert len(chain_hash._load(tmp_path)["results"]["blocks"]) == (rows + 2) // 3
+    ledger_seal.verify_ledger(tmp_path, tsv)
+    assert len(chain_hash.load_seals(tmp_path)["results"]["blocks"]) == (rows + 2) // 3
     original = tsv.read_text()
     for edited in (
         original.replace("r0002\t", "r0003\t", 1),  # in the first block
@@ -125,15 +129,15 @@ def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_bloc
         tsv.write_text(edited)
         forget_this_process()
         with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-            chain_hash.verify_ledger(tmp_path, tsv)
+            ledger_seal.verify_ledger(tmp_path, tsv)
 
 
 def test_an_append_to_a_long_trusted_ledger_hashes_only_its_last_block(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setattr(chain_hash, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(ledger_seal, "BLOCK_ROWS", 4)
     tsv = rows_ledger(tmp_path, 30)
     time.sleep(0.05)
-    chain_hash.record_appended(tmp_path, tsv)
+    ledger_seal.record_appended(tmp_path, tsv)
     forget_this_process()
     hashed = []
     real = digests.hmac_sha256
@@ -143,22 +147,22 @@ def test_an_append_to_a_long_trusted_ledger_hashes_only_its_last_block(tmp_path,
     rows_hashed = sum(d.count(b"\n") - 1 for d in hashed if d.startswith(b"results.tsv"))
     assert 1 <= rows_hashed <= 4  # the rows after the last full block (this one included), not all 32
     forget_this_process()
-    chain_hash.verify_ledger(tmp_path, tsv)  # and the seal it wrote holds for a full check
+    ledger_seal.verify_ledger(tmp_path, tsv)  # and the seal it wrote holds for a full check
 
 
 def test_a_ledger_sealed_by_one_hmac_over_all_rows_still_verifies_and_is_resealed_in_blocks(tmp_path):
     tsv = one_row_ledger(tmp_path)
     content = tsv.read_bytes()
-    seals = chain_hash._load(tmp_path)
-    head = digests.hmac_sha256(chain_hash._key(), b"results.tsv\n" + content)
+    seals = chain_hash.load_seals(tmp_path)
+    head = digests.hmac_sha256(chain_hash.sealing_key(), b"results.tsv\n" + content)
     seals["results"] = {"v": 2, "rows": content.count(b"\n"), "head": head, "prev": None}
-    chain_hash._save(tmp_path, seals)  # as the runner sealed it before blocks
+    chain_hash.save_seals(tmp_path, seals)  # as the runner sealed it before blocks
     forget_this_process()
-    chain_hash.verify_ledger(tmp_path, tsv)
+    ledger_seal.verify_ledger(tmp_path, tsv)
     ledger.append(tsv, {**ROW, "run_id": "r0002"})
-    assert chain_hash._load(tmp_path)["results"]["v"] == chain_hash.LEDGER_SEAL_VERSION
+    assert chain_hash.load_seals(tmp_path)["results"]["v"] == ledger_seal.LEDGER_SEAL_VERSION
     forget_this_process()
-    chain_hash.verify_ledger(tmp_path, tsv)
+    ledger_seal.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("r0002", "r0003"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        chain_hash.verify_ledger(tmp_path, tsv)
+        ledger_seal.verify_ledger(tmp_path, tsv)

@@ -273,11 +273,11 @@ def main(argv: list[str] | None = None, expr_dir: Path | None = None) -> int:
             print(line)
         if args.command == "run":  # off the critical path: the result is recorded and printed
             sys.stdout.flush()
-            from ..core import chain_hash
+            from ..core import ledger_seal
             from ..state.best import drop_old
 
             drop_old(expr_dir)
-            chain_hash.record_appended(expr_dir, expr_dir / LEDGER)  # the next check then hashes nothing
+            ledger_seal.record_appended(expr_dir, expr_dir / LEDGER)  # the next check then hashes nothing
         return code
     except UserError as exc:
         print(f"ar.py: {exc}", file=sys.stderr)

@@ -7,7 +7,8 @@ Modules, bottom-up (none imports one listed below it):
   pysource     Python source parsed once per process for each distinct text (the checks share the trees)
   layout       every file name of an experiment and of its runs, named once; Layout
   fsutil       atomic writes, checked reads, file tails, removal
-  chain_hash   the runner's keyed seals over its state (results.tsv, best, decisions, manifest)
+  chain_hash   the runner's keyed seals over its state (best, decisions, manifest), its key
+  ledger_seal  results.tsv's seal: an HMAC per block of rows, so an append hashes only the last
   logtail      a run log's traceback: the exception it ends with, foreign frames folded
   runs         run ids (rNNNN), the runs/ layout and its signed index (one listing per run at most)
   answers      every answer of the setup interview, declared once (type, default, rule, storage)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core import chain_hash, digests
+from ..core import chain_hash, digests, ledger_seal
 from ..core.config import Config, Experiment, Session
 from ..core.errors import UserError
 from ..core.layout import CKPT, LEDGER, RESULT, RUN_LOG, SESSION_FILE
@@ -100,7 +100,7 @@ def verify_state(cfg: Config) -> None:
     from ..state.best import LINK_TARGET, read_best
 
     expr = cfg.expr_dir
-    chain_hash.verify_ledger(expr, expr / LEDGER)
+    ledger_seal.verify_ledger(expr, expr / LEDGER)
     chain_hash.verify_best(expr, read_best(expr), expr / LINK_TARGET)
 
 

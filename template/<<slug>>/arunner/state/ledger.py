@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core import chain_hash
+from ..core import ledger_seal
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, read_tail
 from ..core.layout import RESULT
@@ -91,12 +91,12 @@ def append(path: Path, result: dict) -> None:
         clean_text(result.get("note")),
     ]
     line = "\t".join(clean_text(c, CELL_CAP) for c in cells) + "\n"
-    chain_hash.before_append(Path(path).parent, Path(path), line.encode("utf-8"))  # the runner's seal first
+    ledger_seal.before_append(Path(path).parent, Path(path), line.encode("utf-8"))  # the runner's seal first
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode("utf-8"))
         os.fsync(fd)
-        chain_hash.appended(Path(path), fd)
+        ledger_seal.appended(Path(path), fd)
     finally:
         os.close(fd)
 
