@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import digests
-from .chain_hash import canonical, load_seals, mac, mismatch, save_seals, sealed_marker, sealing_key
+# chain_hash by module, its functions looked up when called: `ar.py upgrade` imports the new release's
+# modules into the earlier release's process, where chain_hash may be the earlier one already loaded
+from . import chain_hash, digests
 from .fsutil import atomic_write_json
 
 # ---------------------------------------------------------------- the seal over its rows
@@ -140,7 +141,7 @@ def _verified(expr_dir: Path, path: Path) -> tuple[_Rows | None, dict | None]:
     """(the ledger's rows once checked against the seal, the seal); rows None: a seal older than blocks
     (checked; the next append reseals in full). A ledger the runner left as it appended it, or already
     checked by this process, is not read in full nor hashed again (see below)."""
-    seals = load_seals(expr_dir)
+    seals = chain_hash.load_seals(expr_dir)
     sealed = seals.get("results")
     if sealed is not None and sealed.get("v") == LEDGER_SEAL_VERSION:
         rows = _tail_if_known(expr_dir, path, sealed)
@@ -149,16 +150,16 @@ def _verified(expr_dir: Path, path: Path) -> tuple[_Rows | None, dict | None]:
     content, stat = _complete(path)
     if sealed is None:
         if content:
-            seals["results"] = sealed = _seal_of(content, sealing_key())
-            save_seals(expr_dir, seals)
+            seals["results"] = sealed = _seal_of(content, chain_hash.sealing_key())
+            chain_hash.save_seals(expr_dir, seals)
         return None, sealed
     if sealed.get("v") != LEDGER_SEAL_VERSION:
-        if not _checked_before_blocks(content, sealed, sealing_key()):
-            raise mismatch(path)
+        if not _checked_before_blocks(content, sealed, chain_hash.sealing_key()):
+            raise chain_hash.mismatch(path)
         return None, sealed
-    rows = _checked(content, sealed, sealing_key())
+    rows = _checked(content, sealed, chain_hash.sealing_key())
     if rows is None:
-        raise mismatch(path)
+        raise chain_hash.mismatch(path)
     if rows.count == sealed["rows"]:  # known from now on by its stat (not the ledger of a killed run)
         _note(path, stat, sealed)
     return rows, sealed
@@ -191,12 +192,12 @@ def before_append(expr_dir: Path, path: Path, line: bytes) -> None:
     rows, sealed = _verified(expr_dir, path)
     line = line.rstrip(b"\n") + b"\n"
     if rows is None:  # unsealed, or an older seal: the new one over every row
-        new = _seal_of(_complete(path)[0] + line, sealing_key())
+        new = _seal_of(_complete(path)[0] + line, chain_hash.sealing_key())
     else:
-        new = _with_row(rows, sealed, line, sealing_key())
-    seals = load_seals(expr_dir)
+        new = _with_row(rows, sealed, line, chain_hash.sealing_key())
+    seals = chain_hash.load_seals(expr_dir)
     seals["results"] = new
-    save_seals(expr_dir, seals)
+    chain_hash.save_seals(expr_dir, seals)
     _appended[str(path)] = ([], new)  # its stat once appended: appended()
 
 
@@ -257,7 +258,7 @@ def _settled(stat: list[int]) -> bool:
 
 
 def _trust_file(expr_dir: Path) -> Path:
-    marker = sealed_marker(expr_dir)
+    marker = chain_hash.sealed_marker(expr_dir)
     return marker.with_name(marker.name + ".ledger")
 
 
@@ -275,14 +276,16 @@ def _known(expr_dir: Path, path: Path, stat: list[int], sealed: dict) -> bool:
         return True
     if ours is not None and ours[0] == stat and ours[1] == sealed and _settled(stat):
         return True
-    seal_mac = mac(canonical(sealed))
+    seal_mac = chain_hash.mac(chain_hash.canonical(sealed))
     try:
         record = json.loads(_trust_file(expr_dir).read_bytes())
     except (OSError, ValueError):
         return False
     if not isinstance(record, dict) or record.get("stat") != stat or record.get("seal") != seal_mac:
         return False
-    return digests.equal(str(record.get("mac", "")), mac(canonical({"stat": stat, "seal": seal_mac})))
+    return digests.equal(
+        str(record.get("mac", "")), chain_hash.mac(chain_hash.canonical({"stat": stat, "seal": seal_mac}))
+    )
 
 
 def appended(path: Path, fd: int) -> None:
@@ -297,8 +300,10 @@ def record_appended(expr_dir: Path, path: Path) -> None:
     stat, sealed = _appended.get(str(path), (None, {}))
     if not stat or _stat_of(path) != stat or not _settled(stat):
         return
-    body = {"stat": stat, "seal": mac(canonical(sealed))}
+    body = {"stat": stat, "seal": chain_hash.mac(chain_hash.canonical(sealed))}
     try:
-        atomic_write_json(_trust_file(expr_dir), {**body, "mac": mac(canonical(body))}, durable=False)
+        atomic_write_json(
+            _trust_file(expr_dir), {**body, "mac": chain_hash.mac(chain_hash.canonical(body))}, durable=False
+        )
     except OSError:
         pass
