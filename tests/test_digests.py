@@ -34,8 +34,9 @@ def test_hmac_equals_the_standard_library_for_any_key_length(key_size, size):
     assert digests.hmac_sha256(key, data) == hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def test_equal_compares_digests():
+def test_equal_compares_digests_and_a_damaged_one_is_unequal_not_an_error():
     assert digests.equal("ab12", "ab12") and not digests.equal("ab12", "ab13")
+    assert not digests.equal("é", "é") and not digests.equal(None, "ab12") and not digests.equal(12, "ab12")
 
 
 def test_the_run_path_and_small_digests_load_no_openssl():

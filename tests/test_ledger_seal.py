@@ -166,3 +166,42 @@ def test_a_ledger_sealed_by_one_hmac_over_all_rows_still_verifies_and_is_reseale
     tsv.write_text(tsv.read_text().replace("r0002", "r0003"))
     with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
         ledger_seal.verify_ledger(tmp_path, tsv)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"rows": "2"},
+        {"rows": None},
+        {"block_rows": 0},
+        {"block_rows": "500"},
+        {"blocks": "x"},
+        {"blocks": [1]},
+        {"tail_at": -1},
+        {"head": 5},
+        {"head": "é"},
+        {"prev": ["x"]},
+    ],
+)
+def test_a_damaged_ledger_seal_is_one_line_naming_the_ledger_not_a_traceback(tmp_path, damage):
+    tsv = one_row_ledger(tmp_path)
+    seals = chain_hash.load_seals(tmp_path)
+    seals["results"] = {**seals["results"], **damage}
+    chain_hash.save_seals(tmp_path, seals)
+    forget_this_process()
+    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+        ledger_seal.verify_ledger(tmp_path, tsv)
+
+
+def test_damaged_decision_seals_leave_every_decision_untrusted_not_a_traceback(tmp_path):
+    run_dir = tmp_path / "runs" / "r0001"
+    run_dir.mkdir(parents=True)
+    chain_hash.write_decision(tmp_path, run_dir, {"verdict": "advance"})
+    assert chain_hash.trusted_decision(tmp_path, run_dir)[0] == {"verdict": "advance"}
+    seals = chain_hash.load_seals(tmp_path)
+    seals["decisions"] = ["r0001"]
+    chain_hash.save_seals(tmp_path, seals)
+    data, why = chain_hash.trusted_decision(tmp_path, run_dir)
+    assert data is None and "not written by the runner" in why
+    chain_hash.write_decision(tmp_path, run_dir, {"verdict": "revert"})  # the next decision seals again
+    assert chain_hash.trusted_decision(tmp_path, run_dir)[0] == {"verdict": "revert"}

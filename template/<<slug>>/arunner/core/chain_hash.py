@@ -191,9 +191,15 @@ def verify_best(expr_dir: Path, meta: dict | None, path: Path) -> None:
 # ---------------------------------------------------------------- decision.json
 
 
+def _decisions(seals: dict) -> dict:
+    """The decision seals kept (none when that entry is damaged: every decision.json is then untrusted)."""
+    decisions = seals.get("decisions")
+    return dict(decisions) if isinstance(decisions, dict) else {}
+
+
 def seal_decision(expr_dir: Path, run_id: str, data: dict) -> None:
     seals = load_seals(expr_dir)
-    decisions = dict(seals.get("decisions") or {})
+    decisions = _decisions(seals)
     decisions[run_id] = mac(canonical(data))
     seals["decisions"] = dict(sorted(decisions.items())[-KEPT_DECISIONS:])
     save_seals(expr_dir, seals)
@@ -201,7 +207,7 @@ def seal_decision(expr_dir: Path, run_id: str, data: dict) -> None:
 
 def decision_is_sealed(expr_dir: Path, run_id: str, data: dict) -> bool:
     """Whether decision.json of run_id holds exactly what the runner decided (False: written by someone else)."""
-    sealed = (load_seals(expr_dir).get("decisions") or {}).get(run_id)
+    sealed = _decisions(load_seals(expr_dir)).get(run_id)
     return bool(sealed) and digests.equal(sealed, mac(canonical(data)))
 
 

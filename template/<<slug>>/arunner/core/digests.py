@@ -9,9 +9,9 @@ hashlib, imported then. A Python built without the built-in modules uses hashlib
 from __future__ import annotations
 
 try:
-    from _operator import _compare_digest as equal  # what hmac.compare_digest is: constant time
+    from _operator import _compare_digest  # what hmac.compare_digest is: constant time
 except ImportError:  # not CPython
-    from hmac import compare_digest as equal
+    from hmac import compare_digest as _compare_digest
 
 try:
     from _sha256 import sha256 as _small_sha256  # CPython <= 3.11
@@ -49,6 +49,15 @@ def sha1(data: bytes):
 
         return hashlib.sha1(data)
     return _small_sha1(data)
+
+
+def equal(a, b) -> bool:
+    """Whether two digests (hex text or bytes) are equal, in constant time; text that is not ASCII or a
+    value of another type (a damaged seal read back from JSON) is unequal, never an error."""
+    try:
+        return _compare_digest(a, b)
+    except TypeError:
+        return False
 
 
 def hmac_sha256(key: bytes, data: bytes) -> str:

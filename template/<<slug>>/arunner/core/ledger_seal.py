@@ -108,19 +108,16 @@ def _seal_of(content: bytes, key: bytes) -> dict:
 def _checked(content: bytes, sealed: dict, key: bytes) -> _Rows | None:
     """`content` against a current seal: its rows, or None when they are not the sealed ones (nor
     those less the last row)."""
-    size = sealed.get("block_rows")
-    if not isinstance(size, int) or size < 1:
-        return None
-    blocks, tail_at = _blocks(content, size)
-    count, sealed_blocks = content.count(b"\n"), sealed.get("blocks") or []
+    blocks, tail_at = _blocks(content, sealed["block_rows"])
+    count, sealed_blocks = content.count(b"\n"), sealed["blocks"]
     if count not in (sealed["rows"], sealed["rows"] - 1) or len(blocks) > len(sealed_blocks):
         return None
-    if not all(digests.equal(_block_mac(key, i, b), str(m)) for i, (b, m) in enumerate(zip(blocks, sealed_blocks))):
+    if not all(digests.equal(_block_mac(key, i, b), m) for i, (b, m) in enumerate(zip(blocks, sealed_blocks))):
         return None
     tail = content[tail_at:]
     tail_mac = _tail_mac(key, len(blocks), tail)
     expected = sealed["head"] if count == sealed["rows"] else sealed.get("prev")
-    if not (expected and digests.equal(tail_mac, str(expected))):
+    if not (expected and digests.equal(tail_mac, expected)):
         return None
     return _Rows(count, tail_at, tail, tail_mac)
 
@@ -143,6 +140,8 @@ def _verified(expr_dir: Path, path: Path) -> tuple[_Rows | None, dict | None]:
     checked by this process, is not read in full nor hashed again (see below)."""
     seals = chain_hash.load_seals(expr_dir)
     sealed = seals.get("results")
+    if sealed is not None and not _well_formed(sealed):
+        raise chain_hash.mismatch(path)
     if sealed is not None and sealed.get("v") == LEDGER_SEAL_VERSION:
         rows = _tail_if_known(expr_dir, path, sealed)
         if rows is not None:
@@ -163,6 +162,25 @@ def _verified(expr_dir: Path, path: Path) -> tuple[_Rows | None, dict | None]:
     if rows.count == sealed["rows"]:  # known from now on by its stat (not the ledger of a killed run)
         _note(path, stat, sealed)
     return rows, sealed
+
+
+def _well_formed(sealed) -> bool:
+    """Whether a seal read back has the fields of its version (a damaged one is a mismatch, never a traceback)."""
+    if not isinstance(sealed, dict) or type(sealed.get("rows")) is not int or not isinstance(sealed.get("head"), str):
+        return False
+    if not isinstance(sealed.get("prev"), (str, type(None))):
+        return False
+    if sealed.get("v") != LEDGER_SEAL_VERSION:
+        return True
+    size, blocks, tail_at = sealed.get("block_rows"), sealed.get("blocks"), sealed.get("tail_at")
+    return (
+        type(size) is int
+        and size >= 1
+        and type(tail_at) is int
+        and tail_at >= 0
+        and isinstance(blocks, list)
+        and all(isinstance(b, str) for b in blocks)
+    )
 
 
 def _tail_if_known(expr_dir: Path, path: Path, sealed: dict) -> _Rows | None:
