@@ -32,6 +32,8 @@ def test_digests_equal_hashlib_on_either_side_of_the_large_threshold(size):
 def test_hmac_equals_the_standard_library_for_any_key_length(key_size, size):
     key, data = os.urandom(key_size), os.urandom(size)
     assert digests.hmac_sha256(key, data) == hmac.new(key, data, hashlib.sha256).hexdigest()
+    # one piece of a large pass (OpenSSL) or of a small one: the same digest
+    assert digests.hmac_sha256(key, data, batch=digests.LARGE_BYTES + 1) == digests.hmac_sha256(key, data, batch=0)
 
 
 def test_equal_compares_digests_and_a_damaged_one_is_unequal_not_an_error():

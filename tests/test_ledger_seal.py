@@ -45,7 +45,7 @@ def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is
     time.sleep(0.05)  # past the clock tick of the append, as for a ledger last written by an earlier run
     ledger_seal.verify_ledger(tmp_path, tsv)  # before training
     macs = []
-    monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: macs.append(data) or "x")
+    monkeypatch.setattr(digests, "hmac_sha256", lambda key, data, batch=0: macs.append(data) or "x")
     ledger_seal.verify_ledger(tmp_path, tsv)  # after it: the same rows, the same seal
     assert macs == []
     monkeypatch.undo()
@@ -64,7 +64,9 @@ def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_wr
     forget_this_process()  # as in the next `ar.py run`
     hashed = []
     real = digests.hmac_sha256
-    monkeypatch.setattr(digests, "hmac_sha256", lambda key, data: hashed.append(data) or real(key, data))
+    monkeypatch.setattr(
+        digests, "hmac_sha256", lambda key, data, batch=0: hashed.append(data) or real(key, data, batch)
+    )
     ledger_seal.verify_ledger(tmp_path, tsv)
     assert not [d for d in hashed if d.startswith(b"results.tsv")]  # the rows were not hashed
     ledger_seal._trust_file(tmp_path).write_text("{")  # a damaged record: ignored, the rows are hashed
@@ -104,27 +106,29 @@ def rows_ledger(tmp_path, n):
     return tsv
 
 
-@pytest.mark.parametrize("rows", [5, 6, 7])  # with the header: the killed row closes a block, opens one, or neither
-def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_block(tmp_path, monkeypatch, rows):
-    monkeypatch.setattr(ledger_seal, "BLOCK_ROWS", 3)
-    tsv = rows_ledger(tmp_path, rows)
+# block sizes in bytes (the header is 79, a row 47): every row closes a block, so the killed row does;
+# blocks of 3-4 rows, the ledger ending inside one or at its end; no block at all
+@pytest.mark.parametrize("size", [1, 130, 150, 10**6])
+def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_block(tmp_path, monkeypatch, size):
+    monkeypatch.setattr(ledger_seal, "BLOCK_BYTES", size)
+    tsv = rows_ledger(tmp_path, 6)
     forget_this_process()
     ledger_seal.before_append(tmp_path, tsv, b"r9999\tkilled before this row was written\n")
+    killed = chain_hash.load_seals(tmp_path)["results"]
+    assert (killed["tail_at"] == len(tsv.read_bytes()) + 41) == (size == 1)  # the killed row closed a block
     forget_this_process()
     ledger_seal.verify_ledger(tmp_path, tsv)  # one row short of the seal: the runner was killed in between
     ledger.append(tsv, {**ROW, "run_id": "r9998"})  # the next run's row, sealed from the checked rows
     forget_this_process()
     ledger_seal.verify_ledger(tmp_path, tsv)
-    assert len(chain_hash.load_seals(tmp_path)["results"]["blocks"]) == (rows + 2) // 3
+    blocks = chain_hash.load_seals(tmp_path)["results"]["blocks"]
+    assert len(blocks) == {1: 8, 10**6: 0}.get(size, len(blocks)) and (size == 10**6 or len(blocks) >= 2)
     original = tsv.read_text()
+    lines = original.splitlines(keepends=True)
     for edited in (
-        original.replace("r0002\t", "r0003\t", 1),  # in the first block
-        original.replace("r9998\t", "r9997\t"),  # in the last rows
-        "".join(
-            original.splitlines(keepends=True)[3:6]
-            + original.splitlines(keepends=True)[:3]
-            + original.splitlines(keepends=True)[6:]
-        ),  # two blocks swapped
+        original.replace("r0002\t", "r0003\t", 1),  # in the first rows
+        original.replace("r9998\t", "r9997\t"),  # in the last row
+        "".join(lines[:2] + [lines[3], lines[2]] + lines[4:]),  # two rows swapped
     ):
         tsv.write_text(edited)
         forget_this_process()
@@ -134,7 +138,7 @@ def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_bloc
 
 def test_an_append_to_a_long_trusted_ledger_hashes_only_its_last_block(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setattr(ledger_seal, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(ledger_seal, "BLOCK_BYTES", 200)  # about 4 rows of 47 bytes
     tsv = rows_ledger(tmp_path, 30)
     time.sleep(0.05)
     ledger_seal.record_appended(tmp_path, tsv)
@@ -142,10 +146,10 @@ def test_an_append_to_a_long_trusted_ledger_hashes_only_its_last_block(tmp_path,
     hashed = []
     real = digests.hmac_sha256
     with monkeypatch.context() as m:
-        m.setattr(digests, "hmac_sha256", lambda key, data: hashed.append(data) or real(key, data))
+        m.setattr(digests, "hmac_sha256", lambda key, data, batch=0: hashed.append(data) or real(key, data, batch))
         ledger.append(tsv, {**ROW, "run_id": "r0031"})
     rows_hashed = sum(d.count(b"\n") - 1 for d in hashed if d.startswith(b"results.tsv"))
-    assert 1 <= rows_hashed <= 4  # the rows after the last full block (this one included), not all 32
+    assert 1 <= rows_hashed <= 5  # the rows after the last full block (this one included), not all 32
     forget_this_process()
     ledger_seal.verify_ledger(tmp_path, tsv)  # and the seal it wrote holds for a full check
 
@@ -173,8 +177,8 @@ def test_a_ledger_sealed_by_one_hmac_over_all_rows_still_verifies_and_is_reseale
     [
         {"rows": "2"},
         {"rows": None},
-        {"block_rows": 0},
-        {"block_rows": "500"},
+        {"block_bytes": 0},
+        {"block_bytes": "500"},
         {"blocks": "x"},
         {"blocks": [1]},
         {"tail_at": -1},

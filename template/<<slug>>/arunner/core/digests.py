@@ -60,11 +60,13 @@ def equal(a, b) -> bool:
         return False
 
 
-def hmac_sha256(key: bytes, data: bytes) -> str:
-    """RFC 2104 HMAC over `data` with sha256, in hex: what hmac.new(key, data, hashlib.sha256).hexdigest() gives."""
+def hmac_sha256(key: bytes, data: bytes, batch: int = 0) -> str:
+    """RFC 2104 HMAC over `data` with sha256, in hex: what hmac.new(key, data, hashlib.sha256).hexdigest() gives.
+    `batch`: the bytes of a pass this HMAC is one piece of (a ledger's blocks): a large pass goes to
+    OpenSSL though each piece is small."""
     if len(key) > _BLOCK:
         key = sha256(key).digest()
     key = key.ljust(_BLOCK, b"\0")
-    inner = sha256(key.translate(_IPAD), size=len(data))
+    inner = sha256(key.translate(_IPAD), size=max(len(data), batch))
     inner.update(data)
     return sha256(key.translate(_OPAD) + inner.digest()).hexdigest()
