@@ -26,8 +26,8 @@ from .fsutil import atomic_write_json
 # full block (`head`, under BLOCK_BYTES), with `prev` the same over one row fewer (a runner killed
 # between sealing and appending). Each HMAC names its block's place, so blocks cannot be moved. An
 # append hashes only the rows after the last full block, however long the ledger; a full check hashes
-# every row once, and finds each block's end with one search. Older seals (`v` 2: one HMAC over all rows; no `v`: a chain of one HMAC
-# per row) are still checked, until the next append writes this form.
+# every row once, and finds each block's end with one search. Older seals (`v` 2: one HMAC over all
+# rows; no `v`: a chain of one HMAC per row) are still checked, until the next append writes this form.
 
 LEDGER_SEAL_VERSION = 3
 BLOCK_BYTES = 64 * 1024  # ~800 rows; .ar-seals.json holds one HMAC per block (~125 at 100,000 rows)
