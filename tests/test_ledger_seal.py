@@ -21,6 +21,12 @@ def forget_this_process():
     ledger_seal._appended.clear()
 
 
+def assert_refused(tmp_path, tsv):
+    """The check refuses the ledger with the one line naming it."""
+    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
+        ledger_seal.verify_ledger(tmp_path, tsv)
+
+
 def one_row_ledger(tmp_path):
     """results.tsv in tmp_path (the experiment folder) with the runner's header and one sealed row."""
     tsv = tmp_path / "results.tsv"
@@ -36,8 +42,7 @@ def test_ledger_chain_survives_a_kill_between_seal_and_append_and_catches_edits(
     ledger.append(tsv, {**ROW, "run_id": "r0002", "verdict": "revert"})
     ledger_seal.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))
-    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        ledger_seal.verify_ledger(tmp_path, tsv)
+    assert_refused(tmp_path, tsv)
 
 
 def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is_still_caught(tmp_path, monkeypatch):
@@ -50,8 +55,7 @@ def test_a_ledger_checked_again_in_one_run_is_hashed_once_and_an_edit_between_is
     assert macs == []
     monkeypatch.undo()
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))  # same size, in the same run
-    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        ledger_seal.verify_ledger(tmp_path, tsv)
+    assert_refused(tmp_path, tsv)
 
 
 def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_write_is(tmp_path, monkeypatch):
@@ -74,8 +78,7 @@ def test_a_ledger_as_the_runner_appended_it_is_not_hashed_again_and_any_later_wr
     assert [d for d in hashed if d.startswith(b"results.tsv")]
     hashed.clear()
     tsv.write_text(tsv.read_text().replace("\tadvance\t", "\trevert\t"))  # same size
-    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        ledger_seal.verify_ledger(tmp_path, tsv)
+    assert_refused(tmp_path, tsv)
     assert [d for d in hashed if d.startswith(b"results.tsv")]
 
 
@@ -95,8 +98,7 @@ def test_a_ledger_sealed_by_the_earlier_chain_still_verifies_and_is_resealed(tmp
     assert chain_hash.load_seals(tmp_path)["results"]["v"] == ledger_seal.LEDGER_SEAL_VERSION
     ledger_seal.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("0.5", "0.4"))
-    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        ledger_seal.verify_ledger(tmp_path, tsv)
+    assert_refused(tmp_path, tsv)
 
 
 def rows_ledger(tmp_path, n):
@@ -132,8 +134,7 @@ def test_blocks_survive_a_kill_at_a_block_boundary_and_catch_an_edit_in_any_bloc
     ):
         tsv.write_text(edited)
         forget_this_process()
-        with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-            ledger_seal.verify_ledger(tmp_path, tsv)
+        assert_refused(tmp_path, tsv)
 
 
 def test_an_append_to_a_long_trusted_ledger_hashes_only_its_last_block(tmp_path, monkeypatch):
@@ -168,8 +169,7 @@ def test_a_ledger_sealed_by_one_hmac_over_all_rows_still_verifies_and_is_reseale
     forget_this_process()
     ledger_seal.verify_ledger(tmp_path, tsv)
     tsv.write_text(tsv.read_text().replace("r0002", "r0003"))
-    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        ledger_seal.verify_ledger(tmp_path, tsv)
+    assert_refused(tmp_path, tsv)
 
 
 @pytest.mark.parametrize(
@@ -193,8 +193,7 @@ def test_a_damaged_ledger_seal_is_one_line_naming_the_ledger_not_a_traceback(tmp
     seals["results"] = {**seals["results"], **damage}
     chain_hash.save_seals(tmp_path, seals)
     forget_this_process()
-    with pytest.raises(UserError, match="results.tsv differs from what the runner recorded"):
-        ledger_seal.verify_ledger(tmp_path, tsv)
+    assert_refused(tmp_path, tsv)
 
 
 def test_damaged_decision_seals_leave_every_decision_untrusted_not_a_traceback(tmp_path):

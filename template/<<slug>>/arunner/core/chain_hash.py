@@ -63,7 +63,7 @@ def _read_or_create_key(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def mac(data: bytes, key: bytes | None = None) -> str:
+def _mac(data: bytes, key: bytes | None = None) -> str:
     return digests.hmac_sha256(key or sealing_key(), data)
 
 
@@ -112,7 +112,7 @@ def mismatch(path: Path) -> UserError:
 # ---------------------------------------------------------------- JSON records (best, decisions) and whole files
 
 
-def canonical(data: dict) -> bytes:
+def _canonical(data: dict) -> bytes:
     """The bytes sealed for a JSON object: as it reads back from disk (tuples as lists), keys sorted."""
     again = json.loads(json.dumps(data, allow_nan=True))
     return json.dumps(again, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
@@ -120,7 +120,7 @@ def canonical(data: dict) -> bytes:
 
 def sign(data: dict) -> str:
     """The runner's HMAC over a small JSON object it keeps beside its state (a file training could rewrite)."""
-    return mac(canonical(data))
+    return _mac(_canonical(data))
 
 
 def signed(data: dict, mac) -> bool:
@@ -131,7 +131,7 @@ def signed(data: dict, mac) -> bool:
 def seal_text(expr_dir: Path, name: str, text: str) -> None:
     """Record the HMAC of a file's exact text (what the runner is about to write) under `name`."""
     seals = load_seals(expr_dir)
-    seals[name] = mac(text.encode("utf-8"))
+    seals[name] = _mac(text.encode("utf-8"))
     save_seals(expr_dir, seals)
 
 
@@ -142,7 +142,7 @@ def holds_seal(expr_dir: Path, name: str, path: Path) -> bool:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         return False
-    return name in seals and digests.equal(seals[name], mac(data))
+    return name in seals and digests.equal(seals[name], _mac(data))
 
 
 def verify_file(expr_dir: Path, name: str, path: Path) -> None:
@@ -155,10 +155,10 @@ def verify_file(expr_dir: Path, name: str, path: Path) -> None:
         data = None
     if name not in seals:
         if data is not None:
-            seals[name] = mac(data)
+            seals[name] = _mac(data)
             save_seals(expr_dir, seals)
         return
-    if data is None or not digests.equal(seals[name], mac(data)):
+    if data is None or not digests.equal(seals[name], _mac(data)):
         raise mismatch(path)
 
 
@@ -170,7 +170,7 @@ def seal_best(expr_dir: Path, meta: dict) -> None:
     (a promotion rolled back by repair leaves the previous best in place)."""
     seals = load_seals(expr_dir)
     seals["best_prev"] = seals.get("best")
-    seals["best"] = mac(canonical(meta))
+    seals["best"] = _mac(_canonical(meta))
     save_seals(expr_dir, seals)
 
 
@@ -183,7 +183,7 @@ def verify_best(expr_dir: Path, meta: dict | None, path: Path) -> None:
         return
     if meta is None:
         raise mismatch(path)
-    meta_mac = mac(canonical(meta))
+    meta_mac = _mac(_canonical(meta))
     if not any(s and digests.equal(s, meta_mac) for s in (seals.get("best"), seals.get("best_prev"))):
         raise mismatch(path)
 
@@ -200,7 +200,7 @@ def _decisions(seals: dict) -> dict:
 def seal_decision(expr_dir: Path, run_id: str, data: dict) -> None:
     seals = load_seals(expr_dir)
     decisions = _decisions(seals)
-    decisions[run_id] = mac(canonical(data))
+    decisions[run_id] = _mac(_canonical(data))
     seals["decisions"] = dict(sorted(decisions.items())[-KEPT_DECISIONS:])
     save_seals(expr_dir, seals)
 
@@ -208,7 +208,7 @@ def seal_decision(expr_dir: Path, run_id: str, data: dict) -> None:
 def decision_is_sealed(expr_dir: Path, run_id: str, data: dict) -> bool:
     """Whether decision.json of run_id holds exactly what the runner decided (False: written by someone else)."""
     sealed = _decisions(load_seals(expr_dir)).get(run_id)
-    return bool(sealed) and digests.equal(sealed, mac(canonical(data)))
+    return bool(sealed) and digests.equal(sealed, _mac(_canonical(data)))
 
 
 def write_decision(expr_dir: Path, run_dir: Path, data: dict) -> None:

@@ -197,7 +197,7 @@ def _tail_if_known(expr_dir: Path, path: Path, sealed: dict) -> _Rows | None:
             tail = fh.read()
             if _stat_key(os.fstat(fh.fileno())) != stat:
                 return None
-    except (OSError, TypeError):
+    except OSError:
         return None
     return _Rows(sealed["rows"], len(sealed["blocks"]), sealed["tail_at"], tail, sealed["head"])
 
@@ -296,16 +296,14 @@ def _known(expr_dir: Path, path: Path, stat: list[int], sealed: dict) -> bool:
         return True
     if ours is not None and ours[0] == stat and ours[1] == sealed and _settled(stat):
         return True
-    seal_mac = chain_hash.mac(chain_hash.canonical(sealed))
+    seal_mac = chain_hash.sign(sealed)
     try:
         record = json.loads(_trust_file(expr_dir).read_bytes())
     except (OSError, ValueError):
         return False
     if not isinstance(record, dict) or record.get("stat") != stat or record.get("seal") != seal_mac:
         return False
-    return digests.equal(
-        str(record.get("mac", "")), chain_hash.mac(chain_hash.canonical({"stat": stat, "seal": seal_mac}))
-    )
+    return chain_hash.signed({"stat": stat, "seal": seal_mac}, record.get("mac"))
 
 
 def appended(path: Path, fd: int) -> None:
@@ -320,10 +318,8 @@ def record_appended(expr_dir: Path, path: Path) -> None:
     stat, sealed = _appended.get(str(path), (None, {}))
     if not stat or _stat_of(path) != stat or not _settled(stat):
         return
-    body = {"stat": stat, "seal": chain_hash.mac(chain_hash.canonical(sealed))}
+    body = {"stat": stat, "seal": chain_hash.sign(sealed)}
     try:
-        atomic_write_json(
-            _trust_file(expr_dir), {**body, "mac": chain_hash.mac(chain_hash.canonical(body))}, durable=False
-        )
+        atomic_write_json(_trust_file(expr_dir), {**body, "mac": chain_hash.sign(body)}, durable=False)
     except OSError:
         pass
